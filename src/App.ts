@@ -1,0 +1,43 @@
+/**
+ * The whole gateway as one layer, and the pieces it is made of for apps that compose their own.
+ */
+import { NodeFileSystem, NodeHttpClient } from "@effect/platform-node"
+import { Effect, Layer, Redacted } from "effect"
+import * as Config from "./Config.js"
+import * as Lifecycle from "./Http/Lifecycle.js"
+import * as Server from "./Http/Server.js"
+import * as Logging from "./Logging.js"
+import * as Registry from "./Router/Registry.js"
+import * as Router from "./Router/Router.js"
+
+/** Warns loudly when the development default key is in use. */
+const defaultKeyWarning = Layer.effectDiscard(
+  Effect.flatMap(Config.ProxyConfig, (config) =>
+    config.usesDefaultKey
+      ? Effect.logWarning(
+          `INTERNAL_API_KEY is not set: using the development default "${Redacted.value(config.internalApiKey)}". ` +
+            "Anyone who knows it can use this gateway. Set INTERNAL_API_KEY (required with NODE_ENV=production)."
+        )
+      : Effect.void
+  )
+)
+
+/**
+ * The gateway serving on `HOST`:`PORT` with the given registry. Needs ProxyConfig and an HttpClient for the
+ * upstreams; provides nothing (launch it).
+ */
+export const serveWith = <E, R>(registry: Layer.Layer<Registry.ModelRegistry, E, R>) =>
+  Server.layer.pipe(
+    Layer.provide(Router.layer),
+    Layer.provide(registry),
+    Layer.provide(Lifecycle.layer),
+    Layer.provide(defaultKeyWarning),
+    Layer.provide(Logging.layer)
+  )
+
+/** The gateway as `npm start` runs it: settings from the environment, registry from `CONFIG_FILE` or built in. */
+export const layer = serveWith(Registry.layer).pipe(
+  Layer.provide(NodeHttpClient.layerUndici),
+  Layer.provide(NodeFileSystem.layer),
+  Layer.provide(Config.layer)
+)

@@ -1,0 +1,124 @@
+/**
+ * ProxyConfig: the gateway's settings, read once from the environment and validated. A bad value stops
+ * start-up with a message that names the variable.
+ */
+import { Config, ConfigError, Context, Effect, Either, Layer, LogLevel, Option, Redacted } from "effect"
+
+/** The key used when `INTERNAL_API_KEY` is unset; refused in production. */
+export const defaultInternalApiKey = "change-me-internal-key"
+
+/** The service's settings. `internalApiKey` is `Redacted` so it never reaches a log line. */
+export interface ProxySettings {
+  readonly internalApiKey: Redacted.Redacted<string>
+  /** True when `INTERNAL_API_KEY` was not set and the development default is in use. */
+  readonly usesDefaultKey: boolean
+  readonly logLevel: LogLevel.LogLevel
+  readonly logFormat: "json" | "pretty"
+  readonly port: number
+  readonly host: string
+  /** Path of the YAML/JSON model registry; without it the built-in registry serves `mock`. */
+  readonly configFile: Option.Option<string>
+  /** Request bodies larger than this are refused with 413 before they are read. */
+  readonly maxBodyBytes: number
+  /** How long in-flight requests may run after SIGTERM before they are ended. */
+  readonly shutdownGraceMs: number
+  /** Delay between the built-in mock model's tokens when streaming. */
+  readonly mockTokenDelayMs: number
+  readonly production: boolean
+}
+
+/** The gateway's validated settings, as a service. */
+export class ProxyConfig extends Context.Tag("llm-proxy/ProxyConfig")<ProxyConfig, ProxySettings>() {}
+
+const logLevelSpellings: Record<string, LogLevel.LogLevel> = {
+  all: LogLevel.All,
+  trace: LogLevel.Trace,
+  debug: LogLevel.Debug,
+  info: LogLevel.Info,
+  warn: LogLevel.Warning,
+  warning: LogLevel.Warning,
+  error: LogLevel.Error,
+  critical: LogLevel.Fatal,
+  fatal: LogLevel.Fatal,
+  none: LogLevel.None,
+  off: LogLevel.None
+}
+
+/** Parses `LOG_LEVEL` in the original service's spellings (DEBUG, INFO, WARNING, ERROR) and Effect's, any case. */
+export const parseLogLevel = (text: string): Either.Either<LogLevel.LogLevel, string> => {
+  const level = logLevelSpellings[text.trim().toLowerCase()]
+  return level === undefined
+    ? Either.left(`expected one of DEBUG, INFO, WARNING, ERROR (or ${Object.keys(logLevelSpellings).join(", ")}), got "${text}"`)
+    : Either.right(level)
+}
+
+const logLevel = Config.string("LOG_LEVEL").pipe(
+  Config.withDefault("INFO"),
+  Config.mapOrFail((text) =>
+    Either.mapLeft(parseLogLevel(text), (message) => ConfigError.InvalidData(["LOG_LEVEL"], message))
+  )
+)
+
+const integerInRange = (name: string, fallback: number, min: number, max: number) =>
+  Config.integer(name).pipe(
+    Config.withDefault(fallback),
+    Config.validate({
+      message: `${name} must be an integer from ${min} to ${max}`,
+      validation: (value: number) => value >= min && value <= max
+    })
+  )
+
+/** Reads and validates every setting from the current ConfigProvider (the environment by default). */
+export const loadSettings: Effect.Effect<ProxySettings, ConfigError.ConfigError> = Effect.gen(function* () {
+  const nodeEnv = yield* Config.string("NODE_ENV").pipe(Config.withDefault("development"))
+  const production = nodeEnv === "production"
+  const key = yield* Config.option(Config.redacted("INTERNAL_API_KEY"))
+  const usesDefaultKey = Option.isNone(key) || Redacted.value(key.value) === defaultInternalApiKey
+  if (Option.isSome(key) && Redacted.value(key.value).trim() === "") {
+    return yield* Effect.fail(ConfigError.InvalidData(["INTERNAL_API_KEY"], "INTERNAL_API_KEY is set but empty"))
+  }
+  if (production && usesDefaultKey) {
+    return yield* Effect.fail(
+      ConfigError.InvalidData(
+        ["INTERNAL_API_KEY"],
+        "INTERNAL_API_KEY must be set to a secret of your own when NODE_ENV=production (the development default is refused)"
+      )
+    )
+  }
+  const logFormat = yield* Config.literal("json", "pretty")("LOG_FORMAT").pipe(
+    Config.withDefault(production || !process.stdout.isTTY ? ("json" as const) : ("pretty" as const))
+  )
+  return {
+    internalApiKey: Option.getOrElse(key, () => Redacted.make(defaultInternalApiKey)),
+    usesDefaultKey,
+    logLevel: yield* logLevel,
+    logFormat,
+    port: yield* integerInRange("PORT", 8002, 0, 65535),
+    host: yield* Config.string("HOST").pipe(Config.withDefault("0.0.0.0")),
+    configFile: yield* Config.option(Config.nonEmptyString("CONFIG_FILE")),
+    maxBodyBytes: yield* integerInRange("MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    shutdownGraceMs: yield* integerInRange("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000),
+    mockTokenDelayMs: yield* integerInRange("MOCK_TOKEN_DELAY_MS", 0, 0, 60_000),
+    production
+  }
+})
+
+/** Settings from the environment. */
+export const layer: Layer.Layer<ProxyConfig, ConfigError.ConfigError> = Layer.effect(ProxyConfig, loadSettings)
+
+/** Fixed settings for tests and embedding apps; unspecified fields take the defaults. */
+export const layerTest = (overrides: Partial<ProxySettings> = {}): Layer.Layer<ProxyConfig> =>
+  Layer.succeed(ProxyConfig, {
+    internalApiKey: Redacted.make("test-internal-key"),
+    usesDefaultKey: false,
+    logLevel: LogLevel.Warning,
+    logFormat: "json",
+    port: 0,
+    host: "127.0.0.1",
+    configFile: Option.none(),
+    maxBodyBytes: 4 * 1024 * 1024,
+    shutdownGraceMs: 10_000,
+    mockTokenDelayMs: 0,
+    production: false,
+    ...overrides
+  })

@@ -1,0 +1,128 @@
+/**
+ * The HTTP contract: endpoints with their Schema types, grouped as health, models and chat. Handlers live in
+ * Handlers.ts; this file is what the OpenAPI document is generated from.
+ */
+import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import { Schema } from "effect"
+import { ChatCompletion, ChatCompletionRequest, ErrorBody, Model, ModelList } from "../OpenAi/Schemas.js"
+import { Authentication } from "./Auth.js"
+
+/** `GET /health`. */
+export const HealthStatus = Schema.Struct({
+  status: Schema.Literal("ok", "draining"),
+  uptime_seconds: Schema.Number
+}).annotations({ identifier: "HealthStatus" })
+
+/** The original service's `GET /v1/llm/models` shape. */
+export const LlmModelList = Schema.Struct({
+  models: Schema.Array(Schema.Struct({ id: Schema.String, provider: Schema.String, deployments: Schema.Int }))
+}).annotations({ identifier: "LlmModelList" })
+
+const errorAt = (status: number, description: string) =>
+  Schema.Struct(ErrorBody.fields).annotations({ ...HttpApiSchema.annotations({ status }), description })
+
+const InvalidRequestError = errorAt(400, "Invalid request: schema violation or malformed JSON (param names the field)")
+const NotFoundError = errorAt(404, "Unknown model")
+const TooLargeError = errorAt(413, "Request body over MAX_BODY_BYTES")
+const RateLimitError = errorAt(429, "Upstream rate limit or quota, after retries (Retry-After set)")
+const BadGatewayError = errorAt(502, "Upstream failed, refused the gateway's credentials or answered malformed data")
+const UnavailableError = errorAt(503, "Upstream unavailable, or the gateway is shutting down")
+const TimeoutError = errorAt(504, "Upstream did not answer within the deadline")
+
+export class HealthGroup extends HttpApiGroup.make("health").add(
+  HttpApiEndpoint.get("health", "/health").addSuccess(HealthStatus)
+) {}
+
+export class ModelsGroup extends HttpApiGroup.make("models")
+  .add(HttpApiEndpoint.get("list", "/v1/models").addSuccess(ModelList))
+  .add(
+    HttpApiEndpoint.get("retrieve", "/v1/models/:model")
+      .setPath(Schema.Struct({ model: Schema.String }))
+      .addSuccess(Model)
+      .addError(NotFoundError)
+  )
+  .add(HttpApiEndpoint.get("llmModels", "/v1/llm/models").addSuccess(LlmModelList))
+  .middleware(Authentication) {}
+
+export class ChatGroup extends HttpApiGroup.make("chat")
+  .add(
+    HttpApiEndpoint.post("create", "/v1/chat/completions")
+      .setPayload(ChatCompletionRequest)
+      .addSuccess(ChatCompletion)
+      .addError(InvalidRequestError)
+      .addError(NotFoundError)
+      .addError(TooLargeError)
+      .addError(RateLimitError)
+      .addError(BadGatewayError)
+      .addError(UnavailableError)
+      .addError(TimeoutError)
+      .annotate(
+        OpenApi.Description,
+        "Creates a chat completion. With `stream: true` the answer is `text/event-stream`: `data: <chat.completion.chunk>` frames ending with `data: [DONE]`."
+      )
+  )
+  .middleware(Authentication) {}
+
+const eventStreamDoc = {
+  schema: {
+    type: "string",
+    description:
+      "Server-sent events: `data: <ChatCompletionChunk JSON>` frames, then `data: [DONE]`. A failure after the first frame is one `data: {\"error\":{...}}` frame and no [DONE]."
+  }
+}
+
+type JsonObject = Record<string, unknown>
+const asObject = (value: unknown): JsonObject | undefined =>
+  typeof value === "object" && value !== null ? (value as JsonObject) : undefined
+
+/**
+ * Makes the generated document true to the wire: the chat endpoint also answers `text/event-stream`, and a 400
+ * is always OpenAI's envelope (the framework's own decode-error schema is never sent).
+ */
+export const fixOpenApi = (spec: JsonObject): JsonObject => {
+  const paths = asObject(spec["paths"]) ?? {}
+  for (const path of Object.values(paths)) {
+    for (const operation of Object.values(asObject(path) ?? {})) {
+      const responses = asObject(asObject(operation)?.["responses"]) ?? {}
+      const badRequest = asObject(responses["400"])
+      const content = asObject(badRequest?.["content"])
+      if (content !== undefined) content["application/json"] = { schema: { $ref: "#/components/schemas/ErrorResponse" } }
+    }
+  }
+  const chat = asObject(asObject(asObject(paths["/v1/chat/completions"])?.["post"])?.["responses"])
+  const ok = asObject(asObject(chat?.["200"])?.["content"])
+  if (ok !== undefined) ok["text/event-stream"] = eventStreamDoc
+  const schemas = asObject(asObject(spec["components"])?.["schemas"])
+  if (schemas !== undefined) {
+    schemas["ErrorResponse"] = JSONSchemaOfErrorBody
+    delete schemas["HttpApiDecodeError"]
+    delete schemas["Issue"]
+  }
+  return spec
+}
+
+const JSONSchemaOfErrorBody = {
+  type: "object",
+  required: ["error"],
+  properties: {
+    error: {
+      type: "object",
+      required: ["message", "type", "param", "code"],
+      properties: {
+        message: { type: "string" },
+        type: { type: "string" },
+        param: { type: ["string", "null"] },
+        code: { type: ["string", "null"] }
+      }
+    }
+  }
+}
+
+/** The whole API. */
+export class Api extends HttpApi.make("llm-proxy")
+  .add(HealthGroup)
+  .add(ModelsGroup)
+  .add(ChatGroup)
+  .annotate(OpenApi.Title, "llm-proxy")
+  .annotate(OpenApi.Description, "OpenAI-compatible LLM gateway")
+  .annotate(OpenApi.Transform, fixOpenApi) {}

@@ -1,0 +1,97 @@
+/**
+ * Handlers for the Api groups. Chat answers JSON for `stream: false` and SSE for `stream: true` by returning an
+ * `HttpServerResponse` itself; failures are rendered through the error table.
+ */
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { Deferred, Effect, Layer } from "effect"
+import { ModelNotFound, ShuttingDown } from "../Errors.js"
+import { ModelRegistry } from "../Router/Registry.js"
+import type { RegisteredModel } from "../Router/Registry.js"
+import { Router } from "../Router/Router.js"
+import type { Served } from "../Router/Router.js"
+import type { ChatCompletionRequest, Model } from "../OpenAi/Schemas.js"
+import { Api } from "./Api.js"
+import { errorResponse } from "./Errors.js"
+import { Lifecycle } from "./Lifecycle.js"
+import { sseHeaders, toSseBody } from "./Sse.js"
+
+const toModel = (model: RegisteredModel, created: number): Model => ({
+  id: model.name,
+  object: "model",
+  created,
+  owned_by: model.ownedBy
+})
+
+/** Response headers that say which deployment served and after how many upstream calls. */
+const routingHeaders = (served: Served): Record<string, string> => ({
+  "x-llm-proxy-model": served.deployment.name,
+  "x-llm-proxy-provider": String(served.deployment.providerKind),
+  "x-llm-proxy-attempts": String(served.attempts)
+})
+
+export const HealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>
+  Effect.map(Lifecycle, (lifecycle) =>
+    handlers.handle("health", () =>
+      Effect.sync(() => ({
+        status: lifecycle.isDraining() ? ("draining" as const) : ("ok" as const),
+        uptime_seconds: Math.round((Date.now() - lifecycle.startedAt) / 1000)
+      }))
+    )
+  )
+)
+
+export const ModelsLive = HttpApiBuilder.group(Api, "models", (handlers) =>
+  Effect.map(ModelRegistry, (registry) => {
+    const list = { object: "list" as const, data: registry.models.map((model) => toModel(model, registry.loadedAt)) }
+    const llmModels = {
+      models: registry.models.map((model) => ({
+        id: model.name,
+        provider: String(model.deployments[0]?.providerKind ?? "custom"),
+        deployments: model.deployments.length
+      }))
+    }
+    return handlers
+      .handle("list", () => Effect.succeed(list))
+      .handle("llmModels", () => Effect.succeed(llmModels))
+      .handle("retrieve", ({ path }) => {
+        const model = registry.lookup(path.model)
+        return model === undefined
+          ? Effect.succeed(errorResponse(new ModelNotFound({ model: path.model })))
+          : Effect.succeed(toModel(model, registry.loadedAt))
+      })
+  })
+)
+
+export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
+  Effect.gen(function* () {
+    const router = yield* Router
+    const lifecycle = yield* Lifecycle
+    const terminated = Effect.as(Deferred.await(lifecycle.terminated), new ShuttingDown())
+
+    const streamed = (request: ChatCompletionRequest) =>
+      Effect.map(router.stream(request), (routed) =>
+        HttpServerResponse.stream(
+          toSseBody(routed.chunks, { includeUsage: request.stream_options?.include_usage === true, terminate: terminated }),
+          { contentType: "text/event-stream", headers: { ...sseHeaders, ...routingHeaders(routed) } }
+        )
+      )
+
+    const completed = (request: ChatCompletionRequest) =>
+      Effect.map(router.complete(request), (routed) =>
+        HttpServerResponse.text(JSON.stringify(routed.completion), {
+          contentType: "application/json",
+          headers: routingHeaders(routed)
+        })
+      )
+
+    return handlers.handle("create", ({ payload }) =>
+      (payload.stream === true ? streamed(payload) : completed(payload)).pipe(
+        Effect.raceFirst(Effect.flatMap(terminated, Effect.fail)),
+        Effect.catchAll((error) => Effect.succeed(errorResponse(error)))
+      )
+    )
+  })
+)
+
+/** Every group's handlers. */
+export const layer = Layer.mergeAll(HealthLive, ModelsLive, ChatLive)

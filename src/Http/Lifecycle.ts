@@ -1,0 +1,81 @@
+/**
+ * Lifecycle: the Node HTTP server, the count of requests in flight, and graceful shutdown. On SIGTERM the
+ * server stops accepting, in-flight requests get `SHUTDOWN_GRACE_MS` to finish, and whatever remains is then
+ * ended with a terminal error (an SSE error frame, or a 503).
+ */
+import { Context, Deferred, Effect, Layer } from "effect"
+import { createServer } from "node:http"
+import type { Server } from "node:http"
+import { ProxyConfig } from "../Config.js"
+
+/** The server's lifecycle state, shared by the edge middleware, the chat handler and the drain finalizer. */
+export interface LifecycleState {
+  readonly server: Server
+  readonly isDraining: () => boolean
+  readonly inFlight: () => number
+  /** Completes when the grace period is over: remaining requests must end now. */
+  readonly terminated: Deferred.Deferred<void>
+  readonly startedAt: number
+}
+
+/** The running server's lifecycle. */
+export class Lifecycle extends Context.Tag("llm-proxy/Lifecycle")<Lifecycle, LifecycleState & { readonly startDraining: () => void }>() {}
+
+/** Creates the (not yet listening) Node server and starts counting its requests. */
+export const layer: Layer.Layer<Lifecycle> = Layer.effect(
+  Lifecycle,
+  Effect.gen(function* () {
+    const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 })
+    let inFlight = 0
+    let draining = false
+    server.on("request", (_request, response) => {
+      inFlight++
+      response.once("close", () => inFlight--)
+    })
+    return {
+      server,
+      isDraining: () => draining,
+      inFlight: () => inFlight,
+      terminated: yield* Deferred.make<void>(),
+      startedAt: Date.now(),
+      startDraining: () => {
+        draining = true
+      }
+    }
+  })
+)
+
+const waitUntilIdle = (lifecycle: LifecycleState, deadline: number) =>
+  Effect.gen(function* () {
+    while (lifecycle.inFlight() > 0 && Date.now() < deadline) yield* Effect.sleep(20)
+  })
+
+/** Time the ended requests get to flush their terminal frame or 503 before sockets are destroyed. */
+const flushMs = 500
+
+/**
+ * Drains on scope close: stop accepting, wait up to the grace period, end the rest, close every socket.
+ * Build it on top of the serving layer so that it runs before the server's own finalizers.
+ */
+export const drainOnShutdown: Layer.Layer<never, never, Lifecycle | ProxyConfig> = Layer.scopedDiscard(
+  Effect.gen(function* () {
+    const lifecycle = yield* Lifecycle
+    const { shutdownGraceMs } = yield* ProxyConfig
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        lifecycle.startDraining()
+        lifecycle.server.close()
+        yield* Effect.logInfo("draining").pipe(Effect.annotateLogs({ inFlight: lifecycle.inFlight(), graceMs: shutdownGraceMs }))
+        yield* waitUntilIdle(lifecycle, Date.now() + shutdownGraceMs)
+        if (lifecycle.inFlight() > 0) {
+          yield* Effect.logWarning("grace period over, ending remaining requests").pipe(
+            Effect.annotateLogs({ inFlight: lifecycle.inFlight() })
+          )
+          yield* Deferred.succeed(lifecycle.terminated, undefined)
+          yield* waitUntilIdle(lifecycle, Date.now() + flushMs)
+        }
+        lifecycle.server.closeAllConnections()
+      })
+    )
+  })
+)

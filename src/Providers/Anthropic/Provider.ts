@@ -1,0 +1,83 @@
+/**
+ * The Anthropic Messages API as a `Provider`: translate, `POST /v1/messages`, translate back.
+ */
+import { HttpClient } from "@effect/platform"
+import { Clock, Effect, Option, Redacted, Stream } from "effect"
+import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
+import type { Provider, UpstreamTarget } from "../Provider.js"
+import { parseEventJson, postJson, readJson, sseEvents } from "../Upstream.js"
+import * as StreamTranslate from "./StreamTranslate.js"
+import {
+  decodeAnthropicMessage,
+  fromAnthropicMessage,
+  providerName,
+  responseFormatToolName,
+  toAnthropicRequest
+} from "./Translate.js"
+import type { CompletionContext } from "./Translate.js"
+
+/** Anthropic's API root, as its SDK spells it (without `/v1`). */
+export const defaultBaseUrl = "https://api.anthropic.com"
+
+const anthropicVersion = "2023-06-01"
+
+/**
+ * Builds a provider for one Anthropic deployment. `defaultMaxTokens` (4096 unless given) fills Anthropic's
+ * required `max_tokens` when the request sets neither `max_completion_tokens` nor `max_tokens`.
+ */
+export const make = (
+  target: UpstreamTarget,
+  options?: { readonly defaultMaxTokens?: number }
+): Effect.Effect<Provider, never, HttpClient.HttpClient> =>
+  Effect.gen(function* () {
+    const client = yield* HttpClient.HttpClient
+    const translateOptions = { defaultMaxTokens: options?.defaultMaxTokens ?? 4096 }
+    const url = `${target.baseUrl.replace(/\/+$/, "")}/v1/messages`
+    const headers: Record<string, string> = {
+      "anthropic-version": anthropicVersion,
+      ...target.headers,
+      "content-type": "application/json",
+      ...(target.apiKey !== undefined ? { "x-api-key": Redacted.value(target.apiKey) } : {})
+    }
+
+    const context = (request: ChatCompletionRequest) =>
+      Effect.map(
+        Clock.currentTimeMillis,
+        (millis): CompletionContext => ({
+          id: `chatcmpl-${crypto.randomUUID()}`,
+          created: Math.floor(millis / 1000),
+          model: request.model,
+          responseFormatTool: responseFormatToolName(request)
+        })
+      )
+
+    const complete: Provider["complete"] = (request) =>
+      Effect.gen(function* () {
+        const body = yield* toAnthropicRequest(request, translateOptions)
+        const response = yield* postJson(client, providerName, url, headers, body)
+        const message = yield* Effect.flatMap(readJson(providerName, response), decodeAnthropicMessage)
+        return fromAnthropicMessage(message, yield* context(request))
+      }).pipe(Effect.withSpan("Anthropic.complete"))
+
+    const stream: Provider["stream"] = (request) =>
+      Stream.unwrap(
+        Effect.gen(function* () {
+          const body = yield* toAnthropicRequest(request, translateOptions)
+          const ctx = yield* context(request)
+          const response = yield* postJson(client, providerName, url, headers, { ...body, stream: true })
+          return sseEvents(providerName, response).pipe(
+            Stream.mapEffect((event) =>
+              Effect.map(parseEventJson(providerName, event.data), (data) => Option.some({ event: event.event, data }))
+            ),
+            // A final None lets the machine tell a finished message from a body that broke off.
+            Stream.concat(Stream.succeed(Option.none<StreamTranslate.AnthropicStreamEvent>())),
+            Stream.mapAccumEffect(StreamTranslate.initialState(ctx), (state, event) =>
+              Option.isSome(event) ? StreamTranslate.step(state, event.value) : StreamTranslate.finish(state)
+            ),
+            Stream.flattenIterables
+          )
+        })
+      )
+
+    return { complete, stream }
+  })

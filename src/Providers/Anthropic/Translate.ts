@@ -1,0 +1,452 @@
+/**
+ * Pure translation between OpenAI's chat-completions dialect and Anthropic's Messages API.
+ *
+ * `response_format: json_schema` has no universally available Anthropic counterpart, so it becomes a tool named
+ * after the schema that the model must call; that call's input is handed back as the message CONTENT (a JSON
+ * string) with finish_reason "stop", never as a tool call. `json_object` becomes a system-prompt instruction.
+ */
+import { Either, Schema } from "effect"
+import type {
+  ChatCompletion,
+  ChatCompletionRequest,
+  ChatMessage,
+  FinishReason,
+  ToolCall,
+  Usage,
+  UserContentPart
+} from "../../OpenAi/Schemas.js"
+import { ProviderError } from "../Provider.js"
+import { malformed } from "../Upstream.js"
+
+/** The provider kind reported in every `ProviderError` of this dialect. */
+export const providerName = "anthropic"
+
+// ---------------------------------------------------------------------------------------------------------------
+// Request
+// ---------------------------------------------------------------------------------------------------------------
+
+export interface AnthropicTextBlock {
+  readonly type: "text"
+  readonly text: string
+}
+
+export type AnthropicSource =
+  | { readonly type: "url"; readonly url: string }
+  | { readonly type: "base64"; readonly media_type: string; readonly data: string }
+
+export interface AnthropicImageBlock {
+  readonly type: "image"
+  readonly source: AnthropicSource
+}
+
+export interface AnthropicDocumentBlock {
+  readonly type: "document"
+  readonly source: AnthropicSource
+  readonly title?: string
+}
+
+export interface AnthropicToolUseBlock {
+  readonly type: "tool_use"
+  readonly id: string
+  readonly name: string
+  readonly input: Readonly<Record<string, unknown>>
+}
+
+export interface AnthropicToolResultBlock {
+  readonly type: "tool_result"
+  readonly tool_use_id: string
+  readonly content: string | ReadonlyArray<AnthropicTextBlock>
+}
+
+export type AnthropicContentBlock =
+  | AnthropicTextBlock
+  | AnthropicImageBlock
+  | AnthropicDocumentBlock
+  | AnthropicToolUseBlock
+  | AnthropicToolResultBlock
+
+export interface AnthropicMessageParam {
+  readonly role: "user" | "assistant"
+  readonly content: ReadonlyArray<AnthropicContentBlock>
+}
+
+export interface AnthropicTool {
+  readonly name: string
+  readonly description?: string
+  readonly input_schema: Readonly<Record<string, unknown>>
+}
+
+export type AnthropicToolChoice =
+  | { readonly type: "none" }
+  | { readonly type: "auto" | "any"; readonly disable_parallel_tool_use?: boolean }
+  | { readonly type: "tool"; readonly name: string; readonly disable_parallel_tool_use?: boolean }
+
+/** The body of `POST /v1/messages`. */
+export interface AnthropicRequestBody {
+  readonly model: string
+  readonly messages: ReadonlyArray<AnthropicMessageParam>
+  readonly max_tokens: number
+  readonly system?: string
+  readonly temperature?: number
+  readonly top_p?: number
+  readonly top_k?: number
+  readonly stop_sequences?: ReadonlyArray<string>
+  readonly metadata?: { readonly user_id: string }
+  readonly tools?: ReadonlyArray<AnthropicTool>
+  readonly tool_choice?: AnthropicToolChoice
+  readonly stream?: boolean
+}
+
+const invalidRequest = (message: string, param: string): ProviderError =>
+  new ProviderError({ reason: "InvalidRequest", message, provider: providerName, param })
+
+const jsonObjectInstruction = "Respond with a single valid JSON object and nothing else."
+
+/** The name of the tool standing in for `response_format: json_schema`, when the request asks for one. */
+export const responseFormatToolName = (request: ChatCompletionRequest): string | undefined =>
+  request.response_format?.type === "json_schema" ? request.response_format.json_schema.name : undefined
+
+const textOf = (content: string | ReadonlyArray<{ readonly text: string }>): string =>
+  typeof content === "string" ? content : content.map((part) => part.text).join("\n")
+
+const textBlocks = (text: string): Array<AnthropicContentBlock> => (text.length > 0 ? [{ type: "text", text }] : [])
+
+const dataUrlPattern = /^data:([^;,]+)(?:;[^,]*)?;base64,(.*)$/s
+
+/** `data:<media>;base64,<data>` → a base64 source; any other URL → a URL source. */
+const sourceFromUrl = (url: string, param: string): Either.Either<AnthropicSource, ProviderError> => {
+  if (!url.startsWith("data:")) return Either.right({ type: "url", url })
+  const match = dataUrlPattern.exec(url)
+  return match?.[1] !== undefined && match[2] !== undefined
+    ? Either.right({ type: "base64", media_type: match[1], data: match[2] })
+    : Either.left(invalidRequest("Only base64 data: URLs are supported by the anthropic upstream", param))
+}
+
+const userPart = (part: UserContentPart, param: string): Either.Either<Array<AnthropicContentBlock>, ProviderError> => {
+  switch (part.type) {
+    case "text":
+      return Either.right(textBlocks(part.text))
+    case "image_url":
+      return Either.map(sourceFromUrl(part.image_url.url, `${param}.image_url.url`), (source) => [
+        { type: "image", source }
+      ])
+    case "file": {
+      const data = part.file.file_data
+      if (data === undefined) {
+        return Either.left(invalidRequest("The anthropic upstream accepts files only as inline file_data", param))
+      }
+      // OpenAI sends file_data either as a data: URL or as bare base64 (then PDF is the only document type it takes).
+      const source = data.startsWith("data:")
+        ? sourceFromUrl(data, `${param}.file.file_data`)
+        : Either.right<AnthropicSource>({ type: "base64", media_type: "application/pdf", data })
+      return Either.map(source, (source) => [
+        part.file.filename === undefined
+          ? { type: "document", source }
+          : { type: "document", source, title: part.file.filename }
+      ])
+    }
+    case "input_audio":
+      return Either.left(invalidRequest("The anthropic upstream does not accept audio input", param))
+  }
+}
+
+const parseArguments = (
+  call: ToolCall,
+  param: string
+): Either.Either<Readonly<Record<string, unknown>>, ProviderError> => {
+  const raw = call.function.arguments
+  // Some clients send "" for a call without arguments; Anthropic wants an object either way.
+  if (raw.trim().length === 0) return Either.right({})
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(raw)
+  } catch {
+    return Either.left(invalidRequest(`Tool call ${call.id} has arguments that are not valid JSON`, param))
+  }
+  return typeof parsed === "object" && parsed !== null && !Array.isArray(parsed)
+    ? Either.right(parsed as Record<string, unknown>)
+    : Either.left(invalidRequest(`Tool call ${call.id} has arguments that are not a JSON object`, param))
+}
+
+/** One OpenAI message as Anthropic blocks of a user or assistant turn; system messages never get here. */
+const blocksOf = (
+  message: Exclude<ChatMessage, { readonly role: "system" | "developer" }>,
+  param: string
+): Either.Either<AnthropicMessageParam, ProviderError> => {
+  switch (message.role) {
+    case "user":
+      if (typeof message.content === "string") {
+        return Either.right({ role: "user", content: textBlocks(message.content) })
+      }
+      return Either.map(
+        Either.all(message.content.map((part, i) => userPart(part, `${param}.content[${i}]`))),
+        (blocks) => ({ role: "user", content: blocks.flat() })
+      )
+    case "assistant": {
+      const content = message.content ?? []
+      const text: Array<AnthropicContentBlock> =
+        typeof content === "string"
+          ? textBlocks(content)
+          : content.flatMap((part) => textBlocks(part.type === "text" ? part.text : part.refusal))
+      const calls = (message.tool_calls ?? []).map((call, i) =>
+        Either.map(
+          parseArguments(call, `${param}.tool_calls[${i}].function.arguments`),
+          (input): AnthropicContentBlock => ({ type: "tool_use", id: call.id, name: call.function.name, input })
+        )
+      )
+      return Either.map(Either.all(calls), (toolUses) => ({ role: "assistant", content: [...text, ...toolUses] }))
+    }
+    case "tool":
+      return Either.right({
+        role: "user",
+        content: [
+          {
+            type: "tool_result",
+            tool_use_id: message.tool_call_id,
+            content:
+              typeof message.content === "string"
+                ? message.content
+                : message.content.map((part): AnthropicTextBlock => ({ type: "text", text: part.text }))
+          }
+        ]
+      })
+  }
+}
+
+/**
+ * Anthropic wants strictly alternating turns, and tool results first within a user turn: consecutive same-role
+ * messages are merged into one turn, and turns left without content are dropped.
+ */
+const alternate = (turns: ReadonlyArray<AnthropicMessageParam>): Array<AnthropicMessageParam> => {
+  const merged: Array<{ role: "user" | "assistant"; content: Array<AnthropicContentBlock> }> = []
+  for (const turn of turns) {
+    if (turn.content.length === 0) continue
+    const last = merged[merged.length - 1]
+    if (last !== undefined && last.role === turn.role) last.content.push(...turn.content)
+    else merged.push({ role: turn.role, content: [...turn.content] })
+  }
+  return merged.map((turn) =>
+    turn.role === "user"
+      ? {
+          role: "user",
+          content: [
+            ...turn.content.filter((block) => block.type === "tool_result"),
+            ...turn.content.filter((block) => block.type !== "tool_result")
+          ]
+        }
+      : turn
+  )
+}
+
+const toolChoiceOf = (
+  request: ChatCompletionRequest,
+  answerTool: string | undefined
+): AnthropicToolChoice | undefined => {
+  const parallel = request.parallel_tool_calls === false ? { disable_parallel_tool_use: true } : {}
+  const userTools = (request.tools ?? []).length > 0
+  if (answerTool !== undefined) {
+    // With tools of its own the model may still call them; otherwise it must answer through the schema tool.
+    return userTools && request.tool_choice !== "none"
+      ? { type: "any", ...parallel }
+      : { type: "tool", name: answerTool, ...parallel }
+  }
+  if (!userTools) return undefined
+  const choice = request.tool_choice
+  if (choice === "none") return { type: "none" }
+  if (choice === "required") return { type: "any", ...parallel }
+  if (typeof choice === "object") return { type: "tool", name: choice.function.name, ...parallel }
+  return choice === "auto" || request.parallel_tool_calls === false ? { type: "auto", ...parallel } : undefined
+}
+
+const toolsOf = (request: ChatCompletionRequest): Array<AnthropicTool> => {
+  const tools: Array<AnthropicTool> = (request.tools ?? []).map((tool) => {
+    const input_schema = { type: "object", ...(tool.function.parameters ?? { properties: {} }) }
+    return tool.function.description === undefined
+      ? { name: tool.function.name, input_schema }
+      : { name: tool.function.name, description: tool.function.description, input_schema }
+  })
+  const format = request.response_format
+  if (format?.type === "json_schema") {
+    tools.push({
+      name: format.json_schema.name,
+      description:
+        format.json_schema.description ??
+        "Give your final answer by calling this tool; its input is the answer, in the required JSON shape.",
+      input_schema: { type: "object", ...format.json_schema.schema }
+    })
+  }
+  return tools
+}
+
+/**
+ * Translates an OpenAI chat request into an Anthropic Messages request body (without `stream`).
+ *
+ * Fails with a `ProviderError` of reason `InvalidRequest` (with `param` pointing at the culprit) for what Anthropic
+ * cannot express: tool-call arguments that are not a JSON object, audio input, files by id, non-base64 data URLs
+ * and `n` > 1. `logprobs`, penalties, `seed` and `logit_bias` have no Anthropic counterpart and are dropped; of the
+ * unknown extra fields only `top_k` is forwarded.
+ */
+export const toAnthropicRequest = (
+  request: ChatCompletionRequest,
+  options: { readonly defaultMaxTokens: number }
+): Either.Either<AnthropicRequestBody, ProviderError> => {
+  if (request.n !== undefined && request.n !== null && request.n > 1) {
+    return Either.left(invalidRequest("The anthropic upstream returns a single choice; n must be 1", "n"))
+  }
+  const system: Array<string> = []
+  const turns: Array<Either.Either<AnthropicMessageParam, ProviderError>> = []
+  request.messages.forEach((message, i) => {
+    if (message.role === "system" || message.role === "developer") system.push(textOf(message.content))
+    else turns.push(blocksOf(message, `messages[${i}]`))
+  })
+  if (request.response_format?.type === "json_object") system.push(jsonObjectInstruction)
+
+  return Either.map(Either.all(turns), (params) => {
+    const answerTool = responseFormatToolName(request)
+    const tools = toolsOf(request)
+    const toolChoice = toolChoiceOf(request, answerTool)
+    const systemText = system.filter((text) => text.length > 0).join("\n\n")
+    const extras: Readonly<Record<string, unknown>> = request
+    const topK = extras["top_k"]
+    const stop = request.stop
+    return {
+      model: request.model,
+      messages: alternate(params),
+      max_tokens: request.max_completion_tokens ?? request.max_tokens ?? options.defaultMaxTokens,
+      ...(systemText.length > 0 ? { system: systemText } : {}),
+      // OpenAI's temperature runs 0–2, Anthropic's 0–1.
+      ...(typeof request.temperature === "number" ? { temperature: Math.min(1, Math.max(0, request.temperature)) } : {}),
+      ...(typeof request.top_p === "number" ? { top_p: request.top_p } : {}),
+      ...(typeof topK === "number" ? { top_k: topK } : {}),
+      ...(stop === undefined || stop === null ? {} : { stop_sequences: typeof stop === "string" ? [stop] : stop }),
+      ...(request.user !== undefined ? { metadata: { user_id: request.user } } : {}),
+      ...(tools.length > 0 ? { tools } : {}),
+      ...(toolChoice !== undefined ? { tool_choice: toolChoice } : {})
+    }
+  })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Response
+// ---------------------------------------------------------------------------------------------------------------
+
+/** Anthropic's token accounting; cache fields are absent or null on older models. */
+export const AnthropicUsage = Schema.Struct({
+  input_tokens: Schema.Number,
+  output_tokens: Schema.Number,
+  cache_creation_input_tokens: Schema.optional(Schema.NullOr(Schema.Number)),
+  cache_read_input_tokens: Schema.optional(Schema.NullOr(Schema.Number))
+})
+export type AnthropicUsage = typeof AnthropicUsage.Type
+
+export const AnthropicTextContent = Schema.Struct({ type: Schema.Literal("text"), text: Schema.String })
+export const AnthropicToolUseContent = Schema.Struct({
+  type: Schema.Literal("tool_use"),
+  id: Schema.String,
+  name: Schema.String,
+  input: Schema.Unknown
+})
+/** Thinking, server tools, citations and whatever comes next: carried, never shown. */
+const OtherContent = Schema.Struct({
+  type: Schema.String.pipe(Schema.filter((type) => type !== "text" && type !== "tool_use"))
+})
+
+/** A non-streamed Messages API response (only the fields the translation reads). */
+export const AnthropicMessage = Schema.Struct({
+  id: Schema.String,
+  type: Schema.Literal("message"),
+  role: Schema.Literal("assistant"),
+  content: Schema.Array(Schema.Union(AnthropicTextContent, AnthropicToolUseContent, OtherContent)),
+  stop_reason: Schema.NullOr(Schema.String),
+  usage: AnthropicUsage
+})
+export type AnthropicMessage = typeof AnthropicMessage.Type
+
+const decodeMessage = Schema.decodeUnknownEither(AnthropicMessage)
+const isText = Schema.is(AnthropicTextContent)
+const isToolUse = Schema.is(AnthropicToolUseContent)
+
+/** Checks an upstream body against the Messages response shape; anything else is `MalformedResponse`. */
+export const decodeAnthropicMessage = (body: unknown): Either.Either<AnthropicMessage, ProviderError> =>
+  Either.mapLeft(decodeMessage(body), () => malformed(providerName, "a body that is not a Messages API response"))
+
+/** Anthropic's `stop_reason` → OpenAI's `finish_reason`. Unknown reasons read as a normal stop. */
+export const finishReasonFor = (stopReason: string | null | undefined): FinishReason => {
+  switch (stopReason) {
+    case "max_tokens":
+    case "model_context_window_exceeded":
+      return "length"
+    case "tool_use":
+      return "tool_calls"
+    case "refusal":
+      return "content_filter"
+    default:
+      return "stop"
+  }
+}
+
+/** Anthropic's usage → OpenAI's: cached and cache-creating input both count as prompt tokens. */
+export const usageFrom = (usage: AnthropicUsage): Usage => {
+  const cacheRead = usage.cache_read_input_tokens ?? 0
+  const prompt = usage.input_tokens + cacheRead + (usage.cache_creation_input_tokens ?? 0)
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: usage.output_tokens,
+    total_tokens: prompt + usage.output_tokens,
+    prompt_tokens_details: { cached_tokens: cacheRead }
+  }
+}
+
+/** What a translated response reports besides the upstream's own data. */
+export interface CompletionContext {
+  readonly id: string
+  /** Unix seconds. */
+  readonly created: number
+  readonly model: string
+  /** The tool standing in for `response_format: json_schema` (see `responseFormatToolName`). */
+  readonly responseFormatTool?: string | undefined
+}
+
+/**
+ * Translates a Messages API response into a `chat.completion`: text blocks joined into `content`, `tool_use`
+ * blocks as `tool_calls`, thinking and other blocks dropped. A call to the response-format tool becomes the
+ * content instead, with finish_reason "stop" unless the model also called real tools.
+ */
+export const fromAnthropicMessage = (message: AnthropicMessage, ctx: CompletionContext): ChatCompletion => {
+  const texts: Array<string> = []
+  const toolCalls: Array<ToolCall> = []
+  let answer: string | undefined
+  for (const block of message.content) {
+    if (isText(block)) texts.push(block.text)
+    else if (isToolUse(block) && block.name === ctx.responseFormatTool && answer === undefined) {
+      answer = JSON.stringify(block.input ?? {})
+    } else if (isToolUse(block)) {
+      toolCalls.push({
+        id: block.id,
+        type: "function",
+        function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) }
+      })
+    }
+  }
+  const finishReason = finishReasonFor(message.stop_reason)
+  return {
+    id: ctx.id,
+    object: "chat.completion",
+    created: ctx.created,
+    model: ctx.model,
+    choices: [
+      {
+        index: 0,
+        message: {
+          role: "assistant",
+          // Any text beside the answer would make the content invalid JSON.
+          content: answer ?? (texts.length > 0 ? texts.join("") : null),
+          ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {})
+        },
+        finish_reason: finishReason === "tool_calls" && toolCalls.length === 0 ? "stop" : finishReason,
+        logprobs: null
+      }
+    ],
+    usage: usageFrom(message.usage)
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * OpenAI and every OpenAI-compatible server (vLLM, Ollama, OpenRouter, Groq, LM Studio…): a pass-through.
+ * Unknown request and response fields survive both ways; only the upstream key is added.
+ */
+import { HttpClient } from "@effect/platform"
+import { Effect, Redacted, Stream } from "effect"
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../../OpenAi/Schemas.js"
+import { ProviderError } from "../Provider.js"
+import type { Provider, UpstreamTarget } from "../Provider.js"
+import { malformed, parseErrorBody, parseEventJson, postJson, readJson, reasonForStatus, sseEvents } from "../Upstream.js"
+
+export const defaultBaseUrl = "https://api.openai.com/v1"
+const provider = "openai"
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null
+
+const isCompletion = (value: unknown): value is ChatCompletion => isObject(value) && Array.isArray(value["choices"])
+
+const isChunk = (value: unknown): value is ChatCompletionChunk => isObject(value) && Array.isArray(value["choices"])
+
+/** An `{"error":{...}}` payload sent inside a 200 stream, as OpenAI and vLLM do. */
+const inStreamError = (payload: Record<string, unknown>): ProviderError => {
+  const details = parseErrorBody(JSON.stringify(payload))
+  const status = typeof details.code === "string" && /^\d{3}$/.test(details.code) ? Number(details.code) : 500
+  return new ProviderError({
+    reason: reasonForStatus(status, details),
+    message: details.message ?? "the upstream stream reported an error",
+    provider,
+    code: details.code ?? null
+  })
+}
+
+const decodeChunk = (data: string): Effect.Effect<ChatCompletionChunk, ProviderError> =>
+  Effect.flatMap(parseEventJson(provider, data), (payload) => {
+    if (isObject(payload) && payload["error"] !== undefined) return Effect.fail(inStreamError(payload))
+    return isChunk(payload)
+      ? Effect.succeed(payload)
+      : Effect.fail(malformed(provider, "a stream event that is not a chat.completion.chunk"))
+  })
+
+const endedEarly = new ProviderError({ reason: "Unavailable", message: `${provider} upstream stream ended early`, provider })
+
+/** A provider for one OpenAI-compatible deployment. */
+export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, HttpClient.HttpClient> =>
+  Effect.gen(function* () {
+    const client = yield* HttpClient.HttpClient
+    const url = `${target.baseUrl.replace(/\/+$/, "")}/chat/completions`
+    const headers: Record<string, string> = {
+      ...target.headers,
+      accept: "application/json",
+      ...(target.apiKey === undefined ? {} : { authorization: `Bearer ${Redacted.value(target.apiKey)}` })
+    }
+    const streamHeaders = { ...headers, accept: "text/event-stream" }
+
+    const complete = (request: ChatCompletionRequest) =>
+      postJson(client, provider, url, headers, { ...request, stream: false }).pipe(
+        Effect.flatMap((response) => readJson(provider, response)),
+        Effect.flatMap((body) =>
+          isCompletion(body) ? Effect.succeed(body) : Effect.fail(malformed(provider, "a body that is not a chat.completion"))
+        )
+      )
+
+    const stream = (request: ChatCompletionRequest): Stream.Stream<ChatCompletionChunk, ProviderError> =>
+      Stream.unwrap(
+        Effect.map(postJson(client, provider, url, streamHeaders, { ...request, stream: true }), (response) => {
+          // A stream that stops with neither [DONE] nor a finish reason broke off upstream.
+          let sawEnd = false
+          const chunks = sseEvents(provider, response).pipe(
+            Stream.takeWhile((event) => {
+              const done = event.data.trim() === "[DONE]"
+              sawEnd = sawEnd || done
+              return !done
+            }),
+            Stream.mapEffect((event) => decodeChunk(event.data)),
+            Stream.tap((chunk) =>
+              Effect.sync(() => {
+                sawEnd = sawEnd || chunk.choices.some((choice) => choice.finish_reason != null)
+              })
+            )
+          )
+          return Stream.concat(chunks, Stream.suspend(() => (sawEnd ? Stream.empty : Stream.fail(endedEarly))))
+        })
+      )
+
+    return { complete, stream }
+  })

@@ -1,0 +1,158 @@
+/**
+ * ModelRegistry: public model names → their deployments (a Provider each), fallbacks and router settings.
+ */
+import type { HttpClient } from "@effect/platform"
+import { FileSystem } from "@effect/platform"
+import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
+import type { ConfigError } from "effect"
+import { ProxyConfig } from "../Config.js"
+import * as Anthropic from "../Providers/Anthropic/Provider.js"
+import * as Gemini from "../Providers/Gemini/Provider.js"
+import * as Mock from "../Providers/Mock/Provider.js"
+import * as OpenAiCompatible from "../Providers/OpenAiCompatible/Provider.js"
+import type { Provider } from "../Providers/Provider.js"
+import { builtInRegistry, readRegistryFile, RegistryError, RouterSettings } from "./RegistryFile.js"
+import type { ModelEntry, ProviderKind, RegistryFile } from "./RegistryFile.js"
+import { Schema } from "effect"
+
+/** One upstream deployment of a public model. */
+export interface Deployment {
+  /** The public name clients send as `model`. */
+  readonly name: string
+  readonly providerKind: ProviderKind | string
+  /** The model id sent upstream. */
+  readonly upstreamModel: string
+  readonly weight: number
+  readonly provider: Provider
+}
+
+/** A public model: its deployments (balanced by weight) and the models to fall back to, in order. */
+export interface RegisteredModel {
+  readonly name: string
+  readonly deployments: ReadonlyArray<Deployment>
+  readonly fallbacks: ReadonlyArray<string>
+  readonly ownedBy: string
+}
+
+/** The registry's contents. */
+export interface Registry {
+  readonly models: ReadonlyArray<RegisteredModel>
+  readonly lookup: (name: string) => RegisteredModel | undefined
+  readonly settings: RouterSettings
+  /** Unix seconds when the registry was loaded; reported as each model's `created`. */
+  readonly loadedAt: number
+}
+
+/** The model registry service. */
+export class ModelRegistry extends Context.Tag("llm-proxy/ModelRegistry")<ModelRegistry, Registry>() {}
+
+/** A deployment given directly, for tests and embedding apps that bring their own Provider. */
+export interface StaticDeployment {
+  readonly name: string
+  readonly provider: Provider
+  readonly upstreamModel?: string
+  readonly providerKind?: string
+  readonly weight?: number
+  readonly fallbacks?: ReadonlyArray<string>
+}
+
+/** Groups deployments by public name, keeping first-seen order for models and fallbacks. */
+export const makeRegistry = (
+  deployments: ReadonlyArray<StaticDeployment>,
+  settings: RouterSettings = Schema.decodeSync(RouterSettings)({})
+): Registry => {
+  const byName = new Map<string, { deployments: Array<Deployment>; fallbacks: Array<string>; ownedBy: string }>()
+  for (const entry of deployments) {
+    const model = byName.get(entry.name) ?? { deployments: [], fallbacks: [], ownedBy: entry.providerKind ?? "llm-proxy" }
+    model.deployments.push({
+      name: entry.name,
+      providerKind: entry.providerKind ?? "custom",
+      upstreamModel: entry.upstreamModel ?? entry.name,
+      weight: entry.weight ?? 1,
+      provider: entry.provider
+    })
+    for (const fallback of entry.fallbacks ?? []) if (!model.fallbacks.includes(fallback)) model.fallbacks.push(fallback)
+    byName.set(entry.name, model)
+  }
+  const models = [...byName].map(([name, model]) => ({ name, ...model }))
+  const index = new Map(models.map((model) => [model.name, model]))
+  return { models, lookup: (name) => index.get(name), settings, loadedAt: Math.floor(Date.now() / 1000) }
+}
+
+const defaultBaseUrls: Record<ProviderKind, string> = {
+  openai: OpenAiCompatible.defaultBaseUrl,
+  anthropic: Anthropic.defaultBaseUrl,
+  gemini: Gemini.defaultBaseUrl,
+  mock: "mock://"
+}
+
+const providerFor = (
+  entry: ModelEntry,
+  apiKey: Redacted.Redacted<string> | undefined,
+  mockTokenDelayMs: number
+): Effect.Effect<Provider, never, HttpClient.HttpClient> => {
+  const target = { baseUrl: entry.base_url ?? defaultBaseUrls[entry.provider], apiKey, headers: entry.headers ?? {} }
+  switch (entry.provider) {
+    case "openai":
+      return OpenAiCompatible.make(target)
+    case "anthropic":
+      return Anthropic.make(target)
+    case "gemini":
+      return Gemini.make(target)
+    case "mock":
+      return Effect.succeed(Mock.make({ tokenDelayMs: mockTokenDelayMs }))
+  }
+}
+
+/** Builds a registry from a registry file, reading each deployment's key from its `api_key_env`. */
+export const fromFile = (
+  file: RegistryFile,
+  mockTokenDelayMs: number
+): Effect.Effect<Registry, RegistryError | ConfigError.ConfigError, HttpClient.HttpClient> =>
+  Effect.gen(function* () {
+    const deployments = yield* Effect.forEach(file.models, (entry, index) =>
+      Effect.gen(function* () {
+        const apiKey =
+          entry.api_key_env === undefined
+            ? undefined
+            : yield* Config.redacted(entry.api_key_env).pipe(
+                Effect.mapError(
+                  () =>
+                    new RegistryError({
+                      message: `models[${index}] (${entry.name}).api_key_env: environment variable ${entry.api_key_env} is not set`
+                    })
+                )
+              )
+        return {
+          name: entry.name,
+          provider: yield* providerFor(entry, apiKey, mockTokenDelayMs),
+          upstreamModel: entry.model ?? entry.name,
+          providerKind: entry.provider,
+          weight: entry.weight ?? 1,
+          fallbacks: entry.fallbacks ?? []
+        }
+      })
+    )
+    return makeRegistry(deployments, file.settings)
+  })
+
+/** The registry from `CONFIG_FILE`, or the built-in `mock` model without it. */
+export const layer: Layer.Layer<
+  ModelRegistry,
+  RegistryError | ConfigError.ConfigError,
+  ProxyConfig | HttpClient.HttpClient | FileSystem.FileSystem
+> = Layer.effect(
+  ModelRegistry,
+  Effect.gen(function* () {
+    const config = yield* ProxyConfig
+    const file = Option.isSome(config.configFile) ? yield* readRegistryFile(config.configFile.value) : builtInRegistry
+    return yield* fromFile(file, config.mockTokenDelayMs)
+  })
+)
+
+/** A registry of the given deployments: how tests and embedding apps plug in their own providers. */
+export const layerStatic = (
+  deployments: ReadonlyArray<StaticDeployment>,
+  settings?: Partial<RouterSettings>
+): Layer.Layer<ModelRegistry> =>
+  Layer.sync(ModelRegistry, () => makeRegistry(deployments, Schema.decodeSync(RouterSettings)(settings ?? {})))

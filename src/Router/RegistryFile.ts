@@ -1,0 +1,116 @@
+/**
+ * The model registry file (`CONFIG_FILE`, YAML or JSON): public model names, their deployments and the
+ * router's settings. This format is a contract: extend it, don't change it.
+ */
+import { FileSystem } from "@effect/platform"
+import { Effect, Either, ParseResult, Schema } from "effect"
+import * as Yaml from "yaml"
+
+/** The provider kinds a deployment may speak. */
+export const ProviderKind = Schema.Literal("openai", "anthropic", "gemini", "mock")
+export type ProviderKind = typeof ProviderKind.Type
+
+const NonNegativeInt = Schema.Int.pipe(Schema.greaterThanOrEqualTo(0))
+const PositiveInt = Schema.Int.pipe(Schema.greaterThanOrEqualTo(1))
+
+/** One line of `models:`: a deployment of the public model `name`. */
+export const ModelEntry = Schema.Struct({
+  name: Schema.String.pipe(Schema.minLength(1)),
+  provider: ProviderKind,
+  model: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
+  base_url: Schema.optional(Schema.String.pipe(Schema.pattern(/^https?:\/\/[^\s]+$/, { message: () => "must be an http(s) URL" }))),
+  api_key_env: Schema.optional(Schema.String.pipe(Schema.pattern(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: () => "must be an environment variable name" }))),
+  weight: Schema.optional(Schema.Number.pipe(Schema.positive())),
+  fallbacks: Schema.optional(Schema.Array(Schema.String)),
+  /** Extra headers for every upstream request of this deployment (values are not secrets; keys go in api_key_env). */
+  headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
+})
+export type ModelEntry = typeof ModelEntry.Type
+
+/** Retry, timeout and streaming settings, with their defaults. */
+export const RouterSettings = Schema.Struct({
+  retry: Schema.optionalWith(
+    Schema.Struct({
+      max_retries: Schema.optionalWith(NonNegativeInt.pipe(Schema.lessThanOrEqualTo(10)), { default: () => 2 }),
+      initial_delay_ms: Schema.optionalWith(NonNegativeInt, { default: () => 200 }),
+      max_delay_ms: Schema.optionalWith(NonNegativeInt, { default: () => 8000 })
+    }),
+    { default: () => ({ max_retries: 2, initial_delay_ms: 200, max_delay_ms: 8000 }) }
+  ),
+  timeouts: Schema.optionalWith(
+    Schema.Struct({
+      request_ms: Schema.optionalWith(PositiveInt, { default: () => 600_000 }),
+      first_token_ms: Schema.optionalWith(PositiveInt, { default: () => 60_000 })
+    }),
+    { default: () => ({ request_ms: 600_000, first_token_ms: 60_000 }) }
+  )
+})
+export type RouterSettings = typeof RouterSettings.Type
+
+/** The whole registry file. */
+export const RegistryFile = Schema.Struct({
+  models: Schema.Array(ModelEntry).pipe(Schema.minItems(1, { message: () => "must list at least one model" })),
+  settings: Schema.optionalWith(RouterSettings, { default: () => Schema.decodeSync(RouterSettings)({}) })
+})
+export type RegistryFile = typeof RegistryFile.Type
+
+/** The registry used without `CONFIG_FILE`: the built-in `mock` model. */
+export const builtInRegistry: RegistryFile = {
+  models: [{ name: "mock", provider: "mock" }],
+  settings: Schema.decodeSync(RouterSettings)({})
+}
+
+/** Start-up failure of the registry, naming the file, the entry and the field. */
+export class RegistryError extends Schema.TaggedError<RegistryError>()("RegistryError", {
+  message: Schema.String
+}) {}
+
+const describePath = (raw: unknown, path: ReadonlyArray<PropertyKey>): string =>
+  path.reduce<{ text: string; node: unknown }>(
+    ({ node, text }, key) => {
+      const child = typeof node === "object" && node !== null ? (node as Record<PropertyKey, unknown>)[key] : undefined
+      if (typeof key === "number") {
+        const name = typeof child === "object" && child !== null ? (child as Record<string, unknown>)["name"] : undefined
+        return { node: child, text: `${text}[${key}]${typeof name === "string" ? ` (${name})` : ""}` }
+      }
+      return { node: child, text: text === "" ? String(key) : `${text}.${String(key)}` }
+    },
+    { text: "", node: raw }
+  ).text
+
+/** Decodes and cross-checks a parsed registry document. */
+export const decodeRegistry = (raw: unknown, source: string): Either.Either<RegistryFile, RegistryError> =>
+  Schema.decodeUnknownEither(RegistryFile, { errors: "all", onExcessProperty: "error" })(raw).pipe(
+    Either.mapLeft((error) => {
+      const issues = ParseResult.ArrayFormatter.formatErrorSync(error)
+      const lines = issues.map((issue) => `  ${describePath(raw, issue.path) || "(root)"}: ${issue.message}`)
+      return new RegistryError({ message: `${source} is not a valid model registry:\n${lines.join("\n")}` })
+    }),
+    Either.flatMap((registry) => {
+      const names = new Set(registry.models.map((entry) => entry.name))
+      const problems = registry.models.flatMap((entry, index) =>
+        (entry.fallbacks ?? []).flatMap((fallback) =>
+          names.has(fallback) && fallback !== entry.name
+            ? []
+            : [`  models[${index}] (${entry.name}).fallbacks: "${fallback}" ${fallback === entry.name ? "is the model itself" : "is not a model name in this file"}`]
+        )
+      )
+      return problems.length === 0
+        ? Either.right(registry)
+        : Either.left(new RegistryError({ message: `${source} is not a valid model registry:\n${problems.join("\n")}` }))
+    })
+  )
+
+/** Reads `path` (YAML; JSON is YAML too) into a validated registry. */
+export const readRegistryFile = (path: string): Effect.Effect<RegistryFile, RegistryError, FileSystem.FileSystem> =>
+  Effect.gen(function* () {
+    const fs = yield* FileSystem.FileSystem
+    const text = yield* fs
+      .readFileString(path)
+      .pipe(Effect.mapError((error) => new RegistryError({ message: `CONFIG_FILE ${path} cannot be read: ${error.message}` })))
+    const raw = yield* Effect.try({
+      try: () => Yaml.parse(text) as unknown,
+      catch: (error) => new RegistryError({ message: `CONFIG_FILE ${path} is not valid YAML or JSON: ${String(error)}` })
+    })
+    return yield* decodeRegistry(raw, `CONFIG_FILE ${path}`)
+  })

@@ -1,0 +1,211 @@
+/**
+ * Router: model name → deployments, weighted load balancing, retries on a Schedule, fallbacks, deadlines and,
+ * for streams, the commit point (the first upstream chunk is in hand before the client sees a 200).
+ */
+import { Chunk, Clock, Context, Duration, Effect, Exit, Layer, Option, Random, Schedule, Scope, Stream } from "effect"
+import { ModelNotFound } from "../Errors.js"
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
+import { isFallbackWorthy, isRetryable, ProviderError } from "../Providers/Provider.js"
+import { ModelRegistry } from "./Registry.js"
+import type { Deployment, Registry } from "./Registry.js"
+import type { RouterSettings } from "./RegistryFile.js"
+
+/** Which deployment answered, and after how many upstream calls in all. */
+export interface Served {
+  readonly deployment: Deployment
+  readonly attempts: number
+}
+
+/** A completed non-streamed request. `completion.model` is the public name that served it. */
+export interface RoutedCompletion extends Served {
+  readonly completion: ChatCompletion
+}
+
+/**
+ * A committed stream: the upstream is connected and its first chunk read. Running `chunks` to its end (or
+ * interrupting it) releases the upstream connection.
+ */
+export interface RoutedStream extends Served {
+  readonly chunks: Stream.Stream<ChatCompletionChunk, ProviderError>
+}
+
+/** Routes chat requests to deployments. */
+export class Router extends Context.Tag("llm-proxy/Router")<
+  Router,
+  {
+    readonly complete: (request: ChatCompletionRequest) => Effect.Effect<RoutedCompletion, ModelNotFound | ProviderError>
+    readonly stream: (request: ChatCompletionRequest) => Effect.Effect<RoutedStream, ModelNotFound | ProviderError>
+  }
+>() {}
+
+const timeoutError = (what: string) =>
+  new ProviderError({ reason: "Timeout", message: `The upstream did not answer in time (${what})`, provider: "router" })
+
+/** Orders deployments by repeated weighted draws: each is first with probability weight / total. */
+export const weightedOrder = (deployments: ReadonlyArray<Deployment>): Effect.Effect<ReadonlyArray<Deployment>> =>
+  Effect.gen(function* () {
+    const remaining = [...deployments]
+    const ordered: Array<Deployment> = []
+    while (remaining.length > 0) {
+      const total = remaining.reduce((sum, deployment) => sum + deployment.weight, 0)
+      let draw = (yield* Random.next) * total
+      const index = remaining.findIndex((deployment) => (draw -= deployment.weight) < 0)
+      ordered.push(...remaining.splice(index === -1 ? remaining.length - 1 : index, 1))
+    }
+    return ordered
+  })
+
+/** The deployments to try, in order: the model's own (balanced), then each fallback's. */
+const candidatesFor = (registry: Registry, name: string): Effect.Effect<ReadonlyArray<Deployment>, ModelNotFound> => {
+  const model = registry.lookup(name)
+  if (model === undefined) return Effect.fail(new ModelNotFound({ model: name }))
+  const chain = [model, ...model.fallbacks.flatMap((fallback) => registry.lookup(fallback) ?? [])]
+  return Effect.map(Effect.forEach(chain, (entry) => weightedOrder(entry.deployments)), (lists) => lists.flat())
+}
+
+/**
+ * Exponential backoff with jitter, capped at `max_delay_ms`, for retryable reasons only. An upstream's
+ * `Retry-After` replaces the computed delay, and a wait that would end past the deadline is not started.
+ */
+export const retrySchedule = (settings: RouterSettings, deadline: number) =>
+  Schedule.exponential(Duration.millis(settings.retry.initial_delay_ms)).pipe(
+    Schedule.jittered,
+    Schedule.modifyDelay((delay) => Duration.min(delay, Duration.millis(settings.retry.max_delay_ms))),
+    Schedule.intersect(Schedule.recurs(settings.retry.max_retries)),
+    Schedule.whileInput(isRetryable),
+    Schedule.passthrough,
+    Schedule.modifyDelay((error: ProviderError, delay) =>
+      error.retryAfterMs === undefined ? delay : Duration.millis(error.retryAfterMs)
+    ),
+    Schedule.checkEffect((error: ProviderError) =>
+      Effect.map(Clock.currentTimeMillis, (now) => now + (error.retryAfterMs ?? 0) < deadline)
+    )
+  )
+
+/** The request as the deployment's upstream should see it. */
+const forDeployment = (request: ChatCompletionRequest, deployment: Deployment): ChatCompletionRequest =>
+  request.model === deployment.upstreamModel ? request : { ...request, model: deployment.upstreamModel }
+
+/**
+ * Tries each candidate with retries until one succeeds. A failure the caller caused ends the search at once;
+ * otherwise the last failure is reported.
+ */
+const firstSuccess = <A>(
+  candidates: ReadonlyArray<Deployment>,
+  settings: RouterSettings,
+  deadline: number,
+  attempt: (deployment: Deployment) => Effect.Effect<A, ProviderError>
+): Effect.Effect<{ readonly value: A; readonly deployment: Deployment; readonly attempts: number }, ProviderError> =>
+  Effect.suspend(() => {
+    let attempts = 0
+    const tryFrom = (index: number): Effect.Effect<{ readonly value: A; readonly deployment: Deployment; readonly attempts: number }, ProviderError> => {
+      const deployment = candidates[index]!
+      return Effect.suspend(() => {
+        attempts++
+        return attempt(deployment)
+      }).pipe(
+        Effect.retry(retrySchedule(settings, deadline)),
+        Effect.map((value) => ({ value, deployment, attempts })),
+        Effect.catchAll((error) =>
+          index + 1 < candidates.length && isFallbackWorthy(error)
+            ? Effect.logDebug("falling back").pipe(
+                Effect.annotateLogs({ from: deployment.name, reason: error.reason }),
+                Effect.zipRight(tryFrom(index + 1))
+              )
+            : Effect.fail(error)
+        )
+      )
+    }
+    return tryFrom(0)
+  })
+
+/** Renames the model on every answer to the public name that served it. */
+const renamed = <A extends { readonly model: string }>(value: A, name: string): A =>
+  value.model === name ? value : { ...value, model: name }
+
+interface Connected {
+  readonly first: Chunk.Chunk<ChatCompletionChunk>
+  readonly pull: Effect.Effect<Chunk.Chunk<ChatCompletionChunk>, Option.Option<ProviderError>>
+  readonly scope: Scope.CloseableScope
+}
+
+/** Connects to the upstream and reads up to its first chunk, inside a scope that outlives this call. */
+const connect = (
+  stream: Stream.Stream<ChatCompletionChunk, ProviderError>,
+  firstTokenMs: number
+): Effect.Effect<Connected, ProviderError> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(Scope.make(), (scope) =>
+      restore(
+        Effect.gen(function* () {
+          const pull = yield* Scope.extend(Stream.toPull(stream), scope)
+          // An empty chunk is not a first token; an ended stream (None) commits as it is.
+          const pullOrEnd = pull.pipe(
+            Effect.map(Option.some),
+            Effect.catchAll((error) => (Option.isSome(error) ? Effect.fail(error.value) : Effect.succeedNone))
+          )
+          let first = Chunk.empty<ChatCompletionChunk>()
+          while (Chunk.isEmpty(first)) {
+            const next = yield* pullOrEnd
+            if (Option.isNone(next)) break
+            first = next.value
+          }
+          return { first, pull, scope }
+        }).pipe(
+          Effect.timeoutFail({ duration: firstTokenMs, onTimeout: () => timeoutError(`first token within ${firstTokenMs} ms`) })
+        )
+      ).pipe(Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit))))
+    )
+  )
+
+/** The router over the registry. */
+export const make = Effect.gen(function* () {
+  const registry = yield* ModelRegistry
+  const { settings } = registry
+  const deadlineFrom = (now: number) => now + settings.timeouts.request_ms
+  const overall = Effect.timeoutFail({
+    duration: settings.timeouts.request_ms,
+    onTimeout: () => timeoutError(`request within ${settings.timeouts.request_ms} ms`)
+  })
+
+  const complete = Effect.fn("Router.complete")(function* (request: ChatCompletionRequest) {
+    const candidates = yield* candidatesFor(registry, request.model)
+    const deadline = deadlineFrom(yield* Clock.currentTimeMillis)
+    const result = yield* firstSuccess(candidates, settings, deadline, (deployment) =>
+      deployment.provider.complete(forDeployment(request, deployment))
+    ).pipe(overall)
+    return {
+      completion: renamed(result.value, result.deployment.name),
+      deployment: result.deployment,
+      attempts: result.attempts
+    }
+  })
+
+  const stream = Effect.fn("Router.stream")(function* (request: ChatCompletionRequest) {
+    const candidates = yield* candidatesFor(registry, request.model)
+    const startedAt = yield* Clock.currentTimeMillis
+    const deadline = deadlineFrom(startedAt)
+    const firstTokenMs = settings.timeouts.first_token_ms
+    const result = yield* firstSuccess(candidates, settings, deadline, (deployment) =>
+      connect(deployment.provider.stream(forDeployment(request, deployment)), firstTokenMs)
+    ).pipe(overall)
+    const { first, pull, scope } = result.value
+    const name = result.deployment.name
+    const idle = timeoutError(`next chunk within ${firstTokenMs} ms`)
+    const rest = Stream.repeatEffectChunkOption(
+      pull.pipe(Effect.timeoutFail({ duration: firstTokenMs, onTimeout: () => Option.some(idle) }))
+    )
+    const remainingMs = Math.max(0, deadline - (yield* Clock.currentTimeMillis))
+    const chunks = Stream.concat(Stream.fromChunk(first), rest).pipe(
+      Stream.map((chunk) => renamed(chunk, name)),
+      Stream.interruptWhen(Effect.zipRight(Effect.sleep(remainingMs), Effect.fail(timeoutError(`request within ${settings.timeouts.request_ms} ms`)))),
+      Stream.ensuring(Scope.close(scope, Exit.void))
+    )
+    return { chunks, deployment: result.deployment, attempts: result.attempts }
+  })
+
+  return { complete, stream }
+})
+
+/** The router over whatever ModelRegistry is provided. */
+export const layer: Layer.Layer<Router, never, ModelRegistry> = Layer.effect(Router, make)
