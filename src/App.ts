@@ -30,7 +30,7 @@ export const serveWith = <E, R>(registry: Layer.Layer<Registry.ModelRegistry, E,
   Server.layer.pipe(
     Layer.provide(Router.layer),
     Layer.provide(registry),
-    Layer.provide(Lifecycle.layer),
+    Layer.provideMerge(Lifecycle.layer),
     Layer.provide(defaultKeyWarning),
     Layer.provide(Logging.layer)
   )

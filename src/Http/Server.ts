@@ -97,18 +97,26 @@ const bodyLimit = (maxBodyBytes: number) => (app: HttpApp.Default): HttpApp.Defa
     return length > maxBodyBytes ? Effect.succeed(errorResponse(new PayloadTooLarge({ limit: maxBodyBytes }))) : app
   })
 
-/** The edge around every request, outermost first. */
+/** Bodies are JSON whatever the client labelled them: curl's default form type would otherwise be parsed as a form. */
+const asJson = (request: HttpServerRequest.HttpServerRequest) =>
+  methodsWithBody.has(request.method) && !(request.headers["content-type"] ?? "").includes("json")
+    ? { "content-type": "application/json" }
+    : {}
+
+/** The edge around every request: request id and access log, drain gate, body limit. */
 const edge = (maxBodyBytes: number, lifecycle: Lifecycle["Type"]) => (app: HttpApp.Default): HttpApp.Default => {
   const limited = bodyLimit(maxBodyBytes)(app)
   const gated = Effect.suspend(() => (lifecycle.isDraining() ? Effect.succeed(errorResponse(new ShuttingDown())) : limited))
+  const logged = HttpMiddleware.logger(gated)
   return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
     const requestId = requestIdOf(request)
-    return gated.pipe(
-      Effect.provideService(HttpServerRequest.HttpServerRequest, request.modify({ headers: { ...request.headers, "x-request-id": requestId } })),
+    const headers = { ...request.headers, ...asJson(request), "x-request-id": requestId }
+    return logged.pipe(
+      Effect.provideService(HttpServerRequest.HttpServerRequest, request.modify({ headers })),
       Effect.map(HttpServerResponse.setHeader("x-request-id", requestId)),
       Effect.annotateLogs("requestId", requestId)
     )
-  }).pipe(HttpMiddleware.logger)
+  })
 }
 
 /** The Api implemented: handlers, auth, OpenAI-shaped errors. */

@@ -1,0 +1,31 @@
+/**
+ * llm-proxy as a library: the layers and services another Effect app composes, and the OpenAI schemas.
+ *
+ * ```ts
+ * import { App, Config, Registry } from "llm-proxy"
+ * const MyGateway = App.serveWith(Registry.layerStatic([{ name: "my-model", provider: myProvider }])).pipe(
+ *   Layer.provide(NodeHttpClient.layerUndici),
+ *   Layer.provide(Config.layer)
+ * )
+ * ```
+ */
+export * as App from "./App.js"
+export * as Config from "./Config.js"
+export * as Errors from "./Errors.js"
+export * as HttpApiContract from "./Http/Api.js"
+export * as Auth from "./Http/Auth.js"
+export * as ErrorTable from "./Http/Errors.js"
+export * as Lifecycle from "./Http/Lifecycle.js"
+export * as Server from "./Http/Server.js"
+export * as Sse from "./Http/Sse.js"
+export * as Logging from "./Logging.js"
+export * as Schemas from "./OpenAi/Schemas.js"
+export * as Provider from "./Providers/Provider.js"
+export * as Upstream from "./Providers/Upstream.js"
+export * as MockProvider from "./Providers/Mock/Provider.js"
+export * as OpenAiCompatibleProvider from "./Providers/OpenAiCompatible/Provider.js"
+export * as AnthropicProvider from "./Providers/Anthropic/Provider.js"
+export * as GeminiProvider from "./Providers/Gemini/Provider.js"
+export * as Registry from "./Router/Registry.js"
+export * as RegistryFile from "./Router/RegistryFile.js"
+export * as Router from "./Router/Router.js"

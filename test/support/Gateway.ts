@@ -1,0 +1,48 @@
+/**
+ * Starts the whole gateway in-process on 127.0.0.1, port 0, for tests that speak to it over a real socket.
+ */
+import { NodeHttpClient } from "@effect/platform-node"
+import { Context, Effect, Layer } from "effect"
+import type { Scope } from "effect"
+import type { AddressInfo } from "node:net"
+import * as App from "../../src/App.js"
+import * as Config from "../../src/Config.js"
+import type { ProxySettings } from "../../src/Config.js"
+import { Lifecycle } from "../../src/Http/Lifecycle.js"
+import type { LifecycleState } from "../../src/Http/Lifecycle.js"
+import * as Mock from "../../src/Providers/Mock/Provider.js"
+import * as Registry from "../../src/Router/Registry.js"
+import type { ModelRegistry } from "../../src/Router/Registry.js"
+
+export const testKey = "test-internal-key"
+
+export interface RunningGateway {
+  /** e.g. http://127.0.0.1:41234 */
+  readonly baseUrl: string
+  readonly lifecycle: LifecycleState
+  /** Headers that authenticate with the test key. */
+  readonly auth: Readonly<Record<string, string>>
+}
+
+export interface GatewayOptions {
+  /** The registry; default: the built-in `mock` model. */
+  readonly registry?: Layer.Layer<ModelRegistry>
+  readonly settings?: Partial<ProxySettings>
+}
+
+/** Builds and starts the gateway in the current scope; closing the scope drains and stops it. */
+export const startGateway = (options: GatewayOptions = {}): Effect.Effect<RunningGateway, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const registry =
+      options.registry ??
+      Registry.layerStatic([{ name: "mock", providerKind: "mock", provider: Mock.make({ tokenDelayMs: 0 }) }])
+    const context = yield* Layer.build(
+      App.serveWith(registry).pipe(
+        Layer.provide(NodeHttpClient.layerUndici),
+        Layer.provide(Config.layerTest({ port: 0, host: "127.0.0.1", ...options.settings }))
+      )
+    ).pipe(Effect.orDie)
+    const lifecycle = Context.get(context, Lifecycle)
+    const { port } = lifecycle.server.address() as AddressInfo
+    return { baseUrl: `http://127.0.0.1:${port}`, lifecycle, auth: { "x-internal-auth": testKey } }
+  })
