@@ -99,10 +99,22 @@ const clientVisibleMessage = (provider: string, status: number, contentType: str
   return `${provider} upstream answered ${status} with ${kind} body`
 }
 
+/** A dialect's own reading of an error body, for what the status alone cannot tell (e.g. Gemini's 400 for a bad key). */
+export type RefineError = (error: ProviderError, body: unknown) => ProviderError
+
+const parseOrUndefined = (text: string): unknown => {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
 /** Builds the `ProviderError` for a non-2xx upstream response, consuming (a bounded part of) its body. */
 export const errorFromResponse = (
   provider: string,
-  response: HttpClientResponse.HttpClientResponse
+  response: HttpClientResponse.HttpClientResponse,
+  refine?: RefineError
 ): Effect.Effect<ProviderError> =>
   response.text.pipe(
     Effect.map((text) => text.slice(0, maxErrorBodyChars)),
@@ -110,7 +122,7 @@ export const errorFromResponse = (
     Effect.map((text) => {
       const details = parseErrorBody(text)
       const contentType = response.headers["content-type"] ?? ""
-      return new ProviderError({
+      const error = new ProviderError({
         reason: reasonForStatus(response.status, details),
         message: clientVisibleMessage(provider, response.status, contentType, details),
         provider,
@@ -119,6 +131,7 @@ export const errorFromResponse = (
         param: details.param ?? null,
         code: details.code ?? null
       })
+      return refine === undefined ? error : refine(error, parseOrUndefined(text))
     })
   )
 
@@ -136,7 +149,8 @@ export const malformed = (provider: string, what: string): ProviderError =>
   new ProviderError({ reason: "MalformedResponse", message: `${provider} upstream sent ${what}`, provider })
 
 /**
- * Sends `body` as JSON and resolves with a 2xx response; any other status becomes a `ProviderError`.
+ * Sends `body` as JSON and resolves with a 2xx response; any other status becomes a `ProviderError`, which
+ * `refine` may sharpen from the parsed error body.
  * The request is aborted if the calling fiber is interrupted.
  */
 export const postJson = (
@@ -144,7 +158,8 @@ export const postJson = (
   provider: string,
   url: string,
   headers: Readonly<Record<string, string>>,
-  body: unknown
+  body: unknown,
+  refine?: RefineError
 ): Effect.Effect<HttpClientResponse.HttpClientResponse, ProviderError> =>
   client
     .execute(
@@ -158,7 +173,7 @@ export const postJson = (
       Effect.flatMap((response) =>
         response.status >= 200 && response.status < 300
           ? Effect.succeed(response)
-          : Effect.flatMap(errorFromResponse(provider, response), Effect.fail)
+          : Effect.flatMap(errorFromResponse(provider, response, refine), Effect.fail)
       )
     )
 

@@ -2,30 +2,21 @@
  * The Gemini (Generative Language API) provider: `generateContent` for completions and
  * `streamGenerateContent?alt=sse` for streams, authenticated with `x-goog-api-key`.
  */
-import { HttpClient, HttpClientResponse } from "@effect/platform"
+import { HttpClient } from "@effect/platform"
+import type { HttpClientResponse } from "@effect/platform"
 import { Clock, Effect, Option, Redacted, Stream } from "effect"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import type { Provider, ProviderError, UpstreamTarget } from "../Provider.js"
 import { parseEventJson, postJson, readJson, sseEvents } from "../Upstream.js"
 import * as StreamTranslate from "./StreamTranslate.js"
 import { errorFromBody, fromGeminiResponse, geminiErrorDetails, isErrorBody, provider, refineError, toGeminiRequest } from "./Translate.js"
-import type { GeminiErrorDetails } from "./Translate.js"
 
 /** Where Google's SDKs send Gemini Developer API calls. */
 export const defaultBaseUrl = "https://generativelanguage.googleapis.com"
 
-const parseJsonOrUndefined = (text: string): unknown => {
-  try {
-    return JSON.parse(text)
-  } catch {
-    return undefined
-  }
-}
-
 /**
- * Sends one request through `postJson`, reading Gemini's `error.details` on the way: the shared table sees only
- * the status, and Gemini answers an invalid key with 400 (ErrorInfo `API_KEY_INVALID`) and a rate limit with a
- * RetryInfo delay in the body rather than a `retry-after` header.
+ * Gemini answers an invalid key with 400 (ErrorInfo `API_KEY_INVALID`) and a rate limit with a RetryInfo delay in
+ * the body rather than a `retry-after` header: the shared table sees only the status, so refine from the body.
  */
 const post = (
   client: HttpClient.HttpClient,
@@ -33,26 +24,7 @@ const post = (
   headers: Readonly<Record<string, string>>,
   body: unknown
 ): Effect.Effect<HttpClientResponse.HttpClientResponse, ProviderError> =>
-  Effect.suspend(() => {
-    let details: GeminiErrorDetails = {}
-    // An error body can be read only once: buffer it, note its details, and hand postJson an equivalent response.
-    const buffering = HttpClient.transformResponse(client, (effect) =>
-      Effect.flatMap(effect, (response) =>
-        response.status >= 200 && response.status < 300
-          ? Effect.succeed(response)
-          : response.text.pipe(
-            Effect.orElseSucceed(() => ""),
-            Effect.map((text) => {
-              details = geminiErrorDetails(parseJsonOrUndefined(text))
-              return HttpClientResponse.fromWeb(
-                response.request,
-                new Response(text, { status: response.status, headers: response.headers })
-              )
-            })
-          )
-      ))
-    return postJson(buffering, provider, url, headers, body).pipe(Effect.mapError((error) => refineError(error, details)))
-  })
+  postJson(client, provider, url, headers, body, (error, raw) => refineError(error, geminiErrorDetails(raw)))
 
 const completionContext = (model: string) =>
   Effect.map(Clock.currentTimeMillis, (millis) => ({
