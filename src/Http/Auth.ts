@@ -2,7 +2,7 @@
  * Authentication: `x-internal-auth: <key>` or `Authorization: Bearer <key>` (what the OpenAI SDKs send),
  * compared in constant time with `INTERNAL_API_KEY`.
  */
-import { HttpApiMiddleware, HttpApiSchema, HttpApiSecurity } from "@effect/platform"
+import { HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, HttpServerRequest } from "@effect/platform"
 import { Effect, Layer, Redacted, Schema } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { ProxyConfig } from "../Config.js"
@@ -41,6 +41,7 @@ const missing = new Unauthorized({
   message: "Missing API key: send it as 'x-internal-auth: <key>' or 'Authorization: Bearer <key>'"
 })
 const invalid = new Unauthorized({ message: "Incorrect API key provided" })
+const keyHeaders = ["x-internal-auth", "authorization"] as const
 
 /** Checks either header against `INTERNAL_API_KEY`; an absent header arrives as an empty value. */
 export const layer: Layer.Layer<Authentication, never, ProxyConfig> = Layer.effect(
@@ -48,7 +49,13 @@ export const layer: Layer.Layer<Authentication, never, ProxyConfig> = Layer.effe
   Effect.map(ProxyConfig, (config) => {
     const check = (credential: Redacted.Redacted<string>) => {
       const presented = Redacted.value(credential)
-      if (presented === "") return Effect.fail(missing)
+      // Schemes are tried in order and the last failure is reported: an empty credential for this scheme only
+      // means "missing" when the other header is absent too, else a wrong key would be reported as missing.
+      if (presented === "") {
+        return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+          Effect.fail(keyHeaders.some((name) => (request.headers[name] ?? "") !== "") ? invalid : missing)
+        )
+      }
       return keysMatch(presented, config.internalApiKey) ? Effect.void : Effect.fail(invalid)
     }
     return { internalKey: check, bearer: check }

@@ -2,7 +2,7 @@
  * Handlers for the Api groups. Chat answers JSON for `stream: false` and SSE for `stream: true` by returning an
  * `HttpServerResponse` itself; failures are rendered through the error table.
  */
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
 import { Deferred, Effect, Layer } from "effect"
 import { ModelNotFound, ShuttingDown } from "../Errors.js"
 import { ModelRegistry } from "../Router/Registry.js"
@@ -69,9 +69,13 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
     const terminated = Effect.as(Deferred.await(lifecycle.terminated), new ShuttingDown())
 
     const streamed = (request: ChatCompletionRequest) =>
-      Effect.map(router.stream(request), (routed) =>
+      Effect.zipWith(router.stream(request), HttpServerRequest.HttpServerRequest, (routed, http) =>
         HttpServerResponse.stream(
-          toSseBody(routed.chunks, { includeUsage: request.stream_options?.include_usage === true, terminate: terminated }),
+          toSseBody(routed.chunks, {
+            includeUsage: request.stream_options?.include_usage === true,
+            terminate: terminated,
+            requestId: http.headers["x-request-id"] ?? "unknown"
+          }),
           { contentType: "text/event-stream", headers: { ...sseHeaders, ...routingHeaders(routed) } }
         )
       )

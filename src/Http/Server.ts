@@ -5,12 +5,12 @@
 import {
   HttpApiBuilder,
   HttpApiScalar,
+  HttpApp,
   HttpMiddleware,
   HttpServer,
   HttpServerRequest,
   HttpServerResponse
 } from "@effect/platform"
-import type { HttpApp } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Effect, Layer } from "effect"
 import { ProxyConfig } from "../Config.js"
@@ -112,6 +112,11 @@ const edge = (maxBodyBytes: number, lifecycle: Lifecycle["Type"]) => (app: HttpA
     const requestId = requestIdOf(request)
     const headers = { ...request.headers, ...asJson(request), "x-request-id": requestId }
     return logged.pipe(
+      // The app writes its response before this middleware's `map` below runs: a pre-response handler is the
+      // only way to add the header to it; the `map` covers responses the edge answers itself (413, 411, 503).
+      HttpApp.withPreResponseHandler((_request, response) =>
+        Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId))
+      ),
       Effect.provideService(HttpServerRequest.HttpServerRequest, request.modify({ headers })),
       Effect.map(HttpServerResponse.setHeader("x-request-id", requestId)),
       Effect.annotateLogs("requestId", requestId)
@@ -128,7 +133,8 @@ export const ApiLive = HttpApiBuilder.api(Api).pipe(
 
 /** `/openapi.json` and a docs page at `/docs`, both public. */
 const DocsLive = Layer.mergeAll(
-  HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json" }),
+  // "allow": the wire schemas keep and forward unknown fields, so the document must not forbid them.
+  HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json", additionalPropertiesStrategy: "allow" }),
   HttpApiScalar.layer({ path: "/docs" })
 )
 

@@ -3,7 +3,8 @@
  * the first frame becomes one `data: {"error":{...}}` frame (what the OpenAI SDKs raise as an API error) and the
  * stream ends without `[DONE]`.
  */
-import { Effect, Stream } from "effect"
+import { Cause, Effect, Option, Stream } from "effect"
+import { InternalError } from "../Errors.js"
 import type { ChatCompletionChunk } from "../OpenAi/Schemas.js"
 import type { GatewayError } from "./Errors.js"
 import { describeError } from "./Errors.js"
@@ -39,6 +40,8 @@ export interface SseOptions {
   readonly includeUsage: boolean
   /** Completes when the stream must end now (shutdown): it then ends with an error frame. */
   readonly terminate: Effect.Effect<GatewayError>
+  /** Named in the error frame of a defect (a bug) after the stream began; the defect itself is only logged. */
+  readonly requestId?: string
 }
 
 /** Frames a committed chunk stream as SSE bytes; never fails. */
@@ -54,7 +57,22 @@ export const toSseBody = <E extends GatewayError>(
     Stream.concat(Stream.make(doneFrame))
   )
   return Stream.merge(
-    frames.pipe(Stream.catchAll((error: GatewayError) => Stream.make(errorFrame(error)))),
+    frames.pipe(
+      // A defect must end the stream with an error frame too: otherwise the response just stops, without
+      // [DONE], and a client takes the truncated answer for a complete one.
+      Stream.catchAllCause((cause: Cause.Cause<GatewayError>) =>
+        Option.match(Cause.failureOption(cause), {
+          onSome: (error) => Stream.make(errorFrame(error)),
+          onNone: () =>
+            Stream.fromEffect(
+              Effect.as(
+                Effect.logError("unhandled failure in stream", cause),
+                errorFrame(new InternalError({ requestId: options.requestId ?? "unknown" }))
+              )
+            )
+        })
+      )
+    ),
     Stream.fromEffect(Effect.map(options.terminate, errorFrame)),
     { haltStrategy: "either" }
   )

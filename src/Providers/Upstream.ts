@@ -14,18 +14,18 @@ const maxErrorBodyChars = 64 * 1024
 /** An SSE event larger than this is a malformed upstream, not a reason to grow without bound. */
 const maxSseEventChars = 16 * 1024 * 1024
 
+const decimal = /^\s*\d+(?:\.\d+)?\s*$/
+/** Every HTTP date form starts with a day name and has a time of day; `Date.parse` alone reads "-1" or "" as dates. */
+const httpDate = /^\s*[A-Za-z]{3}.*\d{2}:\d{2}:\d{2}/
+
 /** Reads `retry-after-ms` (OpenAI) or `retry-after` (seconds or an HTTP date) into milliseconds. */
 export const retryAfterMillis = (headers: Readonly<Record<string, string | undefined>>, now = Date.now()): number | undefined => {
   const ms = headers["retry-after-ms"]
-  if (ms !== undefined) {
-    const value = Number(ms)
-    if (Number.isFinite(value) && value >= 0) return value
-  }
+  if (ms !== undefined && decimal.test(ms)) return Number(ms)
   const after = headers["retry-after"]
   if (after === undefined) return undefined
-  const seconds = Number(after)
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000
-  const date = Date.parse(after)
+  if (decimal.test(after)) return Number(after) * 1000
+  const date = httpDate.test(after) ? Date.parse(after) : Number.NaN
   return Number.isNaN(date) ? undefined : Math.max(0, date - now)
 }
 
@@ -202,6 +202,7 @@ export interface SseEvent {
 export const makeSseDecoder = () => {
   const events: Array<SseEvent> = []
   let heldCarriageReturn = false
+  let started = false
   const parser = Sse.makeParser(
     (event) => {
       if (event._tag === "Event") events.push({ event: event.event, data: event.data })
@@ -212,9 +213,18 @@ export const makeSseDecoder = () => {
     /** Feeds text; returns the events it completed, or `undefined` when an event grew past the limit. */
     feed(text: string): ReadonlyArray<SseEvent> | undefined {
       let chunk = heldCarriageReturn ? "\r" + text : text
+      // The parser only strips a BOM given as UTF-8 bytes; decoded text carries it as U+FEFF.
+      if (!started && chunk.length > 0) {
+        started = true
+        if (chunk.startsWith("\uFEFF")) chunk = chunk.slice(1)
+      }
       heldCarriageReturn = chunk.endsWith("\r")
       if (heldCarriageReturn) chunk = chunk.slice(0, -1)
-      if (chunk.length > 0 && parser.feed(chunk) !== undefined) return undefined
+      // The parser rescans its whole buffer for each line (quadratic in the chunk size) and misreads a blank
+      // LF line after a CRLF in the same buffer: feed it one LF-terminated line at a time.
+      for (const line of chunk.replace(/\r\n?/g, "\n").split(/(?<=\n)/)) {
+        if (line.length > 0 && parser.feed(line) !== undefined) return undefined
+      }
       return events.splice(0, events.length)
     },
     /** Flushes what a final blank line would have completed. */

@@ -7,7 +7,13 @@ import { Effect, Either, ParseResult, Schema } from "effect"
 import * as Yaml from "yaml"
 
 /** The provider kinds a deployment may speak. */
-export const ProviderKind = Schema.Literal("openai", "anthropic", "gemini", "mock")
+export const ProviderKind = Schema.Literal("openai", "anthropic", "gemini", "mock").annotations({
+  // One line for the union, not one per literal.
+  message: (issue) => ({
+    message: `Expected "openai" | "anthropic" | "gemini" | "mock", actual ${JSON.stringify(issue.actual)}`,
+    override: true
+  })
+})
 export type ProviderKind = typeof ProviderKind.Type
 
 const NonNegativeInt = Schema.Int.pipe(Schema.greaterThanOrEqualTo(0))
@@ -17,13 +23,13 @@ const PositiveInt = Schema.Int.pipe(Schema.greaterThanOrEqualTo(1))
 export const ModelEntry = Schema.Struct({
   name: Schema.String.pipe(Schema.minLength(1)),
   provider: ProviderKind,
-  model: Schema.optional(Schema.String.pipe(Schema.minLength(1))),
-  base_url: Schema.optional(Schema.String.pipe(Schema.pattern(/^https?:\/\/[^\s]+$/, { message: () => "must be an http(s) URL" }))),
-  api_key_env: Schema.optional(Schema.String.pipe(Schema.pattern(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: () => "must be an environment variable name" }))),
-  weight: Schema.optional(Schema.Number.pipe(Schema.positive())),
-  fallbacks: Schema.optional(Schema.Array(Schema.String)),
+  model: Schema.optionalWith(Schema.String.pipe(Schema.minLength(1)), { exact: true }),
+  base_url: Schema.optionalWith(Schema.String.pipe(Schema.pattern(/^https?:\/\/[^\s]+$/, { message: () => "must be an http(s) URL" })), { exact: true }),
+  api_key_env: Schema.optionalWith(Schema.String.pipe(Schema.pattern(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: () => "must be an environment variable name" })), { exact: true }),
+  weight: Schema.optionalWith(Schema.Number.pipe(Schema.positive()), { exact: true }),
+  fallbacks: Schema.optionalWith(Schema.Array(Schema.String), { exact: true }),
   /** Extra headers for every upstream request of this deployment (values are not secrets; keys go in api_key_env). */
-  headers: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.String }))
+  headers: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.String }), { exact: true })
 })
 export type ModelEntry = typeof ModelEntry.Type
 
@@ -31,18 +37,18 @@ export type ModelEntry = typeof ModelEntry.Type
 export const RouterSettings = Schema.Struct({
   retry: Schema.optionalWith(
     Schema.Struct({
-      max_retries: Schema.optionalWith(NonNegativeInt.pipe(Schema.lessThanOrEqualTo(10)), { default: () => 2 }),
-      initial_delay_ms: Schema.optionalWith(NonNegativeInt, { default: () => 200 }),
-      max_delay_ms: Schema.optionalWith(NonNegativeInt, { default: () => 8000 })
+      max_retries: Schema.optionalWith(NonNegativeInt.pipe(Schema.lessThanOrEqualTo(10)), { exact: true, default: () => 2 }),
+      initial_delay_ms: Schema.optionalWith(NonNegativeInt, { exact: true, default: () => 200 }),
+      max_delay_ms: Schema.optionalWith(NonNegativeInt, { exact: true, default: () => 8000 })
     }),
-    { default: () => ({ max_retries: 2, initial_delay_ms: 200, max_delay_ms: 8000 }) }
+    { exact: true, default: () => ({ max_retries: 2, initial_delay_ms: 200, max_delay_ms: 8000 }) }
   ),
   timeouts: Schema.optionalWith(
     Schema.Struct({
-      request_ms: Schema.optionalWith(PositiveInt, { default: () => 600_000 }),
-      first_token_ms: Schema.optionalWith(PositiveInt, { default: () => 60_000 })
+      request_ms: Schema.optionalWith(PositiveInt, { exact: true, default: () => 600_000 }),
+      first_token_ms: Schema.optionalWith(PositiveInt, { exact: true, default: () => 60_000 })
     }),
-    { default: () => ({ request_ms: 600_000, first_token_ms: 60_000 }) }
+    { exact: true, default: () => ({ request_ms: 600_000, first_token_ms: 60_000 }) }
   )
 })
 export type RouterSettings = typeof RouterSettings.Type
@@ -50,7 +56,7 @@ export type RouterSettings = typeof RouterSettings.Type
 /** The whole registry file. */
 export const RegistryFile = Schema.Struct({
   models: Schema.Array(ModelEntry).pipe(Schema.minItems(1, { message: () => "must list at least one model" })),
-  settings: Schema.optionalWith(RouterSettings, { default: () => Schema.decodeSync(RouterSettings)({}) })
+  settings: Schema.optionalWith(RouterSettings, { exact: true, default: () => Schema.decodeSync(RouterSettings)({}) })
 })
 export type RegistryFile = typeof RegistryFile.Type
 

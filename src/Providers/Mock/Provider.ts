@@ -108,8 +108,7 @@ const complete = (request: ChatCompletionRequest): Effect.Effect<ChatCompletion>
         finish_reason: result.finishReason,
         logprobs: null
       })),
-      usage: usageForChoices(result.usage, indexes.length),
-      system_fingerprint: null
+      usage: usageForChoices(result.usage, indexes.length)
     }
   })
 

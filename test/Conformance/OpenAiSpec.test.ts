@@ -1,0 +1,360 @@
+/**
+ * Conformance with OpenAI's own published contract: the gateway's real responses are validated against the
+ * schemas of openai/openai-openapi, and bodies recorded from the real API (openai-node's snapshots) are decoded
+ * with the gateway's schemas.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import Ajv2020Module from "ajv/dist/2020.js"
+import type { ErrorObject, ValidateFunction } from "ajv/dist/2020.js"
+import { Effect, Schema, Stream } from "effect"
+import { readFileSync } from "node:fs"
+import * as Yaml from "yaml"
+import { ChatCompletion, ChatCompletionChunk } from "../../src/OpenAi/Schemas.js"
+import * as Mock from "../../src/Providers/Mock/Provider.js"
+import { ProviderError } from "../../src/Providers/Provider.js"
+import type { Provider } from "../../src/Providers/Provider.js"
+import * as Registry from "../../src/Router/Registry.js"
+import { startGateway } from "../support/Gateway.js"
+import type { RunningGateway } from "../support/Gateway.js"
+
+const fixture = (name: string): string => readFileSync(new URL(`../fixtures/openai/${name}`, import.meta.url), "utf8")
+
+// ---------------------------------------------------------------------------------------------------------------
+// OpenAPI 3.0-style schema → JSON Schema 2020-12
+
+type Json = null | boolean | number | string | ReadonlyArray<Json> | { readonly [key: string]: Json }
+type JsonObject = { readonly [key: string]: Json }
+
+const isObject = (value: Json | undefined): value is JsonObject =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
+const componentRef = "#/components/schemas/"
+
+/**
+ * Rewrites one OpenAPI schema node: `$ref`s to components point into `$defs`, and `nullable: true` (OpenAPI 3.0,
+ * which this 3.1 document still uses in places) becomes a union with null.
+ */
+const toJsonSchema = (node: Json): Json => {
+  if (Array.isArray(node)) return node.map(toJsonSchema)
+  if (!isObject(node)) return node
+  const out: Record<string, Json> = {}
+  for (const [key, value] of Object.entries(node)) {
+    if (key === "nullable") continue
+    if (key === "$ref" && typeof value === "string" && value.startsWith(componentRef)) {
+      out[key] = `#/$defs/${value.slice(componentRef.length)}`
+    } else {
+      out[key] = toJsonSchema(value)
+    }
+  }
+  if (node["nullable"] !== true) return out
+  const type = out["type"]
+  if (typeof type === "string") {
+    out["type"] = [type, "null"]
+    const values = out["enum"]
+    if (Array.isArray(values)) out["enum"] = [...values, null]
+    return out
+  }
+  // `$ref` / `anyOf` / ... with nullable: wrap, since siblings of a union cannot add null
+  return { anyOf: [out, { type: "null" }] }
+}
+
+interface OpenApiDocument {
+  readonly components: { readonly schemas: Record<string, Json> }
+}
+
+const specDocument = Yaml.parse(fixture("openai-openapi.chat-models-subset.yaml")) as OpenApiDocument
+const specId = "https://openai-openapi.conformance.test/schemas.json"
+
+const Ajv2020 = Ajv2020Module.default
+const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: false })
+ajv.addSchema(
+  { $id: specId, $defs: Object.fromEntries(Object.entries(specDocument.components.schemas).map(([name, schema]) => [name, toJsonSchema(schema)])) },
+  specId
+)
+
+const validators = new Map<string, ValidateFunction>()
+const validatorFor = (name: string): ValidateFunction => {
+  const known = validators.get(name)
+  if (known !== undefined) return known
+  const compiled = ajv.compile({ $ref: `${specId}#/$defs/${name}` })
+  validators.set(name, compiled)
+  return compiled
+}
+
+const describeErrors = (errors: ReadonlyArray<ErrorObject> | null | undefined): string =>
+  (errors ?? []).map((error) => `${error.instancePath || "(root)"} ${error.message ?? ""} ${JSON.stringify(error.params)}`).join("\n")
+
+/** Validates against one of OpenAI's component schemas, failing with the validator's explanation. */
+const expectConforms = (schemaName: string, value: unknown): void => {
+  const validate = validatorFor(schemaName)
+  const valid = validate(value)
+  if (!valid) {
+    throw new Error(`not a valid ${schemaName}:\n${describeErrors(validate.errors)}\nvalue: ${JSON.stringify(value)}`)
+  }
+}
+
+const conforms = (schemaName: string, value: unknown): boolean => validatorFor(schemaName)(value) === true
+
+// ---------------------------------------------------------------------------------------------------------------
+// Jest snapshots of openai-node → raw bodies
+
+interface Recording {
+  readonly name: string
+  readonly body: string
+}
+
+/** Every `exports[...] = \`...\`` entry, with the template-literal quoting undone. */
+const recordings = (file: string): ReadonlyArray<Recording> => {
+  const text = fixture(`openai-node-jest-snapshots/${file}`)
+  const entries = [...text.matchAll(/^exports\[`(.+?)`\] = `\n"([\s\S]*?)"\n`;$/gm)]
+  return entries.map((match) => ({
+    name: match[1] ?? "",
+    body: (match[2] ?? "").replace(/\\\\/g, "\\").replace(/\\`/g, "`")
+  }))
+}
+
+const streamRecordings = recordings("ChatCompletionStream.test.ts.snap")
+const completionRecordings = recordings("parser.test.ts.snap")
+
+/** The JSON payloads of an SSE body, `[DONE]` excluded. */
+const ssePayloads = (body: string): ReadonlyArray<unknown> =>
+  body
+    .split(/\r?\n\r?\n/)
+    .map((frame) => frame.trim())
+    .filter((frame) => frame.startsWith("data: ") && frame !== "data: [DONE]")
+    .map((frame) => JSON.parse(frame.slice("data: ".length)) as unknown)
+
+// ---------------------------------------------------------------------------------------------------------------
+// the gateway
+
+interface Answer {
+  readonly status: number
+  readonly contentType: string
+  readonly text: string
+}
+
+const call = (gateway: RunningGateway, path: string, init: RequestInit = {}) =>
+  Effect.promise(async (): Promise<Answer> => {
+    const response = await fetch(`${gateway.baseUrl}${path}`, init)
+    return { status: response.status, contentType: response.headers.get("content-type") ?? "", text: await response.text() }
+  })
+
+const postChat = (gateway: RunningGateway, body: unknown, raw?: string) =>
+  call(gateway, "/v1/chat/completions", {
+    method: "POST",
+    headers: { ...gateway.auth, "content-type": "application/json" },
+    body: raw ?? JSON.stringify(body)
+  })
+
+const mock = Mock.make({ tokenDelayMs: 0 })
+const failing = (error: ProviderError): Provider => ({ complete: () => Effect.fail(error), stream: () => Stream.fail(error) })
+
+const registry = Registry.layerStatic(
+  [
+    { name: "mock", providerKind: "mock", provider: mock },
+    {
+      name: "limited",
+      provider: failing(new ProviderError({ reason: "RateLimited", message: "slow down", provider: "openai", retryAfterMs: 2000 }))
+    },
+    {
+      name: "broken",
+      provider: failing(new ProviderError({ reason: "Authentication", message: "bad key", provider: "openai", status: 401 }))
+    },
+    {
+      name: "cut",
+      provider: {
+        complete: mock.complete,
+        stream: (request) =>
+          Stream.concat(
+            Stream.take(mock.stream(request), 2),
+            Stream.fail(new ProviderError({ reason: "Timeout", message: "stalled", provider: "openai" }))
+          )
+      }
+    },
+    { name: "buggy", provider: { complete: () => Effect.die("boom"), stream: () => Stream.die("boom") } }
+  ],
+  { retry: { max_retries: 0, initial_delay_ms: 0, max_delay_ms: 0 } }
+)
+
+const tools = [
+  {
+    type: "function",
+    function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } }
+  }
+]
+
+/** Request bodies covering the shapes the mock can answer: text, length cut, n > 1, tool calls. */
+const requests: ReadonlyArray<Record<string, unknown>> = [
+  { model: "mock", messages: [{ role: "user", content: "Say this is a test" }] },
+  { model: "mock", messages: [{ role: "user", content: "one two three four" }], max_tokens: 2 },
+  { model: "mock", messages: [{ role: "user", content: "pick one" }], n: 3 },
+  {
+    model: "mock",
+    messages: [
+      { role: "system", content: "use tools" },
+      { role: "user", content: [{ type: "text", text: "weather in Paris?" }] }
+    ],
+    tools,
+    tool_choice: { type: "function", function: { name: "get_weather" } }
+  }
+]
+
+// ---------------------------------------------------------------------------------------------------------------
+
+describe("the spec helper", () => {
+  it("loads OpenAI's schemas and converts nullable into null unions", () => {
+    expect(Object.keys(specDocument.components.schemas)).toEqual(
+      expect.arrayContaining(["CreateChatCompletionResponse", "CreateChatCompletionStreamResponse", "ListModelsResponse", "Model", "ErrorResponse"])
+    )
+    expect(toJsonSchema({ type: "string", enum: ["stop"], nullable: true })).toEqual({ type: ["string", "null"], enum: ["stop", null] })
+    expect(toJsonSchema({ $ref: "#/components/schemas/CompletionUsage", nullable: true })).toEqual({
+      anyOf: [{ $ref: "#/$defs/CompletionUsage" }, { type: "null" }]
+    })
+  })
+
+  it("rejects bodies that break the spec (so a pass means something)", () => {
+    expect(conforms("ErrorResponse", { error: { message: "m", type: "t", param: null, code: null } })).toBe(true)
+    expect(conforms("ErrorResponse", { error: { message: "m", type: "t", code: null } })).toBe(false)
+    expect(conforms("ErrorResponse", { message: "m", _tag: "HttpApiDecodeError" })).toBe(false)
+    expect(conforms("Model", { id: "m", object: "model", created: 1 })).toBe(false)
+    const completion = { id: "c", object: "chat.completion", created: 1, model: "m", choices: [] }
+    expect(conforms("CreateChatCompletionResponse", completion)).toBe(true)
+    expect(conforms("CreateChatCompletionResponse", { ...completion, system_fingerprint: null })).toBe(false)
+    expect(
+      conforms("CreateChatCompletionResponse", {
+        ...completion,
+        choices: [{ index: 0, message: { role: "assistant", content: "x" }, finish_reason: "stop", logprobs: null }]
+      })
+    ).toBe(false) // refusal is required
+    expect(
+      conforms("CreateChatCompletionStreamResponse", {
+        id: "c",
+        object: "chat.completion.chunk",
+        created: 1,
+        model: "m",
+        choices: [{ index: 0, delta: {}, finish_reason: "done" }]
+      })
+    ).toBe(false)
+  })
+
+  it("validates every chunk and completion openai-node recorded from the real API", () => {
+    expect(streamRecordings.length).toBe(4)
+    expect(completionRecordings.length).toBe(6)
+    for (const recording of streamRecordings) {
+      for (const chunk of ssePayloads(recording.body)) expectConforms("CreateChatCompletionStreamResponse", chunk)
+    }
+    for (const recording of completionRecordings) expectConforms("CreateChatCompletionResponse", JSON.parse(recording.body))
+  })
+})
+
+describe("the gateway's responses against OpenAI's published schemas", () => {
+  it.scopedLive("chat completions are CreateChatCompletionResponse", () =>
+    Effect.gen(function* () {
+      const gateway = yield* startGateway({ registry })
+      for (const request of requests) {
+        const answer = yield* postChat(gateway, request)
+        expect(answer.status).toBe(200)
+        expectConforms("CreateChatCompletionResponse", JSON.parse(answer.text))
+      }
+    }))
+
+  it.scopedLive("every streamed chunk is a CreateChatCompletionStreamResponse, usage chunk included", () =>
+    Effect.gen(function* () {
+      const gateway = yield* startGateway({ registry })
+      for (const request of requests) {
+        for (const includeUsage of [false, true]) {
+          const answer = yield* postChat(gateway, { ...request, stream: true, stream_options: { include_usage: includeUsage } })
+          expect(answer.status).toBe(200)
+          expect(answer.contentType).toContain("text/event-stream")
+          expect(answer.text.endsWith("data: [DONE]\n\n")).toBe(true)
+          const chunks = ssePayloads(answer.text)
+          expect(chunks.length).toBeGreaterThan(1)
+          for (const chunk of chunks) expectConforms("CreateChatCompletionStreamResponse", chunk)
+        }
+      }
+    }))
+
+  it.scopedLive("GET /v1/models is a ListModelsResponse and /v1/models/mock a Model", () =>
+    Effect.gen(function* () {
+      const gateway = yield* startGateway({ registry })
+      const list = yield* call(gateway, "/v1/models", { headers: gateway.auth })
+      expect(list.status).toBe(200)
+      expectConforms("ListModelsResponse", JSON.parse(list.text))
+      const model = yield* call(gateway, "/v1/models/mock", { headers: gateway.auth })
+      expect(model.status).toBe(200)
+      expectConforms("Model", JSON.parse(model.text))
+    }))
+
+  it.scopedLive("every error body is an ErrorResponse, in JSON and in the SSE error frame", () =>
+    Effect.gen(function* () {
+      const gateway = yield* startGateway({ registry, settings: { maxBodyBytes: 2048 } })
+      const user = [{ role: "user", content: "x" }]
+      const answers = [
+        yield* postChat(gateway, undefined, "{not json"),
+        yield* postChat(gateway, { model: "mock", messages: [{ role: "bot", content: "x" }] }),
+        yield* postChat(gateway, { model: "mock", messages: user, temperature: 5 }),
+        yield* call(gateway, "/v1/models", {}),
+        yield* call(gateway, "/v1/models/nope", { headers: gateway.auth }),
+        yield* call(gateway, "/v1/nothing", { headers: gateway.auth }),
+        yield* postChat(gateway, { model: "nope", messages: user }),
+        yield* postChat(gateway, { model: "mock", messages: [{ role: "user", content: "x".repeat(4000) }] }),
+        yield* postChat(gateway, { model: "limited", messages: user }),
+        yield* postChat(gateway, { model: "broken", messages: user, stream: true }),
+        yield* postChat(gateway, { model: "buggy", messages: user })
+      ]
+      expect(answers.map((answer) => answer.status)).toEqual([400, 400, 400, 401, 404, 404, 404, 413, 429, 502, 500])
+      for (const answer of answers) {
+        expect(answer.contentType).toContain("application/json")
+        expectConforms("ErrorResponse", JSON.parse(answer.text))
+      }
+      const cut = yield* postChat(gateway, { model: "cut", messages: [{ role: "user", content: "a b c" }], stream: true })
+      expect(cut.status).toBe(200)
+      const payloads = ssePayloads(cut.text)
+      const last = payloads.at(-1)
+      expect(cut.text).not.toContain("[DONE]")
+      expectConforms("ErrorResponse", last)
+      for (const chunk of payloads.slice(0, -1)) expectConforms("CreateChatCompletionStreamResponse", chunk)
+    }))
+})
+
+describe("the gateway's schemas accept what the real API sends (openai-node recordings)", () => {
+  const decodeCompletion = Schema.decodeUnknownSync(ChatCompletion)
+  const decodeChunk = Schema.decodeUnknownSync(ChatCompletionChunk)
+
+  it("decodes every recorded chat.completion, losing nothing", () => {
+    for (const recording of completionRecordings) {
+      const raw = JSON.parse(recording.body) as unknown
+      const decoded = decodeCompletion(raw)
+      expect(decoded.object).toBe("chat.completion")
+      expect(decoded.choices[0]?.message.role).toBe("assistant")
+      expect(Schema.encodeSync(ChatCompletion)(decoded)).toEqual(raw)
+    }
+  })
+
+  it("decodes every recorded chunk, including logprobs, refusals and the usage-only chunk, losing nothing", () => {
+    let usageOnly = 0
+    let total = 0
+    for (const recording of streamRecordings) {
+      const chunks = ssePayloads(recording.body)
+      expect(recording.body.trimEnd().endsWith("data: [DONE]")).toBe(true)
+      for (const raw of chunks) {
+        const decoded = decodeChunk(raw)
+        total++
+        if (decoded.choices.length === 0 && decoded.usage != null) usageOnly++
+        expect(Schema.encodeSync(ChatCompletionChunk)(decoded)).toEqual(raw)
+      }
+    }
+    expect(total).toBeGreaterThan(40)
+    expect(usageOnly).toBe(streamRecordings.length)
+  })
+
+  it("reassembles the recorded stream into the content the API answered", () => {
+    const works = streamRecordings.find((recording) => recording.name === ".stream() works 1")
+    expect(works).toBeDefined()
+    const content = ssePayloads(works?.body ?? "")
+      .map((raw) => decodeChunk(raw))
+      .flatMap((chunk) => chunk.choices.map((choice) => choice.delta.content ?? ""))
+      .join("")
+    expect(JSON.parse(content)).toEqual({ city: "San Francisco", units: "c" })
+  })
+})

@@ -1,0 +1,175 @@
+/**
+ * "Another Effect app composes the exported layers with its own provider": everything of llm-proxy comes from
+ * the package entry point (src/index.ts), as it would from `import ... from "llm-proxy"`.
+ */
+import { NodeHttpClient } from "@effect/platform-node"
+import { describe, expect, it } from "@effect/vitest"
+import { Chunk, Context, Effect, Either, Layer, Redacted, Schema, Stream } from "effect"
+import type { AddressInfo } from "node:net"
+import { App, Config, Errors, Lifecycle, Provider, Registry, Router, Schemas } from "../src/index.js"
+
+/** The embedding app's own upstream: answers in upper case, streamed letter group by letter group. */
+const received: Array<Schemas.ChatCompletionRequest> = []
+
+const lastUserText = (request: Schemas.ChatCompletionRequest): string => {
+  const last = [...request.messages].reverse().find((message) => message.role === "user")
+  return typeof last?.content === "string" ? last.content : ""
+}
+
+const houseProvider: Provider.Provider = {
+  complete: (request) =>
+    Effect.sync(() => {
+      received.push(request)
+      return {
+        id: "chatcmpl-house-1",
+        object: "chat.completion" as const,
+        created: 1_700_000_000,
+        model: request.model,
+        choices: [
+          {
+            index: 0,
+            message: { role: "assistant" as const, content: lastUserText(request).toUpperCase(), refusal: null },
+            finish_reason: "stop" as const,
+            logprobs: null
+          }
+        ],
+        usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 }
+      }
+    }),
+  stream: (request) => {
+    const chunk = (delta: Schemas.ChatCompletionChunk["choices"][number]["delta"], finish: Schemas.FinishReason | null = null) => ({
+      id: "chatcmpl-house-2",
+      object: "chat.completion.chunk" as const,
+      created: 1_700_000_000,
+      model: request.model,
+      choices: [{ index: 0, delta, finish_reason: finish }]
+    })
+    const words = lastUserText(request).toUpperCase().split(/(?<= )/)
+    return Stream.make(chunk({ role: "assistant", content: "" })).pipe(
+      Stream.concat(Stream.fromIterable(words.map((word) => chunk({ content: word })))),
+      Stream.concat(Stream.make(chunk({}, "stop")))
+    )
+  }
+}
+
+const unavailable: Provider.Provider = {
+  complete: () => Effect.fail(new Provider.ProviderError({ reason: "Unavailable", message: "down", provider: "house", status: 503 })),
+  stream: () => Stream.fail(new Provider.ProviderError({ reason: "Unavailable", message: "down", provider: "house", status: 503 }))
+}
+
+const houseKey = "house-secret-key"
+
+/** The embedding app's gateway: its registry, its settings, its HTTP client. */
+const HouseGateway = App.serveWith(Registry.layerStatic([{ name: "house-model", providerKind: "house", provider: houseProvider }])).pipe(
+  Layer.provide(NodeHttpClient.layerUndici),
+  Layer.provide(Config.layerTest({ port: 0, host: "127.0.0.1", internalApiKey: Redacted.make(houseKey) }))
+)
+
+const serve = Effect.gen(function* () {
+  const context = yield* Layer.build(HouseGateway)
+  const lifecycle = Context.get(context, Lifecycle.Lifecycle)
+  const { port } = lifecycle.server.address() as AddressInfo
+  return `http://127.0.0.1:${port}`
+})
+
+const request = (model: string, content: string): Schemas.ChatCompletionRequest =>
+  Schemas.ChatCompletionRequest.make({ model, messages: [{ role: "user", content }] })
+
+describe("llm-proxy as a library", () => {
+  it.scopedLive("serves the exported layers with the app's own provider over HTTP", () =>
+    Effect.gen(function* () {
+      const baseUrl = yield* serve
+      const headers = { authorization: `Bearer ${houseKey}`, "content-type": "application/json" }
+      const models = yield* Effect.promise(() => fetch(`${baseUrl}/v1/models`, { headers }).then((r) => r.json()))
+      expect(models).toMatchObject({ object: "list", data: [{ id: "house-model", object: "model", owned_by: "house" }] })
+
+      const completion = yield* Effect.promise(async () => {
+        const response = await fetch(`${baseUrl}/v1/chat/completions`, {
+          method: "POST",
+          headers,
+          body: JSON.stringify({ model: "house-model", messages: [{ role: "user", content: "shout this" }], house_flag: true })
+        })
+        return { status: response.status, provider: response.headers.get("x-llm-proxy-provider"), body: (await response.json()) as unknown }
+      })
+      expect(completion.status).toBe(200)
+      expect(completion.provider).toBe("house")
+      // decoded with the exported schemas, as the embedding app would
+      const decoded = Schema.decodeUnknownSync(Schemas.ChatCompletion)(completion.body)
+      expect(decoded.choices[0]?.message.content).toBe("SHOUT THIS")
+      expect(decoded.model).toBe("house-model")
+      expect((received.at(-1) as unknown as Record<string, unknown>)["house_flag"]).toBe(true)
+
+      const streamed = yield* Effect.promise(async () => {
+        const response = await fetch(`${baseUrl}/v1/chat/completions`, {
+          method: "POST",
+          headers,
+          body: JSON.stringify({ model: "house-model", messages: [{ role: "user", content: "stream me now" }], stream: true })
+        })
+        return { status: response.status, type: response.headers.get("content-type"), text: await response.text() }
+      })
+      expect(streamed.status).toBe(200)
+      expect(streamed.type).toContain("text/event-stream")
+      const frames = streamed.text.trimEnd().split("\n\n")
+      expect(frames.at(-1)).toBe("data: [DONE]")
+      const content = frames
+        .slice(0, -1)
+        .map((frame) => Schema.decodeUnknownSync(Schemas.ChatCompletionChunk)(JSON.parse(frame.slice("data: ".length))))
+        .map((chunk) => chunk.choices[0]?.delta.content ?? "")
+        .join("")
+      expect(content).toBe("STREAM ME NOW")
+
+      // the app's key is the one that counts: the default test key is refused
+      const refused = yield* Effect.promise(() =>
+        fetch(`${baseUrl}/v1/models`, { headers: { "x-internal-auth": "test-internal-key" } }).then((r) => r.status)
+      )
+      expect(refused).toBe(401)
+      // the built-in mock is not there: the registry is the app's
+      const mockStatus = yield* Effect.promise(() => fetch(`${baseUrl}/v1/models/mock`, { headers }).then((r) => r.status))
+      expect(mockStatus).toBe(404)
+    }))
+
+  const RouterLive = Router.layer.pipe(
+    Layer.provide(
+      Registry.layerStatic(
+        [
+          { name: "house-model", providerKind: "house", provider: houseProvider, upstreamModel: "house-v2" },
+          { name: "flaky", provider: unavailable, fallbacks: ["house-model"] }
+        ],
+        { retry: { max_retries: 0, initial_delay_ms: 0, max_delay_ms: 0 } }
+      )
+    )
+  )
+
+  it.effect("calls the Router service directly, without HTTP", () =>
+    Effect.gen(function* () {
+      const router = yield* Router.Router
+      const routed = yield* router.complete(request("house-model", "direct call"))
+      expect(routed.completion.choices[0]?.message.content).toBe("DIRECT CALL")
+      // the provider saw the upstream model id; the caller sees the public name
+      expect(received.at(-1)?.model).toBe("house-v2")
+      expect(routed.completion.model).toBe("house-model")
+      expect(routed.deployment.providerKind).toBe("house")
+      expect(routed.attempts).toBe(1)
+
+      const streamed = yield* router.stream(request("house-model", "direct stream"))
+      const chunks = Chunk.toReadonlyArray(yield* Stream.runCollect(streamed.chunks))
+      expect(chunks.map((chunk) => chunk.choices[0]?.delta.content ?? "").join("")).toBe("DIRECT STREAM")
+      expect(chunks.every((chunk) => chunk.model === "house-model")).toBe(true)
+    }).pipe(Effect.provide(RouterLive)))
+
+  it.effect("falls back between the app's models and reports unknown ones as ModelNotFound", () =>
+    Effect.gen(function* () {
+      const router = yield* Router.Router
+      const fallback = yield* router.complete(request("flaky", "rescued"))
+      expect(fallback.completion.choices[0]?.message.content).toBe("RESCUED")
+      expect(fallback.deployment.name).toBe("house-model")
+      expect(fallback.attempts).toBe(2)
+
+      const missing = yield* Effect.either(router.complete(request("nobody", "x")))
+      expect(Either.isLeft(missing)).toBe(true)
+      if (Either.isLeft(missing)) {
+        expect(missing.left).toBeInstanceOf(Errors.ModelNotFound)
+        expect(missing.left._tag).toBe("ModelNotFound")
+      }
+    }).pipe(Effect.provide(RouterLive)))
+})
