@@ -9,7 +9,7 @@ import { Authentication } from "./Auth.js"
 
 /** `GET /health`. */
 export const HealthStatus = Schema.Struct({
-  status: Schema.Literal("ok", "draining"),
+  status: Schema.Literal("ok"),
   uptime_seconds: Schema.Number
 }).annotations({ identifier: "HealthStatus" })
 

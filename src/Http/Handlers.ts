@@ -33,7 +33,7 @@ export const HealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>
   Effect.map(Lifecycle, (lifecycle) =>
     handlers.handle("health", () =>
       Effect.sync(() => ({
-        status: lifecycle.isDraining() ? ("draining" as const) : ("ok" as const),
+        status: "ok" as const,
         uptime_seconds: Math.round((Date.now() - lifecycle.startedAt) / 1000)
       }))
     )

@@ -94,6 +94,7 @@ const bodyLimit = (maxBodyBytes: number) => (app: HttpApp.Default): HttpApp.Defa
     }
     const length = Number(declared)
     if (!Number.isSafeInteger(length) || length < 0) return Effect.succeed(errorResponse(new LengthRequired()))
+    if (length === 0) return Effect.succeed(errorResponse(new InvalidRequest({ message: "The request body is empty; send a JSON object.", param: null })))
     return length > maxBodyBytes ? Effect.succeed(errorResponse(new PayloadTooLarge({ limit: maxBodyBytes }))) : app
   })
 

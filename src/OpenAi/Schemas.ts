@@ -128,7 +128,7 @@ const PositiveInt = Schema.Int.pipe(Schema.greaterThanOrEqualTo(1))
 /** `POST /v1/chat/completions` body. Unknown fields are kept and forwarded. */
 export const ChatCompletionRequest = Schema.Struct({
   model: Schema.String.pipe(Schema.minLength(1)),
-  messages: Schema.NonEmptyArray(ChatMessage),
+  messages: Schema.Array(ChatMessage).pipe(Schema.minItems(1, { message: () => "must contain at least one message" })),
   temperature: Schema.optional(Schema.NullOr(Schema.Number.pipe(Schema.between(0, 2)))),
   top_p: Schema.optional(Schema.NullOr(Schema.Number.pipe(Schema.between(0, 1)))),
   n: Schema.optional(Schema.NullOr(Schema.Int.pipe(Schema.between(1, 128)))),

@@ -352,8 +352,8 @@ describe("bad input", () => {
         expect(error.type).toBe("invalid_request_error")
         expect(error.message).toBe("We could not parse the JSON body of your request.")
       }
-      // an empty body reads as null: a 400 that names the whole body
-      expectError(yield* postRaw(gateway, ""), 400, "invalid_request", "body")
+      // an empty body is not JSON either
+      expectError(yield* postRaw(gateway, ""), 400, "invalid_json", null)
     }))
 
   it.scopedLive("schema violations are 400 invalid_request naming the field in param", () =>

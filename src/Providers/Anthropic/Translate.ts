@@ -441,6 +441,7 @@ export const fromAnthropicMessage = (message: AnthropicMessage, ctx: CompletionC
           role: "assistant",
           // Any text beside the answer would make the content invalid JSON.
           content: answer ?? (texts.length > 0 ? texts.join("") : null),
+          refusal: null,
           ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {})
         },
         finish_reason: finishReason === "tool_calls" && toolCalls.length === 0 ? "stop" : finishReason,

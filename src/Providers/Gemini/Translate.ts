@@ -398,6 +398,7 @@ const choiceOf = (candidate: GeminiCandidate, position: number, completionId: st
     message: {
       role: "assistant" as const,
       content: texts.length > 0 ? texts.join("") : toolCalls.length > 0 ? null : "",
+      refusal: null,
       ...(toolCalls.length === 0 ? {} : { tool_calls: toolCalls })
     },
     finish_reason: finishReasonOf(candidate.finishReason ?? "STOP", toolCalls.length > 0),

@@ -311,6 +311,7 @@ describe("fromAnthropicMessage", () => {
           message: {
             role: "assistant",
             content: "I'll check the weather.",
+            refusal: null,
             tool_calls: [
               { id: "toolu_1", type: "function", function: { name: "get_weather", arguments: '{"location":"Paris"}' } }
             ]

@@ -249,7 +249,8 @@ describe("fromGeminiResponse", () => {
         index: 0,
         message: {
           role: "assistant",
-          content: "Google's headquarters, also known as the Googleplex, is located in **Mountain View, California**.\n"
+          content: "Google's headquarters, also known as the Googleplex, is located in **Mountain View, California**.\n",
+          refusal: null
         },
         finish_reason: "stop",
         logprobs: null
@@ -317,7 +318,7 @@ describe("fromGeminiResponse", () => {
   it("answers a candidate without content with an empty message", () => {
     const completion = complete(googleai("unary-failure-with-message-no-content.json"))
     expect(completion.choices).toStrictEqual([
-      { index: 0, message: { role: "assistant", content: "" }, finish_reason: "stop", logprobs: null }
+      { index: 0, message: { role: "assistant", content: "", refusal: null }, finish_reason: "stop", logprobs: null }
     ])
   })
 
