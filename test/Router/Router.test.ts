@@ -843,6 +843,21 @@ describe("Router.stream", () => {
       )
     }))
 
+  it.effect("releases the upstream when the caller is interrupted before the commit", () =>
+    Effect.gen(function* () {
+      const fake = makeFake("a", { stream: () => Stream.never })
+      yield* withRouter([{ name: "a", provider: fake.provider }], settingsWith(), (router) =>
+        Effect.gen(function* () {
+          const fiber = yield* Effect.fork(router.stream(requestFor("a")))
+          yield* advance(10)
+          expect(fake.calls).toHaveLength(1)
+          expect(fake.released.count).toBe(0)
+          expect(Exit.isInterrupted(yield* Fiber.interrupt(fiber))).toBe(true)
+          expect(fake.released.count).toBe(1)
+        })
+      )
+    }))
+
   it.effect("releases the upstream when the consumer reads to the end", () =>
     Effect.gen(function* () {
       const fake = makeFake("a", { stream: (_, model) => chunks(model, ["one", "two"]) })
