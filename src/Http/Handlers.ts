@@ -69,8 +69,13 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
     const terminated = Effect.as(Deferred.await(lifecycle.terminated), new ShuttingDown())
 
     const streamed = (request: ChatCompletionRequest) =>
-      Effect.zipWith(router.stream(request), HttpServerRequest.HttpServerRequest, (routed, http) =>
-        HttpServerResponse.stream(
+      Effect.gen(function* () {
+        const routed = yield* router.stream(request)
+        // Tied to the request's scope: should the response never be written (the client left first), the upstream
+        // connection is released all the same.
+        yield* Effect.addFinalizer(() => routed.release)
+        const http = yield* HttpServerRequest.HttpServerRequest
+        return HttpServerResponse.stream(
           toSseBody(routed.chunks, {
             includeUsage: request.stream_options?.include_usage === true,
             terminate: terminated,
@@ -78,7 +83,7 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
           }),
           { contentType: "text/event-stream", headers: { ...sseHeaders, ...routingHeaders(routed) } }
         )
-      )
+      })
 
     const completed = (request: ChatCompletionRequest) =>
       Effect.map(router.complete(request), (routed) =>

@@ -27,6 +27,8 @@ export interface RoutedCompletion extends Served {
  */
 export interface RoutedStream extends Served {
   readonly chunks: Stream.Stream<ChatCompletionChunk, ProviderError>
+  /** Releases the upstream connection now; for a caller that may drop `chunks` without running it. */
+  readonly release: Effect.Effect<void>
 }
 
 /** Routes chat requests to deployments. */
@@ -195,13 +197,20 @@ export const make = Effect.gen(function* () {
     const rest = Stream.repeatEffectChunkOption(
       pull.pipe(Effect.timeoutFail({ duration: firstTokenMs, onTimeout: () => Option.some(idle) }))
     )
-    const remainingMs = Math.max(0, deadline - (yield* Clock.currentTimeMillis))
+    const release = Scope.close(scope, Exit.void)
+    // The deadline is absolute: however late the consumer starts reading, it ends at `deadline`.
+    const overallDeadline = Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      Effect.zipRight(
+        Effect.sleep(Math.max(0, deadline - now)),
+        Effect.fail(timeoutError(`request within ${settings.timeouts.request_ms} ms`))
+      )
+    )
     const chunks = Stream.concat(Stream.fromChunk(first), rest).pipe(
       Stream.map((chunk) => renamed(chunk, name)),
-      Stream.interruptWhen(Effect.zipRight(Effect.sleep(remainingMs), Effect.fail(timeoutError(`request within ${settings.timeouts.request_ms} ms`)))),
-      Stream.ensuring(Scope.close(scope, Exit.void))
+      Stream.interruptWhen(overallDeadline),
+      Stream.ensuring(release)
     )
-    return { chunks, deployment: result.deployment, attempts: result.attempts }
+    return { chunks, release, deployment: result.deployment, attempts: result.attempts }
   })
 
   return { complete, stream }
