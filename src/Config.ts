@@ -62,10 +62,11 @@ const logLevel = Config.string("LOG_LEVEL").pipe(
 const integerInRange = (name: string, fallback: number, min: number, max: number) =>
   Config.integer(name).pipe(
     Config.withDefault(fallback),
-    Config.validate({
-      message: `${name} must be an integer from ${min} to ${max}`,
-      validation: (value: number) => value >= min && value <= max
-    })
+    Config.mapOrFail((value) =>
+      value >= min && value <= max
+        ? Either.right(value)
+        : Either.left(ConfigError.InvalidData([name], `${name} must be an integer from ${min} to ${max}, got ${value}`))
+    )
   )
 
 /** Reads and validates every setting from the current ConfigProvider (the environment by default). */
