@@ -1,7 +1,7 @@
 /**
  * The whole gateway as one layer, and the pieces it is made of for apps that compose their own.
  */
-import { NodeFileSystem, NodeHttpClient } from "@effect/platform-node"
+import { NodeFileSystem } from "@effect/platform-node"
 import { Effect, Layer, Redacted } from "effect"
 import * as Config from "./Config.js"
 import * as Lifecycle from "./Http/Lifecycle.js"
@@ -23,8 +23,8 @@ const defaultKeyWarning = Layer.effectDiscard(
 )
 
 /**
- * The gateway serving on `HOST`:`PORT` with the given registry. Needs ProxyConfig and an HttpClient for the
- * upstreams; provides nothing (launch it).
+ * The gateway serving on `HOST`:`PORT` with the given registry. Needs ProxyConfig; provides the Lifecycle of its
+ * server (launch it).
  */
 export const serveWith = <E, R>(registry: Layer.Layer<Registry.ModelRegistry, E, R>) =>
   Server.layer.pipe(
@@ -37,7 +37,6 @@ export const serveWith = <E, R>(registry: Layer.Layer<Registry.ModelRegistry, E,
 
 /** The gateway as `npm start` runs it: settings from the environment, registry from `CONFIG_FILE` or built in. */
 export const layer = serveWith(Registry.layer).pipe(
-  Layer.provide(NodeHttpClient.layerUndici),
   Layer.provide(NodeFileSystem.layer),
   Layer.provide(Config.layer)
 )

@@ -4,7 +4,6 @@
  * ```ts
  * import { App, Config, Registry } from "llm-proxy"
  * const MyGateway = App.serveWith(Registry.layerStatic([{ name: "my-model", provider: myProvider }])).pipe(
- *   Layer.provide(NodeHttpClient.layerUndici),
  *   Layer.provide(Config.layer)
  * )
  * ```

@@ -28,6 +28,12 @@ const digest = (value: string): Buffer => createHash("sha256").update(value).dig
 export const keysMatch = (presented: string, expected: Redacted.Redacted<string>): boolean =>
   presented.length > 0 && timingSafeEqual(digest(presented), digest(Redacted.value(expected)))
 
+/** `keysMatch` with the expected key's digest computed once, for the per-request check. */
+const matcherFor = (expected: Redacted.Redacted<string>) => {
+  const expectedDigest = digest(Redacted.value(expected))
+  return (presented: string): boolean => presented.length > 0 && timingSafeEqual(digest(presented), expectedDigest)
+}
+
 /** The auth middleware; every group except health declares it. */
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("llm-proxy/Authentication", {
   failure: UnauthorizedResponse,
@@ -47,6 +53,7 @@ const keyHeaders = ["x-internal-auth", "authorization"] as const
 export const layer: Layer.Layer<Authentication, never, ProxyConfig> = Layer.effect(
   Authentication,
   Effect.map(ProxyConfig, (config) => {
+    const matches = matcherFor(config.internalApiKey)
     const check = (credential: Redacted.Redacted<string>) => {
       const presented = Redacted.value(credential)
       // Schemes are tried in order and the last failure is reported: an empty credential for this scheme only
@@ -56,7 +63,7 @@ export const layer: Layer.Layer<Authentication, never, ProxyConfig> = Layer.effe
           Effect.fail(keyHeaders.some((name) => (request.headers[name] ?? "") !== "") ? invalid : missing)
         )
       }
-      return keysMatch(presented, config.internalApiKey) ? Effect.void : Effect.fail(invalid)
+      return matches(presented) ? Effect.void : Effect.fail(invalid)
     }
     return { internalKey: check, bearer: check }
   })

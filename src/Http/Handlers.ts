@@ -2,7 +2,7 @@
  * Handlers for the Api groups. Chat answers JSON for `stream: false` and SSE for `stream: true` by returning an
  * `HttpServerResponse` itself; failures are rendered through the error table.
  */
-import { HttpApiBuilder, HttpServerRequest, HttpServerResponse } from "@effect/platform"
+import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
 import { Deferred, Effect, Layer } from "effect"
 import { ModelNotFound, ShuttingDown } from "../Errors.js"
 import { ModelRegistry } from "../Router/Registry.js"
@@ -13,6 +13,7 @@ import type { ChatCompletionRequest, Model } from "../OpenAi/Schemas.js"
 import { Api } from "./Api.js"
 import { errorResponse } from "./Errors.js"
 import { Lifecycle } from "./Lifecycle.js"
+import { RequestId } from "./RequestId.js"
 import { sseHeaders, toSseBody } from "./Sse.js"
 
 const toModel = (model: RegisteredModel, created: number): Model => ({
@@ -74,12 +75,12 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
         // Tied to the request's scope: should the response never be written (the client left first), the upstream
         // connection is released all the same.
         yield* Effect.addFinalizer(() => routed.release)
-        const http = yield* HttpServerRequest.HttpServerRequest
+        const requestId = yield* RequestId
         return HttpServerResponse.stream(
           toSseBody(routed.chunks, {
             includeUsage: request.stream_options?.include_usage === true,
             terminate: terminated,
-            requestId: http.headers["x-request-id"] ?? "unknown"
+            requestId
           }),
           { contentType: "text/event-stream", headers: { ...sseHeaders, ...routingHeaders(routed) } }
         )

@@ -12,7 +12,7 @@ import {
   HttpServerResponse
 } from "@effect/platform"
 import { NodeHttpServer } from "@effect/platform-node"
-import { Cause, Effect, Layer } from "effect"
+import { Cause, Effect, Layer, LogLevel } from "effect"
 import { ProxyConfig } from "../Config.js"
 import {
   InternalError,
@@ -28,6 +28,7 @@ import * as Auth from "./Auth.js"
 import { errorResponse } from "./Errors.js"
 import * as Handlers from "./Handlers.js"
 import { drainOnShutdown, Lifecycle } from "./Lifecycle.js"
+import { RequestId } from "./RequestId.js"
 
 const requestIdPattern = /^[\w.:-]{1,128}$/
 
@@ -75,7 +76,7 @@ const withOpenAiErrors = (app: HttpApp.Default): HttpApp.Default =>
     Effect.gen(function* () {
       if (Cause.isInterruptedOnly(cause)) return yield* Effect.failCause(cause)
       const request = yield* HttpServerRequest.HttpServerRequest
-      const requestId = request.headers["x-request-id"] ?? "unknown"
+      const requestId = yield* RequestId
       const error = classify(cause, request, requestId)
       if (error._tag === "InternalError") yield* Effect.logError("unhandled failure", cause)
       return errorResponse(error)
@@ -84,46 +85,48 @@ const withOpenAiErrors = (app: HttpApp.Default): HttpApp.Default =>
 
 const methodsWithBody = new Set(["POST", "PUT", "PATCH"])
 
-/** Refuses oversized or unsized bodies from the headers alone, before a byte of the body is read. */
-const bodyLimit = (maxBodyBytes: number) => (app: HttpApp.Default): HttpApp.Default =>
-  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-    if (!methodsWithBody.has(request.method)) return app
-    const declared = request.headers["content-length"]
-    if (declared === undefined) {
-      return request.headers["transfer-encoding"] === undefined ? app : Effect.succeed(errorResponse(new LengthRequired()))
-    }
-    const length = Number(declared)
-    if (!Number.isSafeInteger(length) || length < 0) return Effect.succeed(errorResponse(new LengthRequired()))
-    if (length === 0) return Effect.succeed(errorResponse(new InvalidRequest({ message: "The request body is empty; send a JSON object.", param: null })))
-    return length > maxBodyBytes ? Effect.succeed(errorResponse(new PayloadTooLarge({ limit: maxBodyBytes }))) : app
-  })
+/** What is wrong with a body, judged from the headers alone, before a byte of it is read. */
+const bodyProblem = (request: HttpServerRequest.HttpServerRequest, maxBodyBytes: number) => {
+  if (!methodsWithBody.has(request.method)) return undefined
+  const declared = request.headers["content-length"]
+  if (declared === undefined) return request.headers["transfer-encoding"] === undefined ? undefined : new LengthRequired()
+  const length = Number(declared)
+  if (!Number.isSafeInteger(length) || length < 0) return new LengthRequired()
+  if (length === 0) return new InvalidRequest({ message: "The request body is empty; send a JSON object.", param: null })
+  return length > maxBodyBytes ? new PayloadTooLarge({ limit: maxBodyBytes }) : undefined
+}
 
 /** Bodies are JSON whatever the client labelled them: curl's default form type would otherwise be parsed as a form. */
-const asJson = (request: HttpServerRequest.HttpServerRequest) =>
+const labelledAsJson = (request: HttpServerRequest.HttpServerRequest): HttpServerRequest.HttpServerRequest =>
   methodsWithBody.has(request.method) && !(request.headers["content-type"] ?? "").includes("json")
-    ? { "content-type": "application/json" }
-    : {}
+    ? request.modify({ headers: { ...request.headers, "content-type": "application/json" } })
+    : request
 
-/** The edge around every request: request id and access log, drain gate, body limit. */
-const edge = (maxBodyBytes: number, lifecycle: Lifecycle["Type"]) => (app: HttpApp.Default): HttpApp.Default => {
-  const limited = bodyLimit(maxBodyBytes)(app)
-  const gated = Effect.suspend(() => (lifecycle.isDraining() ? Effect.succeed(errorResponse(new ShuttingDown())) : limited))
-  const logged = HttpMiddleware.logger(gated)
-  return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-    const requestId = requestIdOf(request)
-    const headers = { ...request.headers, ...asJson(request), "x-request-id": requestId }
-    return logged.pipe(
-      // The app writes its response before this middleware's `map` below runs: a pre-response handler is the
-      // only way to add the header to it; the `map` covers responses the edge answers itself (413, 411, 503).
-      HttpApp.withPreResponseHandler((_request, response) =>
-        Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId))
-      ),
-      Effect.provideService(HttpServerRequest.HttpServerRequest, request.modify({ headers })),
-      Effect.map(HttpServerResponse.setHeader("x-request-id", requestId)),
-      Effect.annotateLogs("requestId", requestId)
-    )
-  })
-}
+/**
+ * The edge around every request: request id, drain gate, body limit, and the access log when `Info` is on.
+ * Runs per request, so it allocates as little as it can.
+ */
+const edge =
+  (maxBodyBytes: number, lifecycle: Lifecycle["Type"], accessLog: boolean) =>
+  (app: HttpApp.Default): HttpApp.Default => {
+    const handled = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+      const requestId = requestIdOf(request)
+      const rejection = lifecycle.isDraining() ? new ShuttingDown() : bodyProblem(request, maxBodyBytes)
+      if (rejection !== undefined) {
+        return Effect.succeed(HttpServerResponse.setHeader(errorResponse(rejection), "x-request-id", requestId))
+      }
+      return app.pipe(
+        // The app writes its own response: a pre-response handler is how a header reaches it.
+        HttpApp.withPreResponseHandler((_request, response) =>
+          Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId))
+        ),
+        Effect.provideService(HttpServerRequest.HttpServerRequest, labelledAsJson(request)),
+        Effect.provideService(RequestId, requestId),
+        Effect.annotateLogs("requestId", requestId)
+      )
+    })
+    return accessLog ? HttpMiddleware.logger(handled) : handled
+  }
 
 /** The Api implemented: handlers, auth, OpenAI-shaped errors. */
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
@@ -144,7 +147,8 @@ export const layer = Layer.unwrapEffect(
   Effect.gen(function* () {
     const config = yield* ProxyConfig
     const lifecycle = yield* Lifecycle
-    const serving = HttpApiBuilder.serve(edge(config.maxBodyBytes, lifecycle)).pipe(
+    const accessLog = LogLevel.lessThanEqual(config.logLevel, LogLevel.Info)
+    const serving = HttpApiBuilder.serve(edge(config.maxBodyBytes, lifecycle, accessLog)).pipe(
       Layer.provide(DocsLive),
       Layer.provide(ApiLive),
       HttpServer.withLogAddress,

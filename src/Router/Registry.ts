@@ -1,7 +1,6 @@
 /**
  * ModelRegistry: public model names → their deployments (a Provider each), fallbacks and router settings.
  */
-import type { HttpClient } from "@effect/platform"
 import { FileSystem } from "@effect/platform"
 import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
 import type { ConfigError } from "effect"
@@ -90,7 +89,7 @@ const providerFor = (
   entry: ModelEntry,
   apiKey: Redacted.Redacted<string> | undefined,
   mockTokenDelayMs: number
-): Effect.Effect<Provider, never, HttpClient.HttpClient> => {
+): Effect.Effect<Provider> => {
   const target = { baseUrl: entry.base_url ?? defaultBaseUrls[entry.provider], apiKey, headers: entry.headers ?? {} }
   switch (entry.provider) {
     case "openai":
@@ -108,7 +107,7 @@ const providerFor = (
 export const fromFile = (
   file: RegistryFile,
   mockTokenDelayMs: number
-): Effect.Effect<Registry, RegistryError | ConfigError.ConfigError, HttpClient.HttpClient> =>
+): Effect.Effect<Registry, RegistryError | ConfigError.ConfigError> =>
   Effect.gen(function* () {
     const deployments = yield* Effect.forEach(file.models, (entry, index) =>
       Effect.gen(function* () {
@@ -140,7 +139,7 @@ export const fromFile = (
 export const layer: Layer.Layer<
   ModelRegistry,
   RegistryError | ConfigError.ConfigError,
-  ProxyConfig | HttpClient.HttpClient | FileSystem.FileSystem
+  ProxyConfig | FileSystem.FileSystem
 > = Layer.effect(
   ModelRegistry,
   Effect.gen(function* () {

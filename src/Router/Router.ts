@@ -102,11 +102,17 @@ const firstSuccess = <A>(
     let attempts = 0
     const tryFrom = (index: number): Effect.Effect<{ readonly value: A; readonly deployment: Deployment; readonly attempts: number }, ProviderError> => {
       const deployment = candidates[index]!
-      return Effect.suspend(() => {
+      const once = Effect.suspend(() => {
         attempts++
         return attempt(deployment)
-      }).pipe(
-        Effect.retry(retrySchedule(settings, deadline)),
+      })
+      return once.pipe(
+        // The schedule is built only once an attempt has failed: the common case pays nothing for it.
+        Effect.catchAll((firstError) => {
+          let replayed = false
+          const again = Effect.suspend(() => (replayed ? once : ((replayed = true), Effect.fail(firstError))))
+          return Effect.retry(again, retrySchedule(settings, deadline))
+        }),
         Effect.map((value) => ({ value, deployment, attempts })),
         Effect.catchAll((error) =>
           index + 1 < candidates.length && isFallbackWorthy(error)
@@ -170,7 +176,8 @@ export const make = Effect.gen(function* () {
     onTimeout: () => timeoutError(`request within ${settings.timeouts.request_ms} ms`)
   })
 
-  const complete = Effect.fn("Router.complete")(function* (request: ChatCompletionRequest) {
+  // Plain generators, not Effect.fn: a named Effect.fn captures a stack trace per call, measurable per request.
+  const complete = (request: ChatCompletionRequest) => Effect.gen(function* () {
     const candidates = yield* candidatesFor(registry, request.model)
     const deadline = deadlineFrom(yield* Clock.currentTimeMillis)
     const result = yield* firstSuccess(candidates, settings, deadline, (deployment) =>
@@ -183,7 +190,7 @@ export const make = Effect.gen(function* () {
     }
   })
 
-  const stream = Effect.fn("Router.stream")(function* (request: ChatCompletionRequest) {
+  const stream = (request: ChatCompletionRequest) => Effect.gen(function* () {
     const candidates = yield* candidatesFor(registry, request.model)
     const startedAt = yield* Clock.currentTimeMillis
     const deadline = deadlineFrom(startedAt)

@@ -1,7 +1,6 @@
 /**
  * Starts the whole gateway in-process on 127.0.0.1, port 0, for tests that speak to it over a real socket.
  */
-import { NodeHttpClient } from "@effect/platform-node"
 import { Context, Effect, Layer } from "effect"
 import type { Scope } from "effect"
 import type { AddressInfo } from "node:net"
@@ -38,7 +37,6 @@ export const startGateway = (options: GatewayOptions = {}): Effect.Effect<Runnin
       Registry.layerStatic([{ name: "mock", providerKind: "mock", provider: Mock.make({ tokenDelayMs: 0 }) }])
     const context = yield* Layer.build(
       App.serveWith(registry).pipe(
-        Layer.provide(NodeHttpClient.layerUndici),
         Layer.provide(Config.layerTest({ port: 0, host: "127.0.0.1", ...options.settings }))
       )
     ).pipe(Effect.orDie)

@@ -1,7 +1,6 @@
 /**
  * The Anthropic Messages API as a `Provider`: translate, `POST /v1/messages`, translate back.
  */
-import { HttpClient } from "@effect/platform"
 import { Clock, Effect, Option, Redacted, Stream } from "effect"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import type { Provider, UpstreamTarget } from "../Provider.js"
@@ -28,9 +27,8 @@ const anthropicVersion = "2023-06-01"
 export const make = (
   target: UpstreamTarget,
   options?: { readonly defaultMaxTokens?: number }
-): Effect.Effect<Provider, never, HttpClient.HttpClient> =>
+): Effect.Effect<Provider> =>
   Effect.gen(function* () {
-    const client = yield* HttpClient.HttpClient
     const translateOptions = { defaultMaxTokens: options?.defaultMaxTokens ?? 4096 }
     const url = `${target.baseUrl.replace(/\/+$/, "")}/v1/messages`
     const headers: Record<string, string> = {
@@ -54,7 +52,7 @@ export const make = (
     const complete: Provider["complete"] = (request) =>
       Effect.gen(function* () {
         const body = yield* toAnthropicRequest(request, translateOptions)
-        const response = yield* postJson(client, providerName, url, headers, body)
+        const response = yield* postJson(providerName, url, headers, body)
         const message = yield* Effect.flatMap(readJson(providerName, response), decodeAnthropicMessage)
         return fromAnthropicMessage(message, yield* context(request))
       }).pipe(Effect.withSpan("Anthropic.complete"))
@@ -64,7 +62,7 @@ export const make = (
         Effect.gen(function* () {
           const body = yield* toAnthropicRequest(request, translateOptions)
           const ctx = yield* context(request)
-          const response = yield* postJson(client, providerName, url, headers, { ...body, stream: true })
+          const response = yield* postJson(providerName, url, headers, { ...body, stream: true })
           return sseEvents(providerName, response).pipe(
             Stream.mapEffect((event) =>
               Effect.map(parseEventJson(providerName, event.data), (data) => Option.some({ event: event.event, data }))

@@ -2,12 +2,11 @@
  * The Gemini (Generative Language API) provider: `generateContent` for completions and
  * `streamGenerateContent?alt=sse` for streams, authenticated with `x-goog-api-key`.
  */
-import { HttpClient } from "@effect/platform"
-import type { HttpClientResponse } from "@effect/platform"
 import { Clock, Effect, Option, Redacted, Stream } from "effect"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import type { Provider, ProviderError, UpstreamTarget } from "../Provider.js"
 import { parseEventJson, postJson, readJson, sseEvents } from "../Upstream.js"
+import type { UpstreamResponse } from "../Upstream.js"
 import * as StreamTranslate from "./StreamTranslate.js"
 import { errorFromBody, fromGeminiResponse, geminiErrorDetails, isErrorBody, provider, refineError, toGeminiRequest } from "./Translate.js"
 
@@ -19,12 +18,11 @@ export const defaultBaseUrl = "https://generativelanguage.googleapis.com"
  * the body rather than a `retry-after` header: the shared table sees only the status, so refine from the body.
  */
 const post = (
-  client: HttpClient.HttpClient,
   url: string,
   headers: Readonly<Record<string, string>>,
   body: unknown
-): Effect.Effect<HttpClientResponse.HttpClientResponse, ProviderError> =>
-  postJson(client, provider, url, headers, body, (error, raw) => refineError(error, geminiErrorDetails(raw)))
+): Effect.Effect<UpstreamResponse, ProviderError> =>
+  postJson(provider, url, headers, body, (error, raw) => refineError(error, geminiErrorDetails(raw)))
 
 const completionContext = (model: string) =>
   Effect.map(Clock.currentTimeMillis, (millis) => ({
@@ -33,11 +31,11 @@ const completionContext = (model: string) =>
     model
   }))
 
-const isEventStream = (response: HttpClientResponse.HttpClientResponse): boolean =>
+const isEventStream = (response: UpstreamResponse): boolean =>
   (response.headers["content-type"] ?? "").toLowerCase().includes("text/event-stream")
 
 /** The body of a 2xx stream response as parsed frames; a JSON (non-SSE) body is read whole. */
-const frames = (response: HttpClientResponse.HttpClientResponse): Stream.Stream<unknown, ProviderError> =>
+const frames = (response: UpstreamResponse): Stream.Stream<unknown, ProviderError> =>
   isEventStream(response)
     ? sseEvents(provider, response).pipe(
       Stream.filter((event) => event.data.trim().length > 0),
@@ -51,9 +49,8 @@ const frames = (response: HttpClientResponse.HttpClientResponse): Stream.Stream<
  * Builds the Gemini provider for one deployment. The API key goes in `x-goog-api-key` (never the client's key);
  * the model travels in the URL path, not in the body.
  */
-export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, HttpClient.HttpClient> =>
+export const make = (target: UpstreamTarget): Effect.Effect<Provider> =>
   Effect.gen(function*() {
-    const client = yield* HttpClient.HttpClient
     const baseUrl = target.baseUrl.replace(/\/+$/, "")
     const headers: Readonly<Record<string, string>> = {
       ...target.headers,
@@ -66,7 +63,7 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, Htt
       Effect.gen(function*() {
         const body = yield* toGeminiRequest(request)
         const ctx = yield* completionContext(request.model)
-        const response = yield* post(client, modelUrl(request.model, "generateContent"), headers, body)
+        const response = yield* post(modelUrl(request.model, "generateContent"), headers, body)
         const json = yield* readJson(provider, response)
         if (isErrorBody(json)) return yield* Effect.fail(errorFromBody(json, response.status))
         return yield* fromGeminiResponse(json, ctx)
@@ -77,7 +74,7 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, Htt
         Effect.gen(function*() {
           const body = yield* toGeminiRequest(request)
           const ctx = yield* completionContext(request.model)
-          const response = yield* post(client, `${modelUrl(request.model, "streamGenerateContent")}?alt=sse`, headers, body)
+          const response = yield* post(`${modelUrl(request.model, "streamGenerateContent")}?alt=sse`, headers, body)
           // Option.none() marks the end of the upstream, where `finish` runs on the final state.
           const framesThenEnd = Stream.concat(Stream.map(frames(response), Option.some), Stream.succeed(Option.none<unknown>()))
           return framesThenEnd.pipe(

@@ -2,7 +2,6 @@
  * OpenAI and every OpenAI-compatible server (vLLM, Ollama, OpenRouter, Groq, LM Studio…): a pass-through.
  * Unknown request and response fields survive both ways; only the upstream key is added.
  */
-import { HttpClient } from "@effect/platform"
 import { Effect, Redacted, Stream } from "effect"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { ProviderError } from "../Provider.js"
@@ -41,9 +40,8 @@ const decodeChunk = (data: string): Effect.Effect<ChatCompletionChunk, ProviderE
 const endedEarly = new ProviderError({ reason: "Unavailable", message: `${provider} upstream stream ended early`, provider })
 
 /** A provider for one OpenAI-compatible deployment. */
-export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, HttpClient.HttpClient> =>
+export const make = (target: UpstreamTarget): Effect.Effect<Provider> =>
   Effect.gen(function* () {
-    const client = yield* HttpClient.HttpClient
     const url = `${target.baseUrl.replace(/\/+$/, "")}/chat/completions`
     const headers: Record<string, string> = {
       ...target.headers,
@@ -53,7 +51,7 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, Htt
     const streamHeaders = { ...headers, accept: "text/event-stream" }
 
     const complete = (request: ChatCompletionRequest) =>
-      postJson(client, provider, url, headers, { ...request, stream: false }).pipe(
+      postJson(provider, url, headers, { ...request, stream: false }).pipe(
         Effect.flatMap((response) => readJson(provider, response)),
         Effect.flatMap((body) =>
           isCompletion(body) ? Effect.succeed(body) : Effect.fail(malformed(provider, "a body that is not a chat.completion"))
@@ -62,7 +60,7 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, Htt
 
     const stream = (request: ChatCompletionRequest): Stream.Stream<ChatCompletionChunk, ProviderError> =>
       Stream.unwrap(
-        Effect.map(postJson(client, provider, url, streamHeaders, { ...request, stream: true }), (response) => {
+        Effect.map(postJson(provider, url, streamHeaders, { ...request, stream: true }), (response) => {
           // A stream that stops with neither [DONE] nor a finish reason broke off upstream.
           let sawEnd = false
           const chunks = sseEvents(provider, response).pipe(
