@@ -3,7 +3,7 @@
  * `HttpServerResponse` itself; failures are rendered through the error table.
  */
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import { Deferred, Effect, Layer } from "effect"
+import { Deferred, Effect, Layer, Runtime } from "effect"
 import { ModelNotFound, ShuttingDown } from "../Errors.js"
 import { ModelRegistry } from "../Router/Registry.js"
 import type { RegisteredModel } from "../Router/Registry.js"
@@ -14,7 +14,7 @@ import { Api } from "./Api.js"
 import { errorResponse } from "./Errors.js"
 import { Lifecycle } from "./Lifecycle.js"
 import { RequestId } from "./RequestId.js"
-import { sseHeaders, toSseBody } from "./Sse.js"
+import { sseBody, sseHeaders } from "./Sse.js"
 
 const toModel = (model: RegisteredModel, created: number): Model => ({
   id: model.name,
@@ -75,15 +75,18 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
         // Tied to the request's scope: should the response never be written (the client left first), the upstream
         // connection is released all the same.
         yield* Effect.addFinalizer(() => routed.release)
-        const requestId = yield* RequestId
-        return HttpServerResponse.stream(
-          toSseBody(routed.chunks, {
-            includeUsage: request.stream_options?.include_usage === true,
-            terminate: terminated,
-            requestId
-          }),
-          { contentType: "text/event-stream", headers: { ...sseHeaders, ...routingHeaders(routed) } }
-        )
+        const runtime = yield* Effect.runtime<never>()
+        const body = sseBody(routed.next, {
+          includeUsage: request.stream_options?.include_usage === true,
+          requestId: yield* RequestId,
+          runtime,
+          onTerminate: lifecycle.onTerminate,
+          release: () => Runtime.runFork(runtime)(routed.release)
+        })
+        return HttpServerResponse.raw(body, {
+          contentType: "text/event-stream",
+          headers: { ...sseHeaders, ...routingHeaders(routed) }
+        })
       })
 
     const completed = (request: ChatCompletionRequest) =>

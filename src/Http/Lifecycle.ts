@@ -15,11 +15,16 @@ export interface LifecycleState {
   readonly inFlight: () => number
   /** Completes when the grace period is over: remaining requests must end now. */
   readonly terminated: Deferred.Deferred<void>
+  /** Registers a callback run when the grace period is over (for streams); returns its unregistration. */
+  readonly onTerminate: (terminate: () => void) => () => void
   readonly startedAt: number
 }
 
 /** The running server's lifecycle. */
-export class Lifecycle extends Context.Tag("llm-proxy/Lifecycle")<Lifecycle, LifecycleState & { readonly startDraining: () => void }>() {}
+export class Lifecycle extends Context.Tag("llm-proxy/Lifecycle")<
+  Lifecycle,
+  LifecycleState & { readonly startDraining: () => void; readonly terminateAll: () => void }
+>() {}
 
 /** Creates the (not yet listening) Node server and starts counting its requests. */
 export const layer: Layer.Layer<Lifecycle> = Layer.effect(
@@ -28,6 +33,7 @@ export const layer: Layer.Layer<Lifecycle> = Layer.effect(
     const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 })
     let inFlight = 0
     let draining = false
+    const terminators = new Set<() => void>()
     server.on("request", (_request, response) => {
       inFlight++
       response.once("close", () => inFlight--)
@@ -37,6 +43,13 @@ export const layer: Layer.Layer<Lifecycle> = Layer.effect(
       isDraining: () => draining,
       inFlight: () => inFlight,
       terminated: yield* Deferred.make<void>(),
+      onTerminate: (terminate) => {
+        terminators.add(terminate)
+        return () => terminators.delete(terminate)
+      },
+      terminateAll: () => {
+        for (const terminate of [...terminators]) terminate()
+      },
       startedAt: Date.now(),
       startDraining: () => {
         draining = true
@@ -72,6 +85,7 @@ export const drainOnShutdown: Layer.Layer<never, never, Lifecycle | ProxyConfig>
             Effect.annotateLogs({ inFlight: lifecycle.inFlight() })
           )
           yield* Deferred.succeed(lifecycle.terminated, undefined)
+          lifecycle.terminateAll()
           yield* waitUntilIdle(lifecycle, Date.now() + flushMs)
         }
         lifecycle.server.closeAllConnections()

@@ -26,6 +26,12 @@ export interface RoutedCompletion extends Served {
  * interrupting it) releases the upstream connection.
  */
 export interface RoutedStream extends Served {
+  /**
+   * The next batch of chunks, the first one (already read) included; fails with `None` at the end. Each pull is
+   * bounded by `first_token_ms` (silence) and by the request's deadline. The upstream is released at the end.
+   */
+  readonly next: Effect.Effect<Chunk.Chunk<ChatCompletionChunk>, Option.Option<ProviderError>>
+  /** The same batches as a Stream. */
   readonly chunks: Stream.Stream<ChatCompletionChunk, ProviderError>
   /** Releases the upstream connection now; for a caller that may drop `chunks` without running it. */
   readonly release: Effect.Effect<void>
@@ -67,7 +73,8 @@ const candidatesFor = (registry: Registry, name: string): Effect.Effect<Readonly
 
 /**
  * Exponential backoff with jitter, capped at `max_delay_ms`, for retryable reasons only. An upstream's
- * `Retry-After` replaces the computed delay, and a wait that would end past the deadline is not started.
+ * `Retry-After` replaces the computed delay, and such a wait that would end past the deadline is not started;
+ * a computed wait is cut short at the deadline.
  */
 export const retrySchedule = (settings: RouterSettings, deadline: number) =>
   Schedule.exponential(Duration.millis(settings.retry.initial_delay_ms)).pipe(
@@ -81,6 +88,10 @@ export const retrySchedule = (settings: RouterSettings, deadline: number) =>
     ),
     Schedule.checkEffect((error: ProviderError) =>
       Effect.map(Clock.currentTimeMillis, (now) => now + (error.retryAfterMs ?? 0) < deadline)
+    ),
+    // A backoff never sleeps past the deadline: the attempt that would start there fails with Timeout instead.
+    Schedule.modifyDelayEffect((_: ProviderError, delay) =>
+      Effect.map(Clock.currentTimeMillis, (now) => Duration.min(delay, Duration.millis(Math.max(0, deadline - now))))
     )
   )
 
@@ -140,7 +151,8 @@ interface Connected {
 /** Connects to the upstream and reads up to its first chunk, inside a scope that outlives this call. */
 const connect = (
   stream: Stream.Stream<ChatCompletionChunk, ProviderError>,
-  firstTokenMs: number
+  timeoutMs: number,
+  onTimeout: () => ProviderError
 ): Effect.Effect<Connected, ProviderError> =>
   Effect.uninterruptibleMask((restore) =>
     Effect.flatMap(Scope.make(), (scope) =>
@@ -159,9 +171,7 @@ const connect = (
             first = next.value
           }
           return { first, pull, scope }
-        }).pipe(
-          Effect.timeoutFail({ duration: firstTokenMs, onTimeout: () => timeoutError(`first token within ${firstTokenMs} ms`) })
-        )
+        }).pipe(Effect.timeoutFail({ duration: timeoutMs, onTimeout }))
       ).pipe(Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit))))
     )
   )
@@ -170,55 +180,75 @@ const connect = (
 export const make = Effect.gen(function* () {
   const registry = yield* ModelRegistry
   const { settings } = registry
-  const deadlineFrom = (now: number) => now + settings.timeouts.request_ms
-  const overall = Effect.timeoutFail({
-    duration: settings.timeouts.request_ms,
-    onTimeout: () => timeoutError(`request within ${settings.timeouts.request_ms} ms`)
-  })
+  const requestMs = settings.timeouts.request_ms
+  const firstTokenMs = settings.timeouts.first_token_ms
+
+  /**
+   * Each attempt is bounded by what is left of the request's deadline (and, for streams, by `first_token_ms`), so
+   * no separate race over the whole request is needed; an attempt that would start past the deadline does not.
+   */
+  const bounded = <A>(deadline: number, attempt: (remainingMs: number) => Effect.Effect<A, ProviderError>) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) =>
+      now >= deadline ? Effect.fail(timeoutError(`request within ${requestMs} ms`)) : attempt(deadline - now)
+    )
 
   // Plain generators, not Effect.fn: a named Effect.fn captures a stack trace per call, measurable per request.
-  const complete = (request: ChatCompletionRequest) => Effect.gen(function* () {
-    const candidates = yield* candidatesFor(registry, request.model)
-    const deadline = deadlineFrom(yield* Clock.currentTimeMillis)
-    const result = yield* firstSuccess(candidates, settings, deadline, (deployment) =>
-      deployment.provider.complete(forDeployment(request, deployment))
-    ).pipe(overall)
-    return {
-      completion: renamed(result.value, result.deployment.name),
-      deployment: result.deployment,
-      attempts: result.attempts
-    }
-  })
-
-  const stream = (request: ChatCompletionRequest) => Effect.gen(function* () {
-    const candidates = yield* candidatesFor(registry, request.model)
-    const startedAt = yield* Clock.currentTimeMillis
-    const deadline = deadlineFrom(startedAt)
-    const firstTokenMs = settings.timeouts.first_token_ms
-    const result = yield* firstSuccess(candidates, settings, deadline, (deployment) =>
-      connect(deployment.provider.stream(forDeployment(request, deployment)), firstTokenMs)
-    ).pipe(overall)
-    const { first, pull, scope } = result.value
-    const name = result.deployment.name
-    const idle = timeoutError(`next chunk within ${firstTokenMs} ms`)
-    const rest = Stream.repeatEffectChunkOption(
-      pull.pipe(Effect.timeoutFail({ duration: firstTokenMs, onTimeout: () => Option.some(idle) }))
-    )
-    const release = Scope.close(scope, Exit.void)
-    // The deadline is absolute: however late the consumer starts reading, it ends at `deadline`.
-    const overallDeadline = Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Effect.zipRight(
-        Effect.sleep(Math.max(0, deadline - now)),
-        Effect.fail(timeoutError(`request within ${settings.timeouts.request_ms} ms`))
+  const complete = (request: ChatCompletionRequest) =>
+    Effect.gen(function* () {
+      const candidates = yield* candidatesFor(registry, request.model)
+      const deadline = (yield* Clock.currentTimeMillis) + requestMs
+      const result = yield* firstSuccess(candidates, settings, deadline, (deployment) =>
+        bounded(deadline, (remainingMs) =>
+          deployment.provider.complete(forDeployment(request, deployment)).pipe(
+            Effect.timeoutFail({ duration: remainingMs, onTimeout: () => timeoutError(`request within ${requestMs} ms`) })
+          )
+        )
       )
-    )
-    const chunks = Stream.concat(Stream.fromChunk(first), rest).pipe(
-      Stream.map((chunk) => renamed(chunk, name)),
-      Stream.interruptWhen(overallDeadline),
-      Stream.ensuring(release)
-    )
-    return { chunks, release, deployment: result.deployment, attempts: result.attempts }
-  })
+      return {
+        completion: renamed(result.value, result.deployment.name),
+        deployment: result.deployment,
+        attempts: result.attempts
+      }
+    })
+
+  const stream = (request: ChatCompletionRequest) =>
+    Effect.gen(function* () {
+      const candidates = yield* candidatesFor(registry, request.model)
+      const deadline = (yield* Clock.currentTimeMillis) + requestMs
+      const result = yield* firstSuccess(candidates, settings, deadline, (deployment) =>
+        bounded(deadline, (remainingMs) =>
+          remainingMs < firstTokenMs
+            ? connect(deployment.provider.stream(forDeployment(request, deployment)), remainingMs, () =>
+                timeoutError(`request within ${requestMs} ms`)
+              )
+            : connect(deployment.provider.stream(forDeployment(request, deployment)), firstTokenMs, () =>
+                timeoutError(`first token within ${firstTokenMs} ms`)
+              )
+        )
+      )
+      const { first, pull, scope } = result.value
+      const name = result.deployment.name
+      const release = Scope.close(scope, Exit.void)
+      const renamedBatch = Chunk.map((chunk: ChatCompletionChunk) => renamed(chunk, name))
+      // A pull may wait for the next chunk at most first_token_ms, and never past the request's deadline.
+      const boundedPull = Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        const remainingMs = deadline - now
+        const limitMs = Math.min(firstTokenMs, remainingMs)
+        const onTimeout = () =>
+          Option.some(timeoutError(remainingMs <= firstTokenMs ? `request within ${requestMs} ms` : `next chunk within ${firstTokenMs} ms`))
+        return remainingMs <= 0 ? Effect.fail(onTimeout()) : Effect.timeoutFail(pull, { duration: limitMs, onTimeout })
+      })
+      let firstTaken = false
+      const next = Effect.suspend(() => {
+        if (!firstTaken) {
+          firstTaken = true
+          if (Chunk.isNonEmpty(first)) return Effect.succeed(renamedBatch(first))
+        }
+        return Effect.map(boundedPull, renamedBatch)
+      }).pipe(Effect.tapError(() => release))
+      const chunks = Stream.repeatEffectChunkOption(next).pipe(Stream.ensuring(release))
+      return { next, chunks, release, deployment: result.deployment, attempts: result.attempts }
+    })
 
   return { complete, stream }
 })

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Fiber, Stream } from "effect"
-import { ShuttingDown } from "../../src/Errors.js"
-import { dataFrame, doneFrame, sseHeaders, toSseBody } from "../../src/Http/Sse.js"
-import type { SseOptions } from "../../src/Http/Sse.js"
+import { Chunk, Deferred, Effect, Exit, Logger, Option } from "effect"
+import type { Readable } from "node:stream"
+import type { GatewayError } from "../../src/Http/Errors.js"
+import { dataFrame, doneFrame, framesOf, sseBody, sseHeaders } from "../../src/Http/Sse.js"
+import type { NextBatch, SseOptions } from "../../src/Http/Sse.js"
 import type { ChatCompletionChunk, Usage } from "../../src/OpenAi/Schemas.js"
 import { ProviderError } from "../../src/Providers/Provider.js"
 
@@ -22,17 +23,103 @@ const first = chunk([{ index: 0, delta: { role: "assistant", content: "" }, fini
 const last = chunk([{ index: 0, delta: {}, finish_reason: "stop" }])
 const usageOnly = chunk([], { usage })
 
-const never = Effect.never
-const options = (includeUsage: boolean): SseOptions => ({ includeUsage, terminate: never })
-
 const decoder = new TextDecoder()
 
-/** Runs the body to its end and returns it as text, with the separate writes. */
-const collect = (body: Stream.Stream<Uint8Array>) =>
-  Effect.map(Stream.runCollect(body), (chunks) => {
-    const writes = Chunk.toReadonlyArray(chunks).map((bytes) => decoder.decode(bytes))
-    return { writes, text: writes.join("") }
+// --- building `next` -------------------------------------------------------------------------------------------
+
+/** One pull's outcome: a batch, a failure, a defect, or any effect (e.g. one that never completes). */
+type Step = NextBatch
+
+const batch = (...chunks: ReadonlyArray<ChatCompletionChunk>): Step => Exit.succeed(Chunk.fromIterable(chunks))
+const failure = (error: GatewayError): Step => Exit.fail(Option.some(error))
+const defect = (message: string): Step => Exit.die(new Error(message))
+
+/**
+ * A `next` that answers each pull with the next step, then with the end (`None`) once the steps run out. With
+ * `async`, every pull completes on a later tick (as a real upstream read does) rather than inside `read()`.
+ */
+const pullsOf = (steps: ReadonlyArray<Step>, mode: "sync" | "async" = "sync") => {
+  const queue = [...steps]
+  let pulls = 0
+  const next: NextBatch = Effect.suspend(() => {
+    pulls++
+    const step = queue.shift() ?? Exit.fail(Option.none())
+    return mode === "async" ? Effect.zipRight(Effect.yieldNow(), step) : step
   })
+  return { next, pulls: () => pulls }
+}
+
+/** A pull that never completes, and records that it started and that it was interrupted. */
+const hangingPull = Effect.gen(function* () {
+  const started = yield* Deferred.make<void>()
+  const interrupted = yield* Deferred.make<void>()
+  const step: Step = Deferred.succeed(started, undefined).pipe(
+    Effect.zipRight(Effect.never),
+    Effect.onInterrupt(() => Deferred.succeed(interrupted, undefined))
+  )
+  return { step, started, interrupted }
+})
+
+// --- the options and what they observe --------------------------------------------------------------------------
+
+/** Options over the current runtime, a fake Lifecycle registry of terminate callbacks, and a release counter. */
+const harness = (settings: { readonly includeUsage?: boolean; readonly requestId?: string } = {}) =>
+  Effect.gen(function* () {
+    const runtime = yield* Effect.runtime<never>()
+    const terminators = new Set<() => void>()
+    let released = 0
+    let unregistered = 0
+    const options: SseOptions = {
+      includeUsage: settings.includeUsage ?? false,
+      requestId: settings.requestId ?? "req-test",
+      runtime,
+      onTerminate: (terminate) => {
+        terminators.add(terminate)
+        return () => {
+          unregistered++
+          terminators.delete(terminate)
+        }
+      },
+      release: () => {
+        released++
+      }
+    }
+    return {
+      options,
+      /** What Lifecycle.terminateAll does at the end of the grace period. */
+      terminateAll: () => {
+        for (const terminate of [...terminators]) terminate()
+      },
+      registered: () => terminators.size,
+      released: () => released,
+      unregistered: () => unregistered
+    }
+  })
+
+// --- reading the body ------------------------------------------------------------------------------------------
+
+/**
+ * Reads the body to its end, one piece per `data` event. In flowing mode each event is exactly one push (one
+ * socket write when piped), where `for await` (which calls `read()`) would join pieces pushed in the same tick.
+ * `onPiece` sees every piece as it comes.
+ */
+const readAll = (body: Readable, onPiece: (piece: string) => void = () => {}) =>
+  Effect.async<{ readonly pieces: ReadonlyArray<string>; readonly text: string }>((resume) => {
+    const pieces: Array<string> = []
+    body.on("data", (piece: Uint8Array) => {
+      const text = decoder.decode(piece)
+      pieces.push(text)
+      onPiece(text)
+    })
+    body.once("end", () => resume(Effect.succeed({ pieces, text: pieces.join("") })))
+    body.once("error", (error) => resume(Effect.die(error)))
+    body.once("close", () => {
+      if (!body.readableEnded) resume(Effect.dieMessage("the body closed before its end"))
+    })
+  })
+
+/** Lets Node run its pending ticks (e.g. the auto-destroy that follows the end). */
+const settle = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
 /** The `data:` payloads of an SSE text, checking the framing on the way. */
 const payloads = (text: string): ReadonlyArray<string> => {
@@ -49,6 +136,15 @@ const payloads = (text: string): ReadonlyArray<string> => {
 
 const parsed = (payload: string): Record<string, unknown> => JSON.parse(payload) as Record<string, unknown>
 
+const shuttingDownEnvelope = {
+  error: {
+    message: "The server is shutting down; retry on another instance",
+    type: "server_error",
+    param: null,
+    code: "server_shutting_down"
+  }
+}
+
 describe("dataFrame / doneFrame", () => {
   it("frames a payload as `data: <payload>` and a blank line", () => {
     expect(decoder.decode(dataFrame("{\"a\":1}"))).toBe("data: {\"a\":1}\n\n")
@@ -61,31 +157,72 @@ describe("dataFrame / doneFrame", () => {
   })
 })
 
-describe("toSseBody", () => {
-  it.effect("writes one frame per chunk, each its JSON, then [DONE]", () =>
-    Effect.gen(function* () {
-      const chunks = [first, content("Hello"), content(" world\nwith a newline"), last]
-      const { text, writes } = yield* collect(toSseBody(Stream.fromIterable(chunks), options(false)))
-      const frames = payloads(text)
-      expect(frames).toHaveLength(5)
-      expect(frames.at(-1)).toBe("[DONE]")
-      expect(frames.slice(0, 4).map(parsed)).toEqual(chunks)
-      // each frame is its own write, so each is flushed as it is produced
-      expect(writes).toHaveLength(5)
-      expect(text.endsWith("data: [DONE]\n\n")).toBe(true)
-    }))
+describe("framesOf", () => {
+  it("frames each chunk as `data: <json>` in order, as one string", () => {
+    const chunks = [first, content("a\nb"), last]
+    const text = framesOf(chunks, false)
+    expect(payloads(text).map(parsed)).toEqual(chunks)
+  })
+
+  it("drops the usage-only chunk and strips usage elsewhere unless include_usage", () => {
+    const withUsage = chunk([{ index: 0, delta: {}, finish_reason: "stop" }], { usage })
+    const without = payloads(framesOf([withUsage, usageOnly], false)).map(parsed)
+    expect(without).toHaveLength(1)
+    expect("usage" in (without[0] ?? {})).toBe(false)
+    expect(without[0]?.["choices"]).toEqual(withUsage.choices)
+    expect(payloads(framesOf([withUsage, usageOnly], true)).map(parsed)).toEqual([withUsage, usageOnly])
+  })
+
+  it("frames nothing for no chunks, or only usage nobody asked for", () => {
+    expect(framesOf([], false)).toBe("")
+    expect(framesOf([usageOnly], false)).toBe("")
+  })
+})
+
+describe("sseBody", () => {
+  for (const mode of ["sync", "async"] as const) {
+    it.effect(`writes one frame per chunk and one piece per batch, then [DONE] (${mode} pulls)`, () =>
+      Effect.gen(function* () {
+        const h = yield* harness()
+        const together = [content("Hello"), content(" world\nwith a newline")]
+        const { next, pulls } = pullsOf([batch(first), batch(...together), batch(last)], mode)
+        const body = sseBody(next, h.options)
+        // pulls on demand: nothing is pulled before the body is read
+        expect(pulls()).toBe(0)
+        const { pieces, text } = yield* readAll(body)
+        const frames = payloads(text)
+        expect(frames).toHaveLength(5)
+        expect(frames.slice(0, 4).map(parsed)).toEqual([first, ...together, last])
+        expect(text.endsWith("data: [DONE]\n\n")).toBe(true)
+        // one piece per batch: the two chunks of the second batch arrive together
+        expect(pieces).toHaveLength(4)
+        expect(payloads(pieces[1] ?? "").map(parsed)).toEqual(together)
+        expect(pieces[3]).toBe("data: [DONE]\n\n")
+        expect(pulls()).toBe(4)
+        yield* settle
+        expect(h.released()).toBe(1)
+        expect(h.registered()).toBe(0)
+        expect(h.unregistered()).toBe(1)
+      }))
+  }
 
   it.effect("ends an empty stream with [DONE] alone", () =>
     Effect.gen(function* () {
-      const { text } = yield* collect(toSseBody(Stream.empty, options(false)))
+      const h = yield* harness()
+      const { text, pieces } = yield* readAll(sseBody(pullsOf([]).next, h.options))
       expect(text).toBe("data: [DONE]\n\n")
+      expect(pieces).toHaveLength(1)
+      yield* settle
+      expect(h.released()).toBe(1)
+      expect(h.registered()).toBe(0)
     }))
 
   it.effect("drops the usage-only chunk and strips usage elsewhere unless include_usage", () =>
     Effect.gen(function* () {
+      const h = yield* harness({ includeUsage: false })
       const withUsage = chunk([{ index: 0, delta: {}, finish_reason: "stop" }], { usage })
-      const chunks = [first, content("Hi"), withUsage, usageOnly]
-      const { text } = yield* collect(toSseBody(Stream.fromIterable(chunks), options(false)))
+      const { next } = pullsOf([batch(first, content("Hi")), batch(withUsage, usageOnly)])
+      const { text } = yield* readAll(sseBody(next, h.options))
       const frames = payloads(text)
       expect(frames).toHaveLength(4)
       const objects = frames.slice(0, 3).map(parsed)
@@ -96,8 +233,9 @@ describe("toSseBody", () => {
 
   it.effect("keeps the usage-only chunk (choices []) before [DONE] with include_usage", () =>
     Effect.gen(function* () {
-      const chunks = [first, content("Hi"), last, usageOnly]
-      const { text } = yield* collect(toSseBody(Stream.fromIterable(chunks), options(true)))
+      const h = yield* harness({ includeUsage: true })
+      const { next } = pullsOf([batch(first, content("Hi")), batch(last), batch(usageOnly)])
+      const { text } = yield* readAll(sseBody(next, h.options))
       const frames = payloads(text)
       expect(frames).toHaveLength(5)
       const beforeDone = parsed(frames[3] ?? "")
@@ -106,38 +244,74 @@ describe("toSseBody", () => {
       expect(frames[4]).toBe("[DONE]")
     }))
 
-  it.effect("turns a failure after the first frame into exactly one error frame and no [DONE]", () =>
+  for (const mode of ["sync", "async"] as const) {
+    it.effect(`pulls again after a batch that frames to nothing rather than stalling (${mode} pulls)`, () =>
+      Effect.gen(function* () {
+        const h = yield* harness({ includeUsage: false })
+        const { next, pulls } = pullsOf([batch(first), batch(usageOnly), batch(usageOnly), batch(last)], mode)
+        const { text, pieces } = yield* readAll(sseBody(next, h.options))
+        expect(payloads(text)).toEqual([JSON.stringify(first), JSON.stringify(last), "[DONE]"])
+        // no empty piece is ever written
+        expect(pieces).toHaveLength(3)
+        expect(pulls()).toBe(5)
+        yield* settle
+        expect(h.released()).toBe(1)
+      }))
+  }
+
+  it.effect("ends with [DONE] alone when the only batch frames to nothing", () =>
     Effect.gen(function* () {
-      const failure = new ProviderError({ reason: "Unavailable", message: "upstream went away", provider: "openai", status: 503 })
-      const chunks = Stream.fromIterable([first, content("partial")]).pipe(Stream.concat(Stream.fail(failure)))
-      const { text } = yield* collect(toSseBody(chunks, options(false)))
-      const frames = payloads(text)
-      expect(frames).toHaveLength(3)
-      expect(text).not.toContain("[DONE]")
-      expect(parsed(frames[1] ?? "")["choices"]).toEqual(content("partial").choices)
-      expect(parsed(frames[2] ?? "")).toEqual({
-        error: { message: "upstream went away", type: "upstream_error", param: null, code: "upstream_unavailable" }
-      })
-      expect(frames.filter((frame) => frame.includes("\"error\""))).toHaveLength(1)
+      const h = yield* harness({ includeUsage: false })
+      const { text } = yield* readAll(sseBody(pullsOf([batch(usageOnly)], "async").next, h.options))
+      expect(text).toBe("data: [DONE]\n\n")
     }))
+
+  for (const mode of ["sync", "async"] as const) {
+    it.effect(`turns a failure after the first frame into exactly one error frame and no [DONE] (${mode} pulls)`, () =>
+      Effect.gen(function* () {
+        const h = yield* harness()
+        const error = new ProviderError({ reason: "Unavailable", message: "upstream went away", provider: "openai", status: 503 })
+        const { next, pulls } = pullsOf([batch(first), batch(content("partial")), failure(error), batch(last)], mode)
+        const { text } = yield* readAll(sseBody(next, h.options))
+        const frames = payloads(text)
+        expect(frames).toHaveLength(3)
+        expect(text).not.toContain("[DONE]")
+        expect(parsed(frames[1] ?? "")["choices"]).toEqual(content("partial").choices)
+        expect(parsed(frames[2] ?? "")).toEqual({
+          error: { message: "upstream went away", type: "upstream_error", param: null, code: "upstream_unavailable" }
+        })
+        expect(frames.filter((frame) => frame.includes("\"error\""))).toHaveLength(1)
+        // nothing is pulled past the failure
+        expect(pulls()).toBe(3)
+        yield* settle
+        expect(h.released()).toBe(1)
+        expect(h.registered()).toBe(0)
+      }))
+  }
 
   it.effect("turns a failure before any chunk into an error frame alone", () =>
     Effect.gen(function* () {
-      const failure = new ProviderError({ reason: "Timeout", message: "too slow", provider: "router" })
-      const { text } = yield* collect(toSseBody(Stream.fail(failure), options(true)))
+      const h = yield* harness({ includeUsage: true })
+      const error = new ProviderError({ reason: "Timeout", message: "too slow", provider: "router" })
+      const { text } = yield* readAll(sseBody(pullsOf([failure(error)]).next, h.options))
       const frames = payloads(text)
       expect(frames).toHaveLength(1)
       expect(parsed(frames[0] ?? "")).toEqual({
         error: { message: "too slow", type: "timeout_error", param: null, code: "upstream_timeout" }
       })
+      yield* settle
+      expect(h.released()).toBe(1)
     }))
 
-  it.effect("turns a defect after the first frame into an internal_error frame with the request id, no internals", () =>
-    Effect.gen(function* () {
-      const chunks = Stream.make(first).pipe(Stream.concat(Stream.die(new Error("secret stack detail"))))
-      const { text } = yield* collect(
-        toSseBody(chunks, { includeUsage: false, terminate: never, requestId: "req-sse-1" })
-      )
+  it.effect("turns a defect after the first frame into an internal_error frame with the request id, and logs it", () => {
+    const logged: Array<{ readonly message: unknown; readonly cause: string }> = []
+    const capture = Logger.make(({ message, cause }) => {
+      logged.push({ message, cause: String(cause) })
+    })
+    return Effect.gen(function* () {
+      const h = yield* harness({ requestId: "req-sse-1" })
+      const { next } = pullsOf([batch(first), defect("secret stack detail"), batch(last)], "async")
+      const { text } = yield* readAll(sseBody(next, h.options))
       const frames = payloads(text)
       expect(frames).toHaveLength(2)
       expect(text).not.toContain("[DONE]")
@@ -146,35 +320,119 @@ describe("toSseBody", () => {
       expect(error["code"]).toBe("internal_error")
       expect(error["type"]).toBe("server_error")
       expect(String(error["message"])).toContain("req-sse-1")
+      // the defect itself goes to the log only
+      expect(logged.some(({ cause }) => cause.includes("secret stack detail"))).toBe(true)
+      yield* settle
+      expect(h.released()).toBe(1)
+      expect(h.registered()).toBe(0)
+    }).pipe(Effect.provide(Logger.replace(Logger.defaultLogger, capture)))
+  })
+
+  it.live("ends a stream that is still running with a server_shutting_down frame when terminate fires", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const hanging = yield* hangingPull
+      const { next, pulls } = pullsOf([batch(first), batch(content("still thinking")), hanging.step])
+      const body = sseBody(next, h.options)
+      expect(h.registered()).toBe(1)
+      const twoSeen = yield* Deferred.make<void>()
+      let seen = 0
+      const reading = yield* Effect.fork(
+        readAll(body, () => {
+          if (++seen === 2) Deferred.unsafeDone(twoSeen, Exit.void)
+        })
+      )
+      // both chunks are written while the stream is still open, and the third pull hangs
+      yield* Deferred.await(twoSeen).pipe(Effect.timeout("2 seconds"))
+      yield* Deferred.await(hanging.started).pipe(Effect.timeout("2 seconds"))
+      expect(h.released()).toBe(0)
+      h.terminateAll()
+      const { text } = yield* reading.await.pipe(Effect.flatten, Effect.timeout("2 seconds"))
+      const frames = payloads(text)
+      expect(frames).toHaveLength(3)
+      expect(parsed(frames[2] ?? "")).toEqual(shuttingDownEnvelope)
+      expect(text).not.toContain("[DONE]")
+      // the pull in flight is interrupted, the callback unregistered, the upstream released once
+      yield* Deferred.await(hanging.interrupted).pipe(Effect.timeout("2 seconds"))
+      expect(pulls()).toBe(3)
+      expect(h.registered()).toBe(0)
+      expect(h.unregistered()).toBe(1)
+      yield* settle
+      expect(h.released()).toBe(1)
     }))
 
-  it.effect("ends a stream that is still running with an error frame when terminate fires", () =>
+  it.live("ends with the shutdown frame alone when terminate fires before the body is read", () =>
     Effect.gen(function* () {
-      const terminate = yield* Deferred.make<void>()
-      const chunks = Stream.make(first, content("still thinking")).pipe(Stream.concat(Stream.never))
-      const body = toSseBody(chunks, {
-        includeUsage: false,
-        terminate: Effect.as(Deferred.await(terminate), new ShuttingDown())
-      })
-      const seen: Array<string> = []
-      const fiber = yield* Stream.runForEach(body, (bytes) => Effect.sync(() => seen.push(decoder.decode(bytes)))).pipe(
-        Effect.fork
-      )
-      // both chunks are written while the stream is still open
-      yield* Effect.iterate(0, { while: () => seen.length < 2, body: (n) => Effect.as(Effect.yieldNow(), n + 1) })
-      expect(seen).toHaveLength(2)
-      yield* Deferred.succeed(terminate, undefined)
-      yield* Fiber.join(fiber)
-      const frames = payloads(seen.join(""))
-      expect(frames).toHaveLength(3)
-      expect(parsed(frames[2] ?? "")).toEqual({
-        error: {
-          message: "The server is shutting down; retry on another instance",
-          type: "server_error",
-          param: null,
-          code: "server_shutting_down"
+      const h = yield* harness()
+      const { next, pulls } = pullsOf([batch(first)])
+      const body = sseBody(next, h.options)
+      h.terminateAll()
+      expect(h.released()).toBe(1)
+      const { text } = yield* readAll(body).pipe(Effect.timeout("2 seconds"))
+      expect(payloads(text).map(parsed)).toEqual([shuttingDownEnvelope])
+      expect(pulls()).toBe(0)
+      yield* settle
+      expect(h.released()).toBe(1)
+    }))
+
+  it.effect("ignores a terminate callback fired after the body ended", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      let terminate: (() => void) | undefined
+      const options: SseOptions = {
+        ...h.options,
+        onTerminate: (callback) => {
+          terminate = callback
+          return h.options.onTerminate(callback)
         }
-      })
-      expect(seen.join("")).not.toContain("[DONE]")
+      }
+      const body = sseBody(pullsOf([batch(first)]).next, options)
+      const { text } = yield* readAll(body)
+      expect(payloads(text)).toEqual([JSON.stringify(first), "[DONE]"])
+      // e.g. Lifecycle.terminateAll iterating a copy that still holds this callback
+      terminate?.()
+      body.destroy()
+      yield* settle
+      expect(h.released()).toBe(1)
+      expect(h.unregistered()).toBe(1)
+    }))
+
+  it.live("interrupts the pull in flight and releases once when destroyed early (the client left)", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const hanging = yield* hangingPull
+      const { next, pulls } = pullsOf([batch(first), hanging.step])
+      const body = sseBody(next, h.options)
+      const firstPiece = yield* Effect.promise(async () => {
+        for await (const piece of body as AsyncIterable<Uint8Array>) {
+          // the client leaves while the next pull waits; leaving the loop destroys the body, as a closed socket does
+          await Effect.runPromise(Deferred.await(hanging.started))
+          return decoder.decode(piece)
+        }
+        return undefined
+      }).pipe(Effect.timeout("2 seconds"))
+      expect(firstPiece).toBe(`data: ${JSON.stringify(first)}\n\n`)
+      yield* Deferred.await(hanging.interrupted).pipe(Effect.timeout("2 seconds"))
+      expect(body.destroyed).toBe(true)
+      expect(pulls()).toBe(2)
+      expect(h.registered()).toBe(0)
+      body.destroy()
+      h.terminateAll()
+      yield* settle
+      expect(h.released()).toBe(1)
+      expect(h.unregistered()).toBe(1)
+    }))
+
+  it.live("releases once and pulls nothing when destroyed before it is read", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const { next, pulls } = pullsOf([batch(first)])
+      const body = sseBody(next, h.options)
+      body.destroy()
+      yield* settle
+      body.destroy()
+      expect(pulls()).toBe(0)
+      expect(h.released()).toBe(1)
+      expect(h.registered()).toBe(0)
     }))
 })

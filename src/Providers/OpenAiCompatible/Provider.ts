@@ -2,11 +2,11 @@
  * OpenAI and every OpenAI-compatible server (vLLM, Ollama, OpenRouter, Groq, LM Studio…): a pass-through.
  * Unknown request and response fields survive both ways; only the upstream key is added.
  */
-import { Effect, Redacted, Stream } from "effect"
+import { Chunk, Effect, Redacted, Stream } from "effect"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { ProviderError } from "../Provider.js"
 import type { Provider, UpstreamTarget } from "../Provider.js"
-import { malformed, parseErrorBody, parseEventJson, postJson, readJson, reasonForStatus, sseEvents } from "../Upstream.js"
+import { malformed, parseErrorBody, postJson, readJson, reasonForStatus, sseEvents } from "../Upstream.js"
 
 export const defaultBaseUrl = "https://api.openai.com/v1"
 const provider = "openai"
@@ -29,13 +29,17 @@ const inStreamError = (payload: Record<string, unknown>): ProviderError => {
   })
 }
 
-const decodeChunk = (data: string): Effect.Effect<ChatCompletionChunk, ProviderError> =>
-  Effect.flatMap(parseEventJson(provider, data), (payload) => {
-    if (isObject(payload) && payload["error"] !== undefined) return Effect.fail(inStreamError(payload))
-    return isChunk(payload)
-      ? Effect.succeed(payload)
-      : Effect.fail(malformed(provider, "a stream event that is not a chat.completion.chunk"))
-  })
+/** A `data:` payload as a chunk, or the failure it stands for. */
+const decodeChunk = (data: string): ChatCompletionChunk | ProviderError => {
+  let payload: unknown
+  try {
+    payload = JSON.parse(data)
+  } catch {
+    return malformed(provider, "an SSE event whose data is not JSON")
+  }
+  if (isObject(payload) && payload["error"] !== undefined) return inStreamError(payload)
+  return isChunk(payload) ? payload : malformed(provider, "a stream event that is not a chat.completion.chunk")
+}
 
 const endedEarly = new ProviderError({ reason: "Unavailable", message: `${provider} upstream stream ended early`, provider })
 
@@ -63,18 +67,25 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider> =>
         Effect.map(postJson(provider, url, streamHeaders, { ...request, stream: true }), (response) => {
           // A stream that stops with neither [DONE] nor a finish reason broke off upstream.
           let sawEnd = false
+          let done = false
+          // One pass per network read: events → chunks, no per-chunk effect.
           const chunks = sseEvents(provider, response).pipe(
-            Stream.takeWhile((event) => {
-              const done = event.data.trim() === "[DONE]"
-              sawEnd = sawEnd || done
-              return !done
+            Stream.mapChunksEffect((events) => {
+              const decoded: Array<ChatCompletionChunk> = []
+              for (const event of events) {
+                if (done) break
+                if (event.data.trim() === "[DONE]") {
+                  done = sawEnd = true
+                  break
+                }
+                const chunk = decodeChunk(event.data)
+                if (chunk instanceof ProviderError) return Effect.fail(chunk)
+                if (chunk.choices.some((choice) => choice.finish_reason != null)) sawEnd = true
+                decoded.push(chunk)
+              }
+              return Effect.succeed(Chunk.unsafeFromArray(decoded))
             }),
-            Stream.mapEffect((event) => decodeChunk(event.data)),
-            Stream.tap((chunk) =>
-              Effect.sync(() => {
-                sawEnd = sawEnd || chunk.choices.some((choice) => choice.finish_reason != null)
-              })
-            )
+            Stream.takeUntil(() => done)
           )
           return Stream.concat(chunks, Stream.suspend(() => (sawEnd ? Stream.empty : Stream.fail(endedEarly))))
         })
