@@ -3,8 +3,8 @@
  * `HttpServerResponse` itself; failures are rendered through the error table.
  */
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import { Deferred, Effect, Layer, Runtime } from "effect"
-import { ModelNotFound, ShuttingDown } from "../Errors.js"
+import { Effect, Layer, Runtime } from "effect"
+import { ModelNotFound } from "../Errors.js"
 import { ModelRegistry } from "../Router/Registry.js"
 import type { RegisteredModel } from "../Router/Registry.js"
 import { Router } from "../Router/Router.js"
@@ -67,7 +67,6 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
   Effect.gen(function* () {
     const router = yield* Router
     const lifecycle = yield* Lifecycle
-    const terminated = Effect.as(Deferred.await(lifecycle.terminated), new ShuttingDown())
 
     const streamed = (request: ChatCompletionRequest) =>
       Effect.gen(function* () {
@@ -99,7 +98,6 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
 
     return handlers.handle("create", ({ payload }) =>
       (payload.stream === true ? streamed(payload) : completed(payload)).pipe(
-        Effect.raceFirst(Effect.flatMap(terminated, Effect.fail)),
         Effect.catchAll((error) => Effect.succeed(errorResponse(error)))
       )
     )

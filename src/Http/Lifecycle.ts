@@ -3,18 +3,18 @@
  * server stops accepting, in-flight requests get `SHUTDOWN_GRACE_MS` to finish, and whatever remains is then
  * ended with a terminal error (an SSE error frame, or a 503).
  */
-import { Context, Deferred, Effect, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { createServer } from "node:http"
-import type { Server } from "node:http"
+import type { Server, ServerResponse } from "node:http"
 import { ProxyConfig } from "../Config.js"
+import { ShuttingDown } from "../Errors.js"
+import { describeError } from "./Errors.js"
 
 /** The server's lifecycle state, shared by the edge middleware, the chat handler and the drain finalizer. */
 export interface LifecycleState {
   readonly server: Server
   readonly isDraining: () => boolean
   readonly inFlight: () => number
-  /** Completes when the grace period is over: remaining requests must end now. */
-  readonly terminated: Deferred.Deferred<void>
   /** Registers a callback run when the grace period is over (for streams); returns its unregistration. */
   readonly onTerminate: (terminate: () => void) => () => void
   readonly startedAt: number
@@ -31,24 +31,31 @@ export const layer: Layer.Layer<Lifecycle> = Layer.effect(
   Lifecycle,
   Effect.gen(function* () {
     const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 })
-    let inFlight = 0
     let draining = false
+    const inFlight = new Set<ServerResponse>()
     const terminators = new Set<() => void>()
     server.on("request", (_request, response) => {
-      inFlight++
-      response.once("close", () => inFlight--)
+      inFlight.add(response)
+      response.once("close", () => inFlight.delete(response))
     })
     return {
       server,
       isDraining: () => draining,
-      inFlight: () => inFlight,
-      terminated: yield* Deferred.make<void>(),
+      inFlight: () => inFlight.size,
       onTerminate: (terminate) => {
         terminators.add(terminate)
         return () => terminators.delete(terminate)
       },
       terminateAll: () => {
+        // Streams end with their error frame; a request not yet answered gets the 503 here, written directly,
+        // so no request pays for racing a shutdown signal (the platform skips a response already ended).
         for (const terminate of [...terminators]) terminate()
+        const { body, status, headers } = describeError(new ShuttingDown())
+        for (const response of inFlight) {
+          if (response.headersSent) continue
+          response.writeHead(status, { ...headers, "content-type": "application/json" })
+          response.end(JSON.stringify(body))
+        }
       },
       startedAt: Date.now(),
       startDraining: () => {
@@ -84,7 +91,6 @@ export const drainOnShutdown: Layer.Layer<never, never, Lifecycle | ProxyConfig>
           yield* Effect.logWarning("grace period over, ending remaining requests").pipe(
             Effect.annotateLogs({ inFlight: lifecycle.inFlight() })
           )
-          yield* Deferred.succeed(lifecycle.terminated, undefined)
           lifecycle.terminateAll()
           yield* waitUntilIdle(lifecycle, Date.now() + flushMs)
         }
