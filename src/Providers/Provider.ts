@@ -3,7 +3,7 @@
  */
 import { Data } from "effect"
 import type { Redacted } from "effect"
-import type { Effect, Stream } from "effect"
+import type { Chunk, Effect, Option, Scope, Stream } from "effect"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
 
 /**
@@ -58,7 +58,16 @@ export const isFallbackWorthy = (error: ProviderError): boolean => !callerMistak
 export interface Provider {
   readonly complete: (request: ChatCompletionRequest) => Effect.Effect<ChatCompletion, ProviderError>
   readonly stream: (request: ChatCompletionRequest) => Stream.Stream<ChatCompletionChunk, ProviderError>
+  /**
+   * Optional, the same as `stream` without the Stream: connects and returns the pull of its batches (`None` at the
+   * end), the connection living in the Scope. The router prefers it: running a Stream only to pull it again costs
+   * a fixed ~150 µs per request.
+   */
+  readonly open?: (request: ChatCompletionRequest) => Effect.Effect<ChunkPull, ProviderError, Scope.Scope>
 }
+
+/** Pulls the next batch of a stream of chunks; fails with `None` at its end. */
+export type ChunkPull = Effect.Effect<Chunk.Chunk<ChatCompletionChunk>, Option.Option<ProviderError>>
 
 /** Where one deployment's upstream lives and how to authenticate to it; read from the model registry. */
 export interface UpstreamTarget {

@@ -3,7 +3,7 @@
  * `ProviderError` with its reason (once, here), and decoding an SSE body into events.
  */
 import * as Sse from "@effect/experimental/Sse"
-import { Chunk, Effect, Stream } from "effect"
+import { Chunk, Effect, Option, Stream } from "effect"
 import { Agent, request } from "undici"
 import type { Dispatcher } from "undici"
 import { ProviderError } from "./Provider.js"
@@ -277,43 +277,120 @@ export const makeSseDecoder = () => {
   }
 }
 
-/**
- * A response body as a stream of network reads. The body pauses while the consumer is behind (a slow client
- * slows the upstream instead of filling memory), and ending the stream destroys it at once, even mid-read.
- */
-const bodyBytes = (provider: string, body: UpstreamResponse["body"]): Stream.Stream<Uint8Array, ProviderError> =>
-  Stream.async<Uint8Array, ProviderError>((emit) => {
-    body.on("data", (piece: Uint8Array) => {
-      body.pause()
-      void emit.single(piece).then(() => body.resume())
-    })
-    body.once("end", () => void emit.end())
-    body.once("error", (error) => void emit.fail(errorFromTransport(provider, error)))
-    return Effect.sync(() => body.destroy())
-  })
+/** What a dialect makes of the events of one network read: its items, or the failure they stand for. */
+export type EventBatch<A> =
+  | { readonly items: ReadonlyArray<A>; /** The dialect's own end marker was seen (e.g. `[DONE]`). */ readonly done: boolean }
+  | ProviderError
+
+/** Decoded items held for the consumer before the body is paused. */
+const highWaterItems = 256
+
+/** A decoded upstream body pulled batch by batch (`None` at its end); `close` aborts it. */
+export interface EventSource<A> {
+  readonly pull: Effect.Effect<Chunk.Chunk<A>, Option.Option<ProviderError>>
+  readonly close: Effect.Effect<void>
+}
 
 /**
- * The body of a 2xx `text/event-stream` response as events, one batch per network read. A broken-off body fails
- * with `Unavailable`; ending the stream early destroys the body, which aborts the upstream request.
+ * The body of a 2xx `text/event-stream` response, decoded in one pass per network read: bytes → text → SSE
+ * events → `decode` → items. Each pull takes every item decoded since the last one, so a consumer that falls
+ * behind gets fewer, larger batches; past `highWaterItems` the body pauses (a slow client slows the upstream
+ * instead of filling memory). `close` destroys the body, which aborts the upstream request. When the body ends
+ * without the dialect's end marker, `atEnd` may fail the stream (an upstream that broke off).
  */
-export const sseEvents = (provider: string, response: UpstreamResponse): Stream.Stream<SseEvent, ProviderError> =>
-  Stream.suspend(() => {
+export const eventSource = <A>(
+  provider: string,
+  response: UpstreamResponse,
+  decode: (events: ReadonlyArray<SseEvent>) => EventBatch<A>,
+  atEnd: () => ProviderError | undefined = () => undefined
+): EventSource<A> => {
+    const { body } = response
     const decoder = makeSseDecoder()
     // `stream: true` keeps a UTF-8 sequence split across two reads whole.
     const utf8 = new TextDecoder()
-    const fromBody = bodyBytes(provider, response.body).pipe(
-      Stream.mapChunksEffect((pieces) => {
-        const events: Array<SseEvent> = []
-        for (const piece of pieces) {
-          const decoded = decoder.feed(utf8.decode(piece, { stream: true }))
-          if (decoded === undefined) return Effect.fail(malformed(provider, "an SSE event larger than 16 MiB"))
-          for (const event of decoded) events.push(event)
-        }
-        return Effect.succeed(Chunk.unsafeFromArray(events))
+    let items: Array<A> = []
+    let markerSeen = false
+    let ended = false
+    let failure: ProviderError | undefined
+    let waiting: ((outcome: Effect.Effect<Chunk.Chunk<A>, Option.Option<ProviderError>>) => void) | undefined
+
+    const take = (): Effect.Effect<Chunk.Chunk<A>, Option.Option<ProviderError>> | undefined => {
+      if (items.length > 0) {
+        const batch = items
+        items = []
+        if (body.isPaused() && failure === undefined) body.resume()
+        return Effect.succeed(Chunk.unsafeFromArray(batch))
+      }
+      if (failure !== undefined) return Effect.fail(Option.some(failure))
+      return ended ? Effect.fail(Option.none()) : undefined
+    }
+    const wake = () => {
+      const resume = waiting
+      const outcome = resume === undefined ? undefined : take()
+      if (resume !== undefined && outcome !== undefined) {
+        waiting = undefined
+        resume(outcome)
+      }
+    }
+    const fail = (error: ProviderError) => {
+      failure = error
+      body.destroy()
+      wake()
+    }
+    const deliver = (events: ReadonlyArray<SseEvent>) => {
+      if (markerSeen || events.length === 0) return
+      const batch = decode(events)
+      if (batch instanceof ProviderError) return fail(batch)
+      // After the end marker the rest of the body is read and dropped, so the connection can be reused.
+      markerSeen = batch.done
+      for (const item of batch.items) items.push(item)
+      if (items.length >= highWaterItems) body.pause()
+      wake()
+    }
+    body.on("data", (piece: Uint8Array) => {
+      if (failure !== undefined) return
+      const events = decoder.feed(utf8.decode(piece, { stream: true }))
+      if (events === undefined) fail(malformed(provider, "an SSE event larger than 16 MiB"))
+      else deliver(events)
+    })
+    body.once("end", () => {
+      if (failure !== undefined) return
+      deliver(decoder.end())
+      if (failure !== undefined) return
+      const error = markerSeen ? undefined : atEnd()
+      if (error !== undefined) return fail(error)
+      ended = true
+      wake()
+    })
+    body.once("error", (error) => {
+      if (failure === undefined && !ended) fail(errorFromTransport(provider, error))
+    })
+    const pull = Effect.async<Chunk.Chunk<A>, Option.Option<ProviderError>>((resume) => {
+      const ready = take()
+      if (ready !== undefined) return resume(ready)
+      waiting = resume
+      return Effect.sync(() => {
+        waiting = undefined
       })
-    )
-    return Stream.concat(fromBody, Stream.suspend(() => Stream.fromIterable(decoder.end())))
+    })
+    return { pull, close: Effect.sync(() => body.destroy()) }
+}
+
+/** `eventSource` as a Stream. */
+export const eventStream = <A>(
+  provider: string,
+  response: UpstreamResponse,
+  decode: (events: ReadonlyArray<SseEvent>) => EventBatch<A>,
+  atEnd?: () => ProviderError | undefined
+): Stream.Stream<A, ProviderError> =>
+  Stream.suspend(() => {
+    const source = eventSource(provider, response, decode, atEnd)
+    return Stream.repeatEffectChunkOption(source.pull).pipe(Stream.ensuring(source.close))
   })
+
+/** The body of a 2xx `text/event-stream` response as raw events, one batch per network read. */
+export const sseEvents = (provider: string, response: UpstreamResponse): Stream.Stream<SseEvent, ProviderError> =>
+  eventStream(provider, response, (events) => ({ items: events, done: false }))
 
 /** Parses one SSE `data:` payload as JSON, failing with `MalformedResponse`. */
 export const parseEventJson = (provider: string, data: string): Effect.Effect<unknown, ProviderError> =>

@@ -6,6 +6,7 @@ import { Chunk, Clock, Context, Duration, Effect, Exit, Fiber, Layer, Option, Ra
 import { ModelNotFound } from "../Errors.js"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
 import { isFallbackWorthy, isRetryable, ProviderError } from "../Providers/Provider.js"
+import type { Provider } from "../Providers/Provider.js"
 import { ModelRegistry } from "./Registry.js"
 import type { Deployment, Registry } from "./Registry.js"
 import type { RouterSettings } from "./RegistryFile.js"
@@ -186,7 +187,8 @@ interface Connected {
 
 /** Connects to the upstream and reads up to its first chunk, inside a scope that outlives this call. */
 const connect = (
-  stream: Stream.Stream<ChatCompletionChunk, ProviderError>,
+  provider: Provider,
+  request: ChatCompletionRequest,
   timeoutMs: number,
   onTimeout: () => ProviderError
 ): Effect.Effect<Connected, ProviderError> =>
@@ -194,7 +196,10 @@ const connect = (
     Effect.flatMap(Scope.make(), (scope) =>
       restore(
         Effect.gen(function* () {
-          const pull = yield* Scope.extend(Stream.toPull(stream), scope)
+          const pull = yield* Scope.extend(
+            provider.open === undefined ? Stream.toPull(provider.stream(request)) : provider.open(request),
+            scope
+          )
           // An empty chunk is not a first token; an ended stream (None) commits as it is.
           const pullOrEnd = pull.pipe(
             Effect.map(Option.some),
@@ -254,10 +259,10 @@ export const make = Effect.gen(function* () {
       const result = yield* firstSuccess(candidates, settings, deadline, (deployment) =>
         bounded(deadline, (remainingMs) =>
           remainingMs < firstTokenMs
-            ? connect(deployment.provider.stream(forDeployment(request, deployment)), remainingMs, () =>
+            ? connect(deployment.provider, forDeployment(request, deployment), remainingMs, () =>
                 timeoutError(`request within ${requestMs} ms`)
               )
-            : connect(deployment.provider.stream(forDeployment(request, deployment)), firstTokenMs, () =>
+            : connect(deployment.provider, forDeployment(request, deployment), firstTokenMs, () =>
                 timeoutError(`first token within ${firstTokenMs} ms`)
               )
         )

@@ -2,11 +2,12 @@
  * OpenAI and every OpenAI-compatible server (vLLM, Ollama, OpenRouter, Groq, LM Studio…): a pass-through.
  * Unknown request and response fields survive both ways; only the upstream key is added.
  */
-import { Chunk, Effect, Redacted, Stream } from "effect"
+import { Effect, Redacted, Stream } from "effect"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { ProviderError } from "../Provider.js"
 import type { Provider, UpstreamTarget } from "../Provider.js"
-import { malformed, parseErrorBody, postJson, readJson, reasonForStatus, sseEvents } from "../Upstream.js"
+import { eventSource, malformed, parseErrorBody, postJson, readJson, reasonForStatus } from "../Upstream.js"
+import type { EventBatch, SseEvent } from "../Upstream.js"
 
 export const defaultBaseUrl = "https://api.openai.com/v1"
 const provider = "openai"
@@ -62,34 +63,34 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider> =>
         )
       )
 
-    const stream = (request: ChatCompletionRequest): Stream.Stream<ChatCompletionChunk, ProviderError> =>
-      Stream.unwrap(
-        Effect.map(postJson(provider, url, streamHeaders, { ...request, stream: true }), (response) => {
-          // A stream that stops with neither [DONE] nor a finish reason broke off upstream.
-          let sawEnd = false
-          let done = false
-          // One pass per network read: events → chunks, no per-chunk effect.
-          const chunks = sseEvents(provider, response).pipe(
-            Stream.mapChunksEffect((events) => {
-              const decoded: Array<ChatCompletionChunk> = []
-              for (const event of events) {
-                if (done) break
-                if (event.data.trim() === "[DONE]") {
-                  done = sawEnd = true
-                  break
-                }
-                const chunk = decodeChunk(event.data)
-                if (chunk instanceof ProviderError) return Effect.fail(chunk)
-                if (chunk.choices.some((choice) => choice.finish_reason != null)) sawEnd = true
-                decoded.push(chunk)
-              }
-              return Effect.succeed(Chunk.unsafeFromArray(decoded))
-            }),
-            Stream.takeUntil(() => done)
-          )
-          return Stream.concat(chunks, Stream.suspend(() => (sawEnd ? Stream.empty : Stream.fail(endedEarly))))
-        })
-      )
+    const decodeEvents = () => {
+      // A stream that stops with neither [DONE] nor a finish reason broke off upstream.
+      let finished = false
+      const decode = (events: ReadonlyArray<SseEvent>): EventBatch<ChatCompletionChunk> => {
+        const chunks: Array<ChatCompletionChunk> = []
+        for (const event of events) {
+          if (event.data.trim() === "[DONE]") return { items: chunks, done: true }
+          const chunk = decodeChunk(event.data)
+          if (chunk instanceof ProviderError) return chunk
+          finished = finished || chunk.choices.some((choice) => choice.finish_reason != null)
+          chunks.push(chunk)
+        }
+        return { items: chunks, done: false }
+      }
+      return { decode, atEnd: () => (finished ? undefined : endedEarly) }
+    }
 
-    return { complete, stream }
+    const open = (request: ChatCompletionRequest) =>
+      Effect.flatMap(postJson(provider, url, streamHeaders, { ...request, stream: true }), (response) => {
+        const { atEnd, decode } = decodeEvents()
+        return Effect.map(
+          Effect.acquireRelease(Effect.sync(() => eventSource(provider, response, decode, atEnd)), (source) => source.close),
+          (source) => source.pull
+        )
+      })
+
+    const stream = (request: ChatCompletionRequest): Stream.Stream<ChatCompletionChunk, ProviderError> =>
+      Stream.unwrapScoped(Effect.map(open(request), (pull) => Stream.repeatEffectChunkOption(pull)))
+
+    return { complete, stream, open }
   })
