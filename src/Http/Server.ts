@@ -154,7 +154,9 @@ export const layer = Layer.unwrapEffect(
       HttpServer.withLogAddress,
       Layer.provide(NodeHttpServer.layer(() => lifecycle.server, { port: config.port, host: config.host }))
     )
-    return drainOnShutdown.pipe(Layer.provide(serving))
+    // No trace exporter is configured, so the per-request server span (URL parse, header redaction, attributes)
+    // would be built only to be dropped.
+    return drainOnShutdown.pipe(Layer.provide(HttpMiddleware.withTracerDisabledWhen(serving, () => true)))
   })
 )
 
