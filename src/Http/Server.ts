@@ -108,25 +108,24 @@ const labelledAsJson = (request: HttpServerRequest.HttpServerRequest): HttpServe
  */
 const edge =
   (maxBodyBytes: number, lifecycle: Lifecycle["Type"], accessLog: boolean) =>
-  (app: HttpApp.Default): HttpApp.Default => {
-    const handled = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+  (app: HttpApp.Default): HttpApp.Default =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
       const requestId = requestIdOf(request)
       const rejection = lifecycle.isDraining() ? new ShuttingDown() : bodyProblem(request, maxBodyBytes)
-      if (rejection !== undefined) {
-        return Effect.succeed(HttpServerResponse.setHeader(errorResponse(rejection), "x-request-id", requestId))
-      }
-      return app.pipe(
-        // The app writes its own response: a pre-response handler is how a header reaches it.
-        HttpApp.withPreResponseHandler((_request, response) =>
-          Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId))
-        ),
-        Effect.provideService(HttpServerRequest.HttpServerRequest, labelledAsJson(request)),
-        Effect.provideService(RequestId, requestId),
-        Effect.annotateLogs("requestId", requestId)
-      )
+      const answered =
+        rejection !== undefined
+          ? Effect.succeed(HttpServerResponse.setHeader(errorResponse(rejection), "x-request-id", requestId))
+          : app.pipe(
+              // The app writes its own response: a pre-response handler is how a header reaches it.
+              HttpApp.withPreResponseHandler((_request, response) =>
+                Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId))
+              ),
+              Effect.provideService(HttpServerRequest.HttpServerRequest, labelledAsJson(request)),
+              Effect.provideService(RequestId, requestId)
+            )
+      // Inside the annotation, so the access log line carries the request id too.
+      return (accessLog ? HttpMiddleware.logger(answered) : answered).pipe(Effect.annotateLogs("requestId", requestId))
     })
-    return accessLog ? HttpMiddleware.logger(handled) : handled
-  }
 
 /** The Api implemented: handlers, auth, OpenAI-shaped errors. */
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
