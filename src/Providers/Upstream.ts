@@ -3,7 +3,10 @@
  * `ProviderError` with its reason (once, here), and decoding an SSE body into events.
  */
 import * as Sse from "@effect/experimental/Sse"
-import { Chunk, Effect, Option, Stream } from "effect"
+import { Chunk, Effect, Either, Option, Stream } from "effect"
+import type { Scope } from "effect"
+import type { ChatCompletionChunk } from "../OpenAi/Schemas.js"
+import type { ChunkPull } from "./Provider.js"
 import { Agent, request } from "undici"
 import type { Dispatcher } from "undici"
 import { ProviderError } from "./Provider.js"
@@ -296,13 +299,13 @@ export interface EventSource<A> {
  * events → `decode` → items. Each pull takes every item decoded since the last one, so a consumer that falls
  * behind gets fewer, larger batches; past `highWaterItems` the body pauses (a slow client slows the upstream
  * instead of filling memory). `close` destroys the body, which aborts the upstream request. When the body ends
- * without the dialect's end marker, `atEnd` may fail the stream (an upstream that broke off).
+ * without the dialect's end marker, `atEnd` gives the last items, or fails the stream (an upstream that broke off).
  */
 export const eventSource = <A>(
   provider: string,
   response: UpstreamResponse,
   decode: (events: ReadonlyArray<SseEvent>) => EventBatch<A>,
-  atEnd: () => ProviderError | undefined = () => undefined
+  atEnd: () => ReadonlyArray<A> | ProviderError = () => []
 ): EventSource<A> => {
     const { body } = response
     const decoder = makeSseDecoder()
@@ -357,8 +360,9 @@ export const eventSource = <A>(
       if (failure !== undefined) return
       deliver(decoder.end())
       if (failure !== undefined) return
-      const error = markerSeen ? undefined : atEnd()
-      if (error !== undefined) return fail(error)
+      const last = markerSeen ? [] : atEnd()
+      if (last instanceof ProviderError) return fail(last)
+      for (const item of last) items.push(item)
       ended = true
       wake()
     })
@@ -376,25 +380,57 @@ export const eventSource = <A>(
     return { pull, close: Effect.sync(() => body.destroy()) }
 }
 
-/** `eventSource` as a Stream. */
-export const eventStream = <A>(
-  provider: string,
-  response: UpstreamResponse,
-  decode: (events: ReadonlyArray<SseEvent>) => EventBatch<A>,
-  atEnd?: () => ProviderError | undefined
-): Stream.Stream<A, ProviderError> =>
-  Stream.suspend(() => {
-    const source = eventSource(provider, response, decode, atEnd)
-    return Stream.repeatEffectChunkOption(source.pull).pipe(Stream.ensuring(source.close))
-  })
+/**
+ * Drives a dialect's pure stream state machine: `step` per input (an SSE event, or a parsed frame), `finish` when
+ * the body ends. `feedAll` and `atEnd` are what `eventSource` takes as `decode` and `atEnd`.
+ */
+export const runMachine = <S, I, A>(
+  initial: S,
+  step: (state: S, input: I) => Either.Either<readonly [S, ReadonlyArray<A>], ProviderError>,
+  finish: (state: S) => Either.Either<ReadonlyArray<A>, ProviderError>
+) => {
+  let state = initial
+  const feedAll = (inputs: Iterable<I>): EventBatch<A> => {
+    const items: Array<A> = []
+    for (const input of inputs) {
+      const result = step(state, input)
+      if (Either.isLeft(result)) return result.left
+      state = result.right[0]
+      for (const item of result.right[1]) items.push(item)
+    }
+    return { items, done: false }
+  }
+  return {
+    feedAll,
+    atEnd: (): ReadonlyArray<A> | ProviderError => Either.getOrElse(finish(state), (error): ProviderError => error),
+    finish: () => finish(state)
+  }
+}
 
-/** The body of a 2xx `text/event-stream` response as raw events, one batch per network read. */
-export const sseEvents = (provider: string, response: UpstreamResponse): Stream.Stream<SseEvent, ProviderError> =>
-  eventStream(provider, response, (events) => ({ items: events, done: false }))
-
-/** Parses one SSE `data:` payload as JSON, failing with `MalformedResponse`. */
-export const parseEventJson = (provider: string, data: string): Effect.Effect<unknown, ProviderError> =>
-  Effect.try({
-    try: () => JSON.parse(data) as unknown,
-    catch: () => malformed(provider, "an SSE event whose data is not JSON")
+/** A pull that gives `items` once, then ends. */
+export const oneShot = <A>(items: ReadonlyArray<A>): Effect.Effect<Chunk.Chunk<A>, Option.Option<ProviderError>> => {
+  let given = false
+  return Effect.suspend(() => {
+    if (given || items.length === 0) return Effect.fail(Option.none())
+    given = true
+    return Effect.succeed(Chunk.unsafeFromArray([...items]))
   })
+}
+
+/** Opens an event source on a 2xx response for the lifetime of the Scope; the result is its pull. */
+export const openSource = <A>(source: () => EventSource<A>) =>
+  Effect.map(
+    Effect.acquireRelease(Effect.sync(source), (opened) => opened.close),
+    (opened) => opened.pull
+  )
+
+/** A provider's `stream` from its `open`: the same pulls, as a Stream. */
+export const streamFromOpen =
+  <R>(open: (request: R) => Effect.Effect<ChunkPull, ProviderError, Scope.Scope>) =>
+  (request: R): Stream.Stream<ChatCompletionChunk, ProviderError> =>
+    Stream.unwrapScoped(Effect.map(open(request), (pull) => Stream.repeatEffectChunkOption(pull)))
+
+/** Parses one SSE `data:` payload as JSON, or the failure it stands for. */
+export const parseEventData = (provider: string, data: string): Either.Either<unknown, ProviderError> =>
+  Either.try({ try: () => JSON.parse(data) as unknown, catch: () => malformed(provider, "an SSE event whose data is not JSON") })
+

@@ -1,10 +1,11 @@
 /**
  * The Anthropic Messages API as a `Provider`: translate, `POST /v1/messages`, translate back.
  */
-import { Clock, Effect, Option, Redacted, Stream } from "effect"
+import { Clock, Effect, Either, Redacted } from "effect"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import type { Provider, UpstreamTarget } from "../Provider.js"
-import { parseEventJson, postJson, readJson, sseEvents } from "../Upstream.js"
+import { eventSource, openSource, parseEventData, postJson, readJson, runMachine, streamFromOpen } from "../Upstream.js"
+import type { SseEvent } from "../Upstream.js"
 import * as StreamTranslate from "./StreamTranslate.js"
 import {
   decodeAnthropicMessage,
@@ -57,25 +58,19 @@ export const make = (
         return fromAnthropicMessage(message, yield* context(request))
       }).pipe(Effect.withSpan("Anthropic.complete"))
 
-    const stream: Provider["stream"] = (request) =>
-      Stream.unwrap(
-        Effect.gen(function* () {
-          const body = yield* toAnthropicRequest(request, translateOptions)
-          const ctx = yield* context(request)
-          const response = yield* postJson(providerName, url, headers, { ...body, stream: true })
-          return sseEvents(providerName, response).pipe(
-            Stream.mapEffect((event) =>
-              Effect.map(parseEventJson(providerName, event.data), (data) => Option.some({ event: event.event, data }))
-            ),
-            // A final None lets the machine tell a finished message from a body that broke off.
-            Stream.concat(Stream.succeed(Option.none<StreamTranslate.AnthropicStreamEvent>())),
-            Stream.mapAccumEffect(StreamTranslate.initialState(ctx), (state, event) =>
-              Option.isSome(event) ? StreamTranslate.step(state, event.value) : StreamTranslate.finish(state)
-            ),
-            Stream.flattenIterables
-          )
-        })
-      )
+    const open = (request: ChatCompletionRequest) =>
+      Effect.gen(function* () {
+        const body = yield* toAnthropicRequest(request, translateOptions)
+        const ctx = yield* context(request)
+        const response = yield* postJson(providerName, url, headers, { ...body, stream: true })
+        const machine = runMachine(
+          StreamTranslate.initialState(ctx),
+          (state, event: SseEvent) =>
+            Either.flatMap(parseEventData(providerName, event.data), (data) => StreamTranslate.step(state, { event: event.event, data })),
+          (state) => Either.map(StreamTranslate.finish(state), ([, chunks]) => chunks)
+        )
+        return yield* openSource(() => eventSource(providerName, response, machine.feedAll, machine.atEnd))
+      })
 
-    return { complete, stream }
+    return { complete, stream: streamFromOpen(open), open }
   })

@@ -2,11 +2,12 @@
  * The Gemini (Generative Language API) provider: `generateContent` for completions and
  * `streamGenerateContent?alt=sse` for streams, authenticated with `x-goog-api-key`.
  */
-import { Clock, Effect, Option, Redacted, Stream } from "effect"
+import { Clock, Effect, Either, Redacted } from "effect"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
-import type { Provider, ProviderError, UpstreamTarget } from "../Provider.js"
-import { parseEventJson, postJson, readJson, sseEvents } from "../Upstream.js"
-import type { UpstreamResponse } from "../Upstream.js"
+import { ProviderError } from "../Provider.js"
+import type { Provider, UpstreamTarget } from "../Provider.js"
+import { eventSource, oneShot, openSource, parseEventData, postJson, readJson, runMachine, streamFromOpen } from "../Upstream.js"
+import type { SseEvent, UpstreamResponse } from "../Upstream.js"
 import * as StreamTranslate from "./StreamTranslate.js"
 import { errorFromBody, fromGeminiResponse, geminiErrorDetails, isErrorBody, provider, refineError, toGeminiRequest } from "./Translate.js"
 
@@ -34,17 +35,6 @@ const completionContext = (model: string) =>
 const isEventStream = (response: UpstreamResponse): boolean =>
   (response.headers["content-type"] ?? "").toLowerCase().includes("text/event-stream")
 
-/** The body of a 2xx stream response as parsed frames; a JSON (non-SSE) body is read whole. */
-const frames = (response: UpstreamResponse): Stream.Stream<unknown, ProviderError> =>
-  isEventStream(response)
-    ? sseEvents(provider, response).pipe(
-      Stream.filter((event) => event.data.trim().length > 0),
-      Stream.mapEffect((event) => parseEventJson(provider, event.data))
-    )
-    : Stream.unwrap(
-      Effect.map(readJson(provider, response), (body) => Stream.fromIterable(Array.isArray(body) ? body : [body]))
-    )
-
 /**
  * Builds the Gemini provider for one deployment. The API key goes in `x-goog-api-key` (never the client's key);
  * the model travels in the URL path, not in the body.
@@ -69,23 +59,30 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider> =>
         return yield* fromGeminiResponse(json, ctx)
       }).pipe(Effect.withSpan("Gemini.complete"))
 
-    const stream = (request: ChatCompletionRequest) =>
-      Stream.unwrap(
-        Effect.gen(function*() {
-          const body = yield* toGeminiRequest(request)
-          const ctx = yield* completionContext(request.model)
-          const response = yield* post(`${modelUrl(request.model, "streamGenerateContent")}?alt=sse`, headers, body)
-          // Option.none() marks the end of the upstream, where `finish` runs on the final state.
-          const framesThenEnd = Stream.concat(Stream.map(frames(response), Option.some), Stream.succeed(Option.none<unknown>()))
-          return framesThenEnd.pipe(
-            Stream.mapAccumEffect(StreamTranslate.initial(ctx), (state, frame) =>
-              Option.isSome(frame)
-                ? StreamTranslate.step(state, frame.value)
-                : Effect.map(StreamTranslate.finish(state), (chunks) => [state, chunks] as const)),
-            Stream.flattenIterables
-          )
-        })
-      )
+    const open = (request: ChatCompletionRequest) =>
+      Effect.gen(function*() {
+        const body = yield* toGeminiRequest(request)
+        const ctx = yield* completionContext(request.model)
+        const response = yield* post(`${modelUrl(request.model, "streamGenerateContent")}?alt=sse`, headers, body)
+        if (!isEventStream(response)) {
+          // A JSON (non-SSE) body, e.g. an upstream that ignored alt=sse: its frames are read whole.
+          const json = yield* readJson(provider, response)
+          const whole = runMachine(StreamTranslate.initial(ctx), StreamTranslate.step, StreamTranslate.finish)
+          const batch = whole.feedAll(Array.isArray(json) ? json : [json])
+          if (batch instanceof ProviderError) return yield* Effect.fail(batch)
+          const last = yield* whole.finish()
+          return oneShot([...batch.items, ...last])
+        }
+        const machine = runMachine(
+          StreamTranslate.initial(ctx),
+          (state, event: SseEvent) =>
+            event.data.trim().length === 0
+              ? Either.right([state, []] as const)
+              : Either.flatMap(parseEventData(provider, event.data), (frame) => StreamTranslate.step(state, frame)),
+          StreamTranslate.finish
+        )
+        return yield* openSource(() => eventSource(provider, response, machine.feedAll, machine.atEnd))
+      })
 
-    return { complete, stream } satisfies Provider
+    return { complete, stream: streamFromOpen(open), open } satisfies Provider
   })

@@ -2,11 +2,11 @@
  * OpenAI and every OpenAI-compatible server (vLLM, Ollama, OpenRouter, Groq, LM Studio…): a pass-through.
  * Unknown request and response fields survive both ways; only the upstream key is added.
  */
-import { Effect, Redacted, Stream } from "effect"
+import { Effect, Redacted } from "effect"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { ProviderError } from "../Provider.js"
 import type { Provider, UpstreamTarget } from "../Provider.js"
-import { eventSource, malformed, parseErrorBody, postJson, readJson, reasonForStatus } from "../Upstream.js"
+import { eventSource, malformed, openSource, parseErrorBody, postJson, readJson, reasonForStatus, streamFromOpen } from "../Upstream.js"
 import type { EventBatch, SseEvent } from "../Upstream.js"
 
 export const defaultBaseUrl = "https://api.openai.com/v1"
@@ -77,20 +77,14 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider> =>
         }
         return { items: chunks, done: false }
       }
-      return { decode, atEnd: () => (finished ? undefined : endedEarly) }
+      return { decode, atEnd: () => (finished ? [] : endedEarly) }
     }
 
     const open = (request: ChatCompletionRequest) =>
       Effect.flatMap(postJson(provider, url, streamHeaders, { ...request, stream: true }), (response) => {
         const { atEnd, decode } = decodeEvents()
-        return Effect.map(
-          Effect.acquireRelease(Effect.sync(() => eventSource(provider, response, decode, atEnd)), (source) => source.close),
-          (source) => source.pull
-        )
+        return openSource(() => eventSource(provider, response, decode, atEnd))
       })
 
-    const stream = (request: ChatCompletionRequest): Stream.Stream<ChatCompletionChunk, ProviderError> =>
-      Stream.unwrapScoped(Effect.map(open(request), (pull) => Stream.repeatEffectChunkOption(pull)))
-
-    return { complete, stream, open }
+    return { complete, stream: streamFromOpen(open), open }
   })
