@@ -44,6 +44,15 @@ export class ModelsGroup extends HttpApiGroup.make("models")
   .add(HttpApiEndpoint.get("llmModels", "/v1/llm/models").addSuccess(LlmModelList))
   .middleware(Authentication) {}
 
+/** `GET /metrics`: Prometheus text exposition, behind the same key (Prometheus sends it as a bearer token). */
+export class MetricsGroup extends HttpApiGroup.make("metrics")
+  .add(
+    HttpApiEndpoint.get("metrics", "/metrics")
+      .addSuccess(Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/plain; version=0.0.4" })))
+      .annotate(OpenApi.Description, "Prometheus metrics: HTTP requests, durations, upstream attempts by outcome, tokens.")
+  )
+  .middleware(Authentication) {}
+
 export class ChatGroup extends HttpApiGroup.make("chat")
   .add(
     HttpApiEndpoint.post("create", "/v1/chat/completions")
@@ -123,6 +132,7 @@ export class Api extends HttpApi.make("llm-proxy")
   .add(HealthGroup)
   .add(ModelsGroup)
   .add(ChatGroup)
+  .add(MetricsGroup)
   .annotate(OpenApi.Title, "llm-proxy")
   .annotate(OpenApi.Description, "OpenAI-compatible LLM gateway")
   .annotate(OpenApi.Transform, fixOpenApi) {}

@@ -3,8 +3,9 @@
  * `HttpServerResponse` itself; failures are rendered through the error table.
  */
 import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
-import { Effect, Layer, Runtime } from "effect"
+import { Effect, Layer, Metric, Runtime } from "effect"
 import { ModelNotFound } from "../Errors.js"
+import { renderPrometheus } from "../Metrics.js"
 import { ModelRegistry } from "../Router/Registry.js"
 import type { RegisteredModel } from "../Router/Registry.js"
 import { Router } from "../Router/Router.js"
@@ -104,5 +105,9 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
   })
 )
 
+export const MetricsLive = HttpApiBuilder.group(Api, "metrics", (handlers) =>
+  handlers.handle("metrics", () => Effect.map(Metric.snapshot, renderPrometheus))
+)
+
 /** Every group's handlers. */
-export const layer = Layer.mergeAll(HealthLive, ModelsLive, ChatLive)
+export const layer = Layer.mergeAll(HealthLive, ModelsLive, ChatLive, MetricsLive)

@@ -7,6 +7,7 @@ import { Context, Effect, Layer } from "effect"
 import { createServer } from "node:http"
 import type { Server, ServerResponse } from "node:http"
 import { ProxyConfig } from "../Config.js"
+import * as Metrics from "../Metrics.js"
 import { ShuttingDown } from "../Errors.js"
 import { describeError } from "./Errors.js"
 
@@ -26,7 +27,7 @@ export class Lifecycle extends Context.Tag("llm-proxy/Lifecycle")<
   LifecycleState & { readonly startDraining: () => void; readonly terminateAll: () => void }
 >() {}
 
-/** Creates the (not yet listening) Node server and starts counting its requests. */
+/** Creates the (not yet listening) Node server and starts counting its requests (in flight and in the metrics). */
 export const layer: Layer.Layer<Lifecycle> = Layer.effect(
   Lifecycle,
   Effect.gen(function* () {
@@ -34,9 +35,17 @@ export const layer: Layer.Layer<Lifecycle> = Layer.effect(
     let draining = false
     const inFlight = new Set<ServerResponse>()
     const terminators = new Set<() => void>()
-    server.on("request", (_request, response) => {
+    server.on("request", (request, response) => {
+      const started = performance.now()
       inFlight.add(response)
-      response.once("close", () => inFlight.delete(response))
+      Metrics.httpInFlight.update(inFlight.size)
+      response.once("close", () => {
+        inFlight.delete(response)
+        Metrics.httpInFlight.update(inFlight.size)
+        const route = Metrics.routeOf(request.url ?? "/")
+        Metrics.httpRequests.update(1, route, response.writableFinished ? String(response.statusCode) : "499")
+        Metrics.httpDuration.update((performance.now() - started) / 1000, route)
+      })
     })
     return {
       server,

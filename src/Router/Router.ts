@@ -4,6 +4,7 @@
  */
 import { Chunk, Clock, Context, Duration, Effect, Exit, Fiber, Layer, Option, Random, Schedule, Scope, Stream } from "effect"
 import { ModelNotFound } from "../Errors.js"
+import * as Metrics from "../Metrics.js"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
 import { isFallbackWorthy, isRetryable, ProviderError } from "../Providers/Provider.js"
 import type { Provider } from "../Providers/Provider.js"
@@ -114,10 +115,17 @@ const firstSuccess = <A>(
     let attempts = 0
     const tryFrom = (index: number): Effect.Effect<{ readonly value: A; readonly deployment: Deployment; readonly attempts: number }, ProviderError> => {
       const deployment = candidates[index]!
+      const outcome = (result: string) =>
+        Metrics.upstreamAttempts.update(1, deployment.name, String(deployment.providerKind), result)
       const once = Effect.suspend(() => {
         attempts++
         return attempt(deployment)
-      })
+      }).pipe(
+        Effect.tapBoth({
+          onFailure: (error) => Effect.sync(() => outcome(error.reason)),
+          onSuccess: () => Effect.sync(() => outcome("ok"))
+        })
+      )
       return once.pipe(
         // The schedule is built only once an attempt has failed: the common case pays nothing for it.
         Effect.catchAll((firstError) => {
@@ -245,6 +253,7 @@ export const make = Effect.gen(function* () {
           )
         )
       )
+      Metrics.recordUsage(result.deployment.name, result.value.usage)
       return {
         completion: renamed(result.value, result.deployment.name),
         deployment: result.deployment,
@@ -270,7 +279,10 @@ export const make = Effect.gen(function* () {
       const { first, pull, scope } = result.value
       const name = result.deployment.name
       const release = Scope.close(scope, Exit.void)
-      const renamedBatch = Chunk.map((chunk: ChatCompletionChunk) => renamed(chunk, name))
+      const renamedBatch = Chunk.map((chunk: ChatCompletionChunk) => {
+        Metrics.recordUsage(name, chunk.usage)
+        return renamed(chunk, name)
+      })
       // A pull may wait for the next chunk at most first_token_ms, and never past the request's deadline.
       const boundedPull = Effect.flatMap(Clock.currentTimeMillis, (now) => {
         const remainingMs = deadline - now

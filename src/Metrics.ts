@@ -1,0 +1,163 @@
+/**
+ * The gateway's metrics and their Prometheus text exposition (Effect 3 has no formatter), served at
+ * `GET /metrics` together with the Effect runtime's own metrics. Updating one is a map lookup and an addition.
+ */
+import { MetricState, Option } from "effect"
+import type { MetricLabel, MetricPair } from "effect"
+
+/**
+ * A labelled counter or histogram kept in plain maps, keyed by its label values. Effect's own Metric resolves its
+ * registry key (a hash of name and tags) on every tagged update, which the benchmark showed as ~10 % of a request.
+ */
+class Family {
+  readonly series = new Map<string, { readonly labels: ReadonlyArray<readonly [string, string]>; value: number; buckets: Array<number>; sum: number }>()
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: "counter" | "gauge" | "histogram",
+    readonly labelNames: ReadonlyArray<string>,
+    readonly bounds: ReadonlyArray<number> = []
+  ) {}
+  private at(values: ReadonlyArray<string>) {
+    const key = values.join("\u0000")
+    let found = this.series.get(key)
+    if (found === undefined) {
+      found = { labels: this.labelNames.map((name, index) => [name, values[index] ?? ""] as const), value: 0, buckets: this.bounds.map(() => 0), sum: 0 }
+      this.series.set(key, found)
+    }
+    return found
+  }
+  /** Adds to a counter, sets a gauge, or observes a histogram value. */
+  update(amount: number, ...values: ReadonlyArray<string>) {
+    const series = this.at(values)
+    if (this.type === "gauge") series.value = amount
+    else if (this.type === "counter") series.value += amount
+    else {
+      series.value++
+      series.sum += amount
+      for (let index = 0; index < this.bounds.length; index++) if (amount <= this.bounds[index]!) series.buckets[index]!++
+    }
+  }
+}
+
+/** HTTP requests answered, by route and status (499: the client left first). */
+export const httpRequests = new Family("llm_proxy_http_requests_total", "HTTP requests answered, by route and status", "counter", ["route", "status"])
+
+/** Time from the request's arrival to the end of its response, streams included. */
+export const httpDuration = new Family(
+  "llm_proxy_http_request_duration_seconds",
+  "Time from a request's arrival to the end of its response, by route",
+  "histogram",
+  ["route"],
+  Array.from({ length: 18 }, (_, index) => 0.001 * 2 ** index)
+)
+
+/** Requests being answered now. */
+export const httpInFlight = new Family("llm_proxy_http_requests_in_flight", "HTTP requests being answered now", "gauge", [])
+
+/** Upstream calls, by public model, provider and outcome (`ok` or the failure reason). */
+export const upstreamAttempts = new Family(
+  "llm_proxy_upstream_attempts_total",
+  "Upstream calls, by public model, provider and outcome (ok or the ProviderError reason)",
+  "counter",
+  ["model", "provider", "outcome"]
+)
+
+/** Tokens reported by upstreams, by public model and kind (prompt, completion). */
+export const tokens = new Family("llm_proxy_tokens_total", "Tokens reported by upstreams, by public model and kind", "counter", ["model", "kind"])
+
+const families: ReadonlyArray<Family> = [httpRequests, httpDuration, httpInFlight, upstreamAttempts, tokens]
+
+/** The routes counted by name; anything else is `other`, so that scanners cannot grow the label set. */
+const knownRoutes = new Set(["/health", "/metrics", "/v1/models", "/v1/llm/models", "/v1/chat/completions", "/openapi.json", "/docs"])
+
+/** The route label of a request path: the path itself when known, `/v1/models/{model}`, or `other`. */
+export const routeOf = (url: string): string => {
+  const path = url.split("?")[0] ?? "/"
+  if (knownRoutes.has(path)) return path
+  return path.startsWith("/v1/models/") ? "/v1/models/{model}" : "other"
+}
+
+/** Records usage (when the upstream reported it) against the public model that served. */
+export const recordUsage = (model: string, usage: { readonly prompt_tokens: number; readonly completion_tokens: number } | null | undefined) => {
+  if (usage == null) return
+  tokens.update(usage.prompt_tokens, model, "prompt")
+  tokens.update(usage.completion_tokens, model, "completion")
+}
+
+const metricName = (name: string) => name.replace(/[^a-zA-Z0-9_:]/g, "_")
+const escapeLabel = (value: string) => value.replace(/\\/g, "\\\\").replace(/\n/g, "\\n").replace(/"/g, '\\"')
+const labelText = (labels: ReadonlyArray<readonly [string, string]>) =>
+  labels.length === 0 ? "" : `{${labels.map(([key, value]) => `${metricName(key)}="${escapeLabel(value)}"`).join(",")}}`
+const labelsOf = (tags: ReadonlyArray<MetricLabel.MetricLabel>, extra: ReadonlyArray<readonly [string, string]> = []) =>
+  labelText([...tags.map((tag) => [tag.key, tag.value] as const), ...extra])
+const numberText = (value: number | bigint) =>
+  typeof value === "bigint" ? value.toString() : Number.isFinite(value) ? String(value) : value > 0 ? "+Inf" : value < 0 ? "-Inf" : "NaN"
+
+const renderFamily = (family: Family): string => {
+  const lines: Array<string> = []
+  for (const series of family.series.values()) {
+    if (family.type !== "histogram") {
+      lines.push(`${family.name}${labelText(series.labels)} ${numberText(series.value)}`)
+      continue
+    }
+    family.bounds.forEach((bound, index) =>
+      lines.push(`${family.name}_bucket${labelText([...series.labels, ["le", numberText(bound)]])} ${series.buckets[index]}`)
+    )
+    lines.push(`${family.name}_bucket${labelText([...series.labels, ["le", "+Inf"]])} ${series.value}`)
+    lines.push(`${family.name}_sum${labelText(series.labels)} ${numberText(series.sum)}`)
+    lines.push(`${family.name}_count${labelText(series.labels)} ${series.value}`)
+  }
+  return lines.length === 0 ? "" : `# HELP ${family.name} ${family.help}\n# TYPE ${family.name} ${family.type}\n${lines.join("\n")}\n`
+}
+
+/**
+ * The Prometheus text format (0.0.4) of the gateway's metrics and of the Effect metrics in `pairs` (the runtime's
+ * own, e.g. fiber counts): HELP and TYPE once per name, then the samples.
+ */
+export const renderPrometheus = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): string =>
+  families.map(renderFamily).join("") + renderEffectMetrics(pairs)
+
+const renderEffectMetrics = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): string => {
+  const families = new Map<string, { type: string; help: string; lines: Array<string> }>()
+  const family = (name: string, type: string, help: string) => {
+    const found = families.get(name) ?? { type, help, lines: [] }
+    families.set(name, found)
+    return found.lines
+  }
+  for (const { metricKey, metricState } of pairs) {
+    const name = metricName(metricKey.name)
+    const help = Option.getOrElse(metricKey.description, () => name)
+    const tags = metricKey.tags
+    if (MetricState.isCounterState(metricState)) {
+      family(name, "counter", help).push(`${name}${labelsOf(tags)} ${numberText(metricState.count)}`)
+    } else if (MetricState.isGaugeState(metricState)) {
+      family(name, "gauge", help).push(`${name}${labelsOf(tags)} ${numberText(metricState.value)}`)
+    } else if (MetricState.isHistogramState(metricState)) {
+      const lines = family(name, "histogram", help)
+      for (const [bound, count] of metricState.buckets) {
+        lines.push(`${name}_bucket${labelsOf(tags, [["le", numberText(bound)]])} ${count}`)
+      }
+      if (!metricState.buckets.some(([bound]) => bound === Number.POSITIVE_INFINITY)) {
+        lines.push(`${name}_bucket${labelsOf(tags, [["le", "+Inf"]])} ${metricState.count}`)
+      }
+      lines.push(`${name}_sum${labelsOf(tags)} ${numberText(metricState.sum)}`)
+      lines.push(`${name}_count${labelsOf(tags)} ${metricState.count}`)
+    } else if (MetricState.isFrequencyState(metricState)) {
+      const lines = family(name, "counter", help)
+      for (const [value, count] of metricState.occurrences) lines.push(`${name}${labelsOf(tags, [["value", value]])} ${count}`)
+    } else if (MetricState.isSummaryState(metricState)) {
+      const lines = family(name, "summary", help)
+      for (const [quantile, value] of metricState.quantiles) {
+        if (Option.isSome(value)) lines.push(`${name}${labelsOf(tags, [["quantile", String(quantile)]])} ${numberText(value.value)}`)
+      }
+      lines.push(`${name}_sum${labelsOf(tags)} ${numberText(metricState.sum)}`)
+      lines.push(`${name}_count${labelsOf(tags)} ${metricState.count}`)
+    }
+  }
+  let text = ""
+  for (const [name, { help, lines, type }] of families) {
+    text += `# HELP ${name} ${help.replace(/\n/g, " ")}\n# TYPE ${name} ${type}\n${lines.join("\n")}\n`
+  }
+  return text
+}
