@@ -10,21 +10,12 @@ import type { Provider } from "../../src/Providers/Provider.js"
 import { ProviderError } from "../../src/Providers/Provider.js"
 import * as Registry from "../../src/Router/Registry.js"
 import { startGateway, testKey } from "../support/Gateway.js"
+import { attempt, collect, contentOf } from "../support/Sdk.js"
 
 const sdk = (baseUrl: string, apiKey = testKey) => new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey, maxRetries: 0, timeout: 5_000 })
 
-/** Runs a promise, keeping whatever it rejects with as the typed failure. */
-const attempt = <A>(f: () => Promise<A>): Effect.Effect<A, unknown> => Effect.tryPromise({ try: f, catch: (error) => error })
 
-const collect = <T>(iterable: AsyncIterable<T>): Promise<Array<T>> =>
-  (async () => {
-    const items: Array<T> = []
-    for await (const item of iterable) items.push(item)
-    return items
-  })()
 
-const contentOf = (chunks: ReadonlyArray<ChatCompletionChunk>): string =>
-  chunks.flatMap((chunk) => chunk.choices.map((choice) => choice.delta.content ?? "")).join("")
 
 /** A provider that always fails with `error`, counting its calls. */
 const failing = (error: ProviderError, calls: { count: number }): Provider => ({

@@ -17,6 +17,7 @@ import { readRegistryFile } from "../../src/Router/RegistryFile.js"
 import { startGateway, testKey } from "../support/Gateway.js"
 import { Anthropic, Gemini, json, OpenAi, splitFrames, startUpstream } from "../support/FakeUpstreams.js"
 import type { FakeUpstream, Reply, UpstreamCall } from "../support/FakeUpstreams.js"
+import { attempt, collect, contentOf } from "../support/Sdk.js"
 
 const keys = {
   E2E_ANTHROPIC_KEY: "sk-ant-upstream-secret",
@@ -141,17 +142,8 @@ const setup = Effect.gen(function* () {
 
 // --- helpers -------------------------------------------------------------------------------------------------
 
-const attempt = <A>(f: () => Promise<A>): Effect.Effect<A, unknown> => Effect.tryPromise({ try: f, catch: (error) => error })
 
-const collect = <T>(iterable: AsyncIterable<T>): Promise<Array<T>> =>
-  (async () => {
-    const items: Array<T> = []
-    for await (const item of iterable) items.push(item)
-    return items
-  })()
 
-const contentOf = (chunks: ReadonlyArray<ChatCompletionChunk>): string =>
-  chunks.flatMap((chunk) => chunk.choices.map((choice) => choice.delta.content ?? "")).join("")
 
 const finishReasons = (chunks: ReadonlyArray<ChatCompletionChunk>) =>
   chunks.flatMap((chunk) => chunk.choices.flatMap((choice) => (choice.finish_reason === null ? [] : [choice.finish_reason])))
