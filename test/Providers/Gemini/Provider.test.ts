@@ -10,22 +10,13 @@ import { fileURLToPath } from "node:url"
 import type { ChatCompletionChunk, ChatCompletionRequest } from "../../../src/OpenAi/Schemas.js"
 import { make } from "../../../src/Providers/Gemini/Provider.js"
 import type { UpstreamTarget } from "../../../src/Providers/Provider.js"
+import type { GeminiRecording } from "../../support/FakeUpstreams.js"
 
 const fixtures = fileURLToPath(new URL("../../fixtures/gemini/", import.meta.url))
 const googleai = (name: string): string => readFileSync(`${fixtures}vertexai-sdk-test-data/googleai/${name}`, "utf8")
 
-interface Recording {
-  readonly interactions: ReadonlyArray<{
-    readonly request: { readonly url: string; readonly bodySegments: ReadonlyArray<unknown> }
-    readonly response: {
-      readonly statusCode: number
-      readonly headers: Readonly<Record<string, string>>
-      readonly bodySegments: ReadonlyArray<unknown>
-    }
-  }>
-}
-const recording = (name: string): Recording =>
-  JSON.parse(readFileSync(`${fixtures}js-genai-recordings/${name}.json`, "utf8")) as Recording
+const recording = (name: string): GeminiRecording =>
+  JSON.parse(readFileSync(`${fixtures}js-genai-recordings/${name}.json`, "utf8")) as GeminiRecording
 const textStream = recording("Chats_Tests_sendMessage_Google_AI_with_text_stream").interactions[0]!
 const streamNotFound = recording("Chats_Tests_sendMessage_Send_message_stream_with_error").interactions[0]!
 
