@@ -49,6 +49,17 @@ export const RouterSettings = Schema.Struct({
       first_token_ms: Schema.optionalWith(PositiveInt, { exact: true, default: () => 60_000 })
     }),
     { exact: true, default: () => ({ request_ms: 600_000, first_token_ms: 60_000 }) }
+  ),
+  /**
+   * A deployment that failed `failures` requests in a row (after its retries; the caller's own mistakes do not
+   * count) goes to the back of its model's order for `duration_ms`. `failures: 0` turns this off.
+   */
+  cooldown: Schema.optionalWith(
+    Schema.Struct({
+      failures: Schema.optionalWith(NonNegativeInt, { exact: true, default: () => 3 }),
+      duration_ms: Schema.optionalWith(NonNegativeInt, { exact: true, default: () => 30_000 })
+    }),
+    { exact: true, default: () => ({ failures: 3, duration_ms: 30_000 }) }
   )
 })
 export type RouterSettings = typeof RouterSettings.Type

@@ -65,12 +65,53 @@ export const weightedOrder = (deployments: ReadonlyArray<Deployment>): Effect.Ef
     return ordered
   })
 
-/** The deployments to try, in order: the model's own (balanced), then each fallback's. */
-const candidatesFor = (registry: Registry, name: string): Effect.Effect<ReadonlyArray<Deployment>, ModelNotFound> => {
+/**
+ * Deployments that keep failing, sent to the back of their model's order for a while: a deployment that failed
+ * `failures` requests in a row (after its retries) cools down for `duration_ms`; a success ends it.
+ */
+export const makeCooldowns = (settings: RouterSettings["cooldown"]) => {
+  const states = new Map<Deployment, { failures: number; coolUntil: number }>()
+  return {
+    isCooling: (deployment: Deployment, now: number): boolean => (states.get(deployment)?.coolUntil ?? 0) > now,
+    succeeded: (deployment: Deployment): void => {
+      states.delete(deployment)
+    },
+    failed: (deployment: Deployment, now: number): void => {
+      if (settings.failures === 0) return
+      const state = states.get(deployment) ?? { failures: 0, coolUntil: 0 }
+      state.failures++
+      if (state.failures >= settings.failures) {
+        state.failures = 0
+        state.coolUntil = now + settings.duration_ms
+      }
+      states.set(deployment, state)
+    }
+  }
+}
+type Cooldowns = ReturnType<typeof makeCooldowns>
+
+/**
+ * The deployments to try, in order: the model's own (balanced, cooling ones last), then each fallback's. A cooling
+ * deployment is still tried when nothing else is left.
+ */
+const candidatesFor = (
+  registry: Registry,
+  name: string,
+  cooldowns: Cooldowns,
+  now: number
+): Effect.Effect<ReadonlyArray<Deployment>, ModelNotFound> => {
   const model = registry.lookup(name)
   if (model === undefined) return Effect.fail(new ModelNotFound({ model: name }))
   const chain = [model, ...model.fallbacks.flatMap((fallback) => registry.lookup(fallback) ?? [])]
-  return Effect.map(Effect.forEach(chain, (entry) => weightedOrder(entry.deployments)), (lists) => lists.flat())
+  return Effect.map(
+    Effect.forEach(chain, (entry) =>
+      Effect.map(weightedOrder(entry.deployments), (ordered) => [
+        ...ordered.filter((deployment) => !cooldowns.isCooling(deployment, now)),
+        ...ordered.filter((deployment) => cooldowns.isCooling(deployment, now))
+      ])
+    ),
+    (lists) => lists.flat()
+  )
 }
 
 /**
@@ -109,6 +150,7 @@ const firstSuccess = <A>(
   candidates: ReadonlyArray<Deployment>,
   settings: RouterSettings,
   deadline: number,
+  cooldowns: Cooldowns,
   attempt: (deployment: Deployment) => Effect.Effect<A, ProviderError>
 ): Effect.Effect<{ readonly value: A; readonly deployment: Deployment; readonly attempts: number }, ProviderError> =>
   Effect.suspend(() => {
@@ -132,6 +174,13 @@ const firstSuccess = <A>(
           let replayed = false
           const again = Effect.suspend(() => (replayed ? once : ((replayed = true), Effect.fail(firstError))))
           return Effect.retry(again, retrySchedule(settings, deadline))
+        }),
+        Effect.tapBoth({
+          onSuccess: () => Effect.sync(() => cooldowns.succeeded(deployment)),
+          onFailure: (error) =>
+            isFallbackWorthy(error)
+              ? Effect.map(Clock.currentTimeMillis, (now) => cooldowns.failed(deployment, now))
+              : Effect.void
         }),
         Effect.map((value) => ({ value, deployment, attempts })),
         Effect.catchAll((error) =>
@@ -231,6 +280,7 @@ export const make = Effect.gen(function* () {
   const { settings } = registry
   const requestMs = settings.timeouts.request_ms
   const firstTokenMs = settings.timeouts.first_token_ms
+  const cooldowns = makeCooldowns(settings.cooldown)
 
   /**
    * Each attempt is bounded by what is left of the request's deadline (and, for streams, by `first_token_ms`), so
@@ -244,9 +294,10 @@ export const make = Effect.gen(function* () {
   // Plain generators, not Effect.fn: a named Effect.fn captures a stack trace per call, measurable per request.
   const complete = (request: ChatCompletionRequest) =>
     Effect.gen(function* () {
-      const candidates = yield* candidatesFor(registry, request.model)
-      const deadline = (yield* Clock.currentTimeMillis) + requestMs
-      const result = yield* firstSuccess(candidates, settings, deadline, (deployment) =>
+      const now = yield* Clock.currentTimeMillis
+      const candidates = yield* candidatesFor(registry, request.model, cooldowns, now)
+      const deadline = now + requestMs
+      const result = yield* firstSuccess(candidates, settings, deadline, cooldowns, (deployment) =>
         bounded(deadline, (remainingMs) =>
           withDeadline(deployment.provider.complete(forDeployment(request, deployment)), remainingMs, () =>
             timeoutError(`request within ${requestMs} ms`)
@@ -263,9 +314,10 @@ export const make = Effect.gen(function* () {
 
   const stream = (request: ChatCompletionRequest) =>
     Effect.gen(function* () {
-      const candidates = yield* candidatesFor(registry, request.model)
-      const deadline = (yield* Clock.currentTimeMillis) + requestMs
-      const result = yield* firstSuccess(candidates, settings, deadline, (deployment) =>
+      const now = yield* Clock.currentTimeMillis
+      const candidates = yield* candidatesFor(registry, request.model, cooldowns, now)
+      const deadline = now + requestMs
+      const result = yield* firstSuccess(candidates, settings, deadline, cooldowns, (deployment) =>
         bounded(deadline, (remainingMs) =>
           remainingMs < firstTokenMs
             ? connect(deployment.provider, forDeployment(request, deployment), remainingMs, () =>

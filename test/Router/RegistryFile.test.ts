@@ -70,7 +70,8 @@ describe("decodeRegistry", () => {
     ])
     expect(registry.settings).toEqual({
       retry: { max_retries: 3, initial_delay_ms: 200, max_delay_ms: 8000 },
-      timeouts: { request_ms: 600_000, first_token_ms: 30_000 }
+      timeouts: { request_ms: 600_000, first_token_ms: 30_000 },
+      cooldown: { failures: 3, duration_ms: 30_000 }
     })
   })
 
@@ -78,7 +79,8 @@ describe("decodeRegistry", () => {
     const registry = decoded("models:\n  - { name: m, provider: mock }\n")
     expect(registry.settings).toEqual({
       retry: { max_retries: 2, initial_delay_ms: 200, max_delay_ms: 8000 },
-      timeouts: { request_ms: 600_000, first_token_ms: 60_000 }
+      timeouts: { request_ms: 600_000, first_token_ms: 60_000 },
+      cooldown: { failures: 3, duration_ms: 30_000 }
     })
     expect(builtInRegistry.settings).toEqual(registry.settings)
   })
