@@ -93,13 +93,18 @@ export interface ProfileWindow {
 /** `process.hrtime` in microseconds, comparable with the sample stamps of a profile. */
 export const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n)
 
-export const summarizeProfile = (file: string, top = 15, window?: ProfileWindow): ProfileSummary => {
+/** Reads a `.cpuprofile`: its nodes (also by id), samples and time deltas. */
+const loadProfile = (file: string) => {
   const raw: unknown = JSON.parse(readFileSync(file, "utf8"))
   if (!isRecord(raw)) throw new Error("not a V8 CPU profile: not an object")
   const nodes = parseNodes(raw["nodes"])
   const samples = numberArray(raw["samples"], "samples")
   const deltas = numberArray(raw["timeDeltas"], "timeDeltas")
-  const byId = new Map(nodes.map((node) => [node.id, node]))
+  return { raw, nodes, samples, deltas, byId: new Map(nodes.map((node) => [node.id, node])) }
+}
+
+export const summarizeProfile = (file: string, top = 15, window?: ProfileWindow): ProfileSummary => {
+  const { byId, deltas, raw, samples } = loadProfile(file)
 
   // A sample's duration is the gap to the next sample (as DevTools counts it); the last one gets the mean.
   const meanDelta = deltas.length > 0 ? deltas.reduce((sum, delta) => sum + delta, 0) / deltas.length : 0
@@ -165,12 +170,7 @@ export const callersOf = (
   depth = 4,
   top = 10
 ): ReadonlyArray<{ readonly path: string; readonly selfMs: number }> => {
-  const raw: unknown = JSON.parse(readFileSync(file, "utf8"))
-  if (!isRecord(raw)) throw new Error("not a V8 CPU profile: not an object")
-  const nodes = parseNodes(raw["nodes"])
-  const samples = numberArray(raw["samples"], "samples")
-  const deltas = numberArray(raw["timeDeltas"], "timeDeltas")
-  const byId = new Map(nodes.map((node) => [node.id, node]))
+  const { byId, deltas, nodes, samples } = loadProfile(file)
   const parent = new Map<number, number>()
   for (const node of nodes) for (const child of node.children) parent.set(child, node.id)
   const label = (node: ProfileNode) =>

@@ -291,17 +291,23 @@ export const make = Effect.gen(function* () {
       now >= deadline ? Effect.fail(timeoutError(`request within ${requestMs} ms`)) : attempt(deadline - now)
     )
 
+  /** Orders the candidates for the request's model and tries them, each attempt bounded by the deadline. */
+  const route = <A>(request: ChatCompletionRequest, attempt: (deployment: Deployment, remainingMs: number) => Effect.Effect<A, ProviderError>) =>
+    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const deadline = now + requestMs
+      return Effect.flatMap(candidatesFor(registry, request.model, cooldowns, now), (candidates) =>
+        firstSuccess(candidates, settings, deadline, cooldowns, (deployment) =>
+          bounded(deadline, (remainingMs) => attempt(deployment, remainingMs))
+        ).pipe(Effect.map((result) => ({ ...result, deadline })))
+      )
+    })
+
   // Plain generators, not Effect.fn: a named Effect.fn captures a stack trace per call, measurable per request.
   const complete = (request: ChatCompletionRequest) =>
     Effect.gen(function* () {
-      const now = yield* Clock.currentTimeMillis
-      const candidates = yield* candidatesFor(registry, request.model, cooldowns, now)
-      const deadline = now + requestMs
-      const result = yield* firstSuccess(candidates, settings, deadline, cooldowns, (deployment) =>
-        bounded(deadline, (remainingMs) =>
-          withDeadline(deployment.provider.complete(forDeployment(request, deployment)), remainingMs, () =>
-            timeoutError(`request within ${requestMs} ms`)
-          )
+      const result = yield* route(request, (deployment, remainingMs) =>
+        withDeadline(deployment.provider.complete(forDeployment(request, deployment)), remainingMs, () =>
+          timeoutError(`request within ${requestMs} ms`)
         )
       )
       Metrics.recordUsage(result.deployment.name, result.value.usage)
@@ -314,20 +320,13 @@ export const make = Effect.gen(function* () {
 
   const stream = (request: ChatCompletionRequest) =>
     Effect.gen(function* () {
-      const now = yield* Clock.currentTimeMillis
-      const candidates = yield* candidatesFor(registry, request.model, cooldowns, now)
-      const deadline = now + requestMs
-      const result = yield* firstSuccess(candidates, settings, deadline, cooldowns, (deployment) =>
-        bounded(deadline, (remainingMs) =>
-          remainingMs < firstTokenMs
-            ? connect(deployment.provider, forDeployment(request, deployment), remainingMs, () =>
-                timeoutError(`request within ${requestMs} ms`)
-              )
-            : connect(deployment.provider, forDeployment(request, deployment), firstTokenMs, () =>
-                timeoutError(`first token within ${firstTokenMs} ms`)
-              )
-        )
-      )
+      const result = yield* route(request, (deployment, remainingMs) => {
+        // Waiting for the first token ends at first_token_ms, or sooner at the request's deadline.
+        const [limitMs, what] =
+          remainingMs < firstTokenMs ? [remainingMs, `request within ${requestMs} ms`] : [firstTokenMs, `first token within ${firstTokenMs} ms`]
+        return connect(deployment.provider, forDeployment(request, deployment), limitMs, () => timeoutError(what))
+      })
+      const { deadline } = result
       const { first, pull, scope } = result.value
       const name = result.deployment.name
       const release = Scope.close(scope, Exit.void)
