@@ -8,6 +8,8 @@ import { createHash, timingSafeEqual } from "node:crypto"
 import { ProxyConfig } from "../Config.js"
 import { Unauthorized } from "../Errors.js"
 import { ErrorBody } from "../OpenAi/Schemas.js"
+import { headerOf } from "./Edge.js"
+import type { RequestHeaders } from "./Edge.js"
 
 /** Unauthorized on the wire: OpenAI's envelope with status 401. */
 export const UnauthorizedResponse = Schema.transform(
@@ -28,12 +30,6 @@ const digest = (value: string): Buffer => createHash("sha256").update(value).dig
 export const keysMatch = (presented: string, expected: Redacted.Redacted<string>): boolean =>
   presented.length > 0 && timingSafeEqual(digest(presented), digest(Redacted.value(expected)))
 
-/** `keysMatch` with the expected key's digest computed once, for the per-request check. */
-const matcherFor = (expected: Redacted.Redacted<string>) => {
-  const expectedDigest = digest(Redacted.value(expected))
-  return (presented: string): boolean => presented.length > 0 && timingSafeEqual(digest(presented), expectedDigest)
-}
-
 /** The auth middleware; every group except health declares it. */
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("llm-proxy/Authentication", {
   failure: UnauthorizedResponse,
@@ -47,24 +43,34 @@ const missing = new Unauthorized({
   message: "Missing API key: send it as 'x-internal-auth: <key>' or 'Authorization: Bearer <key>'"
 })
 const invalid = new Unauthorized({ message: "Incorrect API key provided" })
-const keyHeaders = ["x-internal-auth", "authorization"] as const
+const bearerPrefix = /^Bearer +/i
 
-/** Checks either header against `INTERNAL_API_KEY`; an absent header arrives as an empty value. */
+/**
+ * The per-request check, with the expected key's digest computed once: `x-internal-auth` or a bearer token must
+ * match; `undefined` when one does. Either header present but wrong is "incorrect", neither is "missing".
+ */
+export const makeCheck = (expected: Redacted.Redacted<string>) => {
+  const expectedDigest = digest(Redacted.value(expected))
+  const matches = (presented: string): boolean => presented.length > 0 && timingSafeEqual(digest(presented), expectedDigest)
+  return (headers: RequestHeaders): Unauthorized | undefined => {
+    const internalKey = headerOf(headers, "x-internal-auth") ?? ""
+    const authorization = headerOf(headers, "authorization") ?? ""
+    if (internalKey === "" && authorization === "") return missing
+    if (matches(internalKey)) return undefined
+    return bearerPrefix.test(authorization) && matches(authorization.replace(bearerPrefix, "")) ? undefined : invalid
+  }
+}
+
+/** Checks either header against `INTERNAL_API_KEY`, whichever scheme the platform tries first. */
 export const layer: Layer.Layer<Authentication, never, ProxyConfig> = Layer.effect(
   Authentication,
   Effect.map(ProxyConfig, (config) => {
-    const matches = matcherFor(config.internalApiKey)
-    const check = (credential: Redacted.Redacted<string>) => {
-      const presented = Redacted.value(credential)
-      // Schemes are tried in order and the last failure is reported: an empty credential for this scheme only
-      // means "missing" when the other header is absent too, else a wrong key would be reported as missing.
-      if (presented === "") {
-        return Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
-          Effect.fail(keyHeaders.some((name) => (request.headers[name] ?? "") !== "") ? invalid : missing)
-        )
-      }
-      return matches(presented) ? Effect.void : Effect.fail(invalid)
-    }
-    return { internalKey: check, bearer: check }
+    const check = makeCheck(config.internalApiKey)
+    const checkRequest = () =>
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+        const failure = check(request.headers)
+        return failure === undefined ? Effect.void : Effect.fail(failure)
+      })
+    return { internalKey: checkRequest, bearer: checkRequest }
   })
 )

@@ -14,40 +14,17 @@ import {
 import { NodeHttpServer } from "@effect/platform-node"
 import { Cause, Effect, Layer, LogLevel } from "effect"
 import { ProxyConfig } from "../Config.js"
-import {
-  InternalError,
-  InvalidRequest,
-  LengthRequired,
-  PayloadTooLarge,
-  RouteNotFound,
-  ShuttingDown,
-  Unauthorized
-} from "../Errors.js"
+import { InternalError, RouteNotFound, ShuttingDown, Unauthorized } from "../Errors.js"
 import { Api } from "./Api.js"
 import * as Auth from "./Auth.js"
+import { bodyProblem, hasBody, invalidRequestOf, requestIdOf, unparsableBody } from "./Edge.js"
+import type { DecodeIssue } from "./Edge.js"
 import { errorResponse } from "./Errors.js"
 import * as Handlers from "./Handlers.js"
 import { drainOnShutdown, Lifecycle } from "./Lifecycle.js"
+import * as HotPath from "./HotPath.js"
 import { RequestId } from "./RequestId.js"
-
-const requestIdPattern = /^[\w.:-]{1,128}$/
-
-/** The client's `x-request-id` when it is sane, else a fresh one. */
-const requestIdOf = (request: HttpServerRequest.HttpServerRequest): string => {
-  const given = request.headers["x-request-id"]
-  return given !== undefined && requestIdPattern.test(given) ? given : crypto.randomUUID()
-}
-
-/** `messages.[0].content`, as OpenAI names a failing field. */
-const paramOf = (path: ReadonlyArray<PropertyKey>): string | null =>
-  path.length === 0
-    ? null
-    : path.map((key, index) => (typeof key === "number" ? `[${key}]` : index === 0 ? String(key) : String(key))).join(".")
-
-interface DecodeIssue {
-  readonly path: ReadonlyArray<PropertyKey>
-  readonly message: string
-}
+import type { IncomingMessage, ServerResponse } from "node:http"
 
 const isDecodeError = (error: unknown): error is { readonly _tag: "HttpApiDecodeError"; readonly issues: ReadonlyArray<DecodeIssue>; readonly message: string } =>
   typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "HttpApiDecodeError"
@@ -56,17 +33,10 @@ const isDecodeError = (error: unknown): error is { readonly _tag: "HttpApiDecode
 const classify = (cause: Cause.Cause<unknown>, request: HttpServerRequest.HttpServerRequest, requestId: string) => {
   const failure = Cause.squash(cause)
   if (failure instanceof Unauthorized) return failure
-  if (isDecodeError(failure)) {
-    const issue = failure.issues[0]
-    const param = issue === undefined ? null : paramOf(issue.path)
-    const message = issue === undefined ? failure.message : `Invalid value for '${param ?? "body"}': ${issue.message}`
-    return new InvalidRequest({ message, param: param ?? "body" })
-  }
+  if (isDecodeError(failure)) return invalidRequestOf(failure.issues, failure.message)
   const tag = typeof failure === "object" && failure !== null ? (failure as { _tag?: unknown })._tag : undefined
   if (tag === "RouteNotFound") return new RouteNotFound({ method: request.method, path: request.url.split("?")[0] ?? "/" })
-  if (tag === "RequestError" || failure instanceof SyntaxError) {
-    return new InvalidRequest({ message: "We could not parse the JSON body of your request.", param: null })
-  }
+  if (tag === "RequestError" || failure instanceof SyntaxError) return unparsableBody
   return new InternalError({ requestId })
 }
 
@@ -83,22 +53,9 @@ const withOpenAiErrors = (app: HttpApp.Default): HttpApp.Default =>
     })
   )
 
-const methodsWithBody = new Set(["POST", "PUT", "PATCH"])
-
-/** What is wrong with a body, judged from the headers alone, before a byte of it is read. */
-const bodyProblem = (request: HttpServerRequest.HttpServerRequest, maxBodyBytes: number) => {
-  if (!methodsWithBody.has(request.method)) return undefined
-  const declared = request.headers["content-length"]
-  if (declared === undefined) return request.headers["transfer-encoding"] === undefined ? undefined : new LengthRequired()
-  const length = Number(declared)
-  if (!Number.isSafeInteger(length) || length < 0) return new LengthRequired()
-  if (length === 0) return new InvalidRequest({ message: "The request body is empty; send a JSON object.", param: null })
-  return length > maxBodyBytes ? new PayloadTooLarge({ limit: maxBodyBytes }) : undefined
-}
-
 /** Bodies are JSON whatever the client labelled them: curl's default form type would otherwise be parsed as a form. */
 const labelledAsJson = (request: HttpServerRequest.HttpServerRequest): HttpServerRequest.HttpServerRequest =>
-  methodsWithBody.has(request.method) && !(request.headers["content-type"] ?? "").includes("json")
+  hasBody(request.method) && !(request.headers["content-type"] ?? "").includes("json")
     ? request.modify({ headers: { ...request.headers, "content-type": "application/json" } })
     : request
 
@@ -110,8 +67,8 @@ const edge =
   (maxBodyBytes: number, lifecycle: Lifecycle["Type"], accessLog: boolean) =>
   (app: HttpApp.Default): HttpApp.Default =>
     Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-      const requestId = requestIdOf(request)
-      const rejection = lifecycle.isDraining() ? new ShuttingDown() : bodyProblem(request, maxBodyBytes)
+      const requestId = requestIdOf(request.headers)
+      const rejection = lifecycle.isDraining() ? new ShuttingDown() : bodyProblem(request.method, request.headers, maxBodyBytes)
       const answered =
         rejection !== undefined
           ? Effect.succeed(HttpServerResponse.setHeader(errorResponse(rejection), "x-request-id", requestId))
@@ -141,6 +98,36 @@ const DocsLive = Layer.mergeAll(
   HttpApiScalar.layer({ path: "/docs" })
 )
 
+/**
+ * The platform's Node server, listening on `HOST`:`PORT`, with the chat hot path in front: a request the hot path
+ * does not take goes to whatever app is served (the Api).
+ */
+const serverWithHotPath = (port: number, host: string) =>
+  Layer.scoped(
+    HttpServer.HttpServer,
+    Effect.gen(function* () {
+      const { server } = yield* Lifecycle
+      const listening = yield* NodeHttpServer.make(() => server, { port, host })
+      const hotPath = yield* HotPath.make
+      return HttpServer.make({
+        address: listening.address,
+        serve: (app, middleware) =>
+          Effect.gen(function* () {
+            const handler = yield* (middleware === undefined
+              ? NodeHttpServer.makeHandler(app)
+              : NodeHttpServer.makeHandler(app, middleware))
+            const listener = (request: IncomingMessage, response: ServerResponse) => {
+              if (!hotPath(request, response)) handler(request, response)
+            }
+            yield* Effect.acquireRelease(
+              Effect.sync(() => server.on("request", listener)),
+              () => Effect.sync(() => server.off("request", listener))
+            )
+          })
+      })
+    })
+  ).pipe(Layer.merge(NodeHttpServer.layerContext))
+
 /** Serves the Api on the Lifecycle's Node server, at `HOST`:`PORT`, draining on shutdown. */
 export const layer = Layer.unwrapEffect(
   Effect.gen(function* () {
@@ -151,11 +138,10 @@ export const layer = Layer.unwrapEffect(
       Layer.provide(DocsLive),
       Layer.provide(ApiLive),
       HttpServer.withLogAddress,
-      Layer.provide(NodeHttpServer.layer(() => lifecycle.server, { port: config.port, host: config.host }))
+      Layer.provide(serverWithHotPath(config.port, config.host))
     )
     // No trace exporter is configured, so the per-request server span (URL parse, header redaction, attributes)
     // would be built only to be dropped.
     return drainOnShutdown.pipe(Layer.provide(HttpMiddleware.withTracerDisabledWhen(serving, () => true)))
   })
 )
-

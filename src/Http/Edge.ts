@@ -1,0 +1,66 @@
+/**
+ * What the edge decides from a request's method and headers alone, shared by the HttpApi middleware and the
+ * chat hot path so that both answer a request the same way: its id, what is wrong with its body before a byte
+ * of it is read, and how a schema violation is reported.
+ */
+import { InvalidRequest, LengthRequired, PayloadTooLarge } from "../Errors.js"
+
+/** Request headers as Node and the platform both hold them (lower-case names). */
+export type RequestHeaders = Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
+
+/** A header's single value; a repeated header counts as absent, so nobody can smuggle a second one past a check. */
+export const headerOf = (headers: RequestHeaders, name: string): string | undefined => {
+  const value = headers[name]
+  return typeof value === "string" ? value : undefined
+}
+
+const requestIdPattern = /^[\w.:-]{1,128}$/
+
+/** The client's `x-request-id` when it is sane, else a fresh one. */
+export const requestIdOf = (headers: RequestHeaders): string => {
+  const given = headerOf(headers, "x-request-id")
+  return given !== undefined && requestIdPattern.test(given) ? given : crypto.randomUUID()
+}
+
+const methodsWithBody = new Set(["POST", "PUT", "PATCH"])
+
+const emptyBody = new InvalidRequest({ message: "The request body is empty; send a JSON object.", param: null })
+
+/** Whether the method carries a body the edge checks. */
+export const hasBody = (method: string): boolean => methodsWithBody.has(method)
+
+/** What is wrong with a body, judged from the headers alone, before a byte of it is read. */
+export const bodyProblem = (
+  method: string,
+  headers: RequestHeaders,
+  maxBodyBytes: number
+): InvalidRequest | LengthRequired | PayloadTooLarge | undefined => {
+  if (!hasBody(method)) return undefined
+  const declared = headers["content-length"]
+  if (declared === undefined) return headers["transfer-encoding"] === undefined ? undefined : new LengthRequired()
+  const length = Number(declared)
+  if (!Number.isSafeInteger(length) || length < 0) return new LengthRequired()
+  if (length === 0) return emptyBody
+  return length > maxBodyBytes ? new PayloadTooLarge({ limit: maxBodyBytes }) : undefined
+}
+
+/** The answer to a body that is not JSON. */
+export const unparsableBody = new InvalidRequest({ message: "We could not parse the JSON body of your request.", param: null })
+
+/** One schema violation: where, and what. */
+export interface DecodeIssue {
+  readonly path: ReadonlyArray<PropertyKey>
+  readonly message: string
+}
+
+/** `messages.[0].content`, as OpenAI names a failing field. */
+const paramOf = (path: ReadonlyArray<PropertyKey>): string | null =>
+  path.length === 0 ? null : path.map((key) => (typeof key === "number" ? `[${key}]` : String(key))).join(".")
+
+/** The 400 for a schema violation, naming the first failing field (or `body` when the body itself is wrong). */
+export const invalidRequestOf = (issues: ReadonlyArray<DecodeIssue>, summary: string): InvalidRequest => {
+  const issue = issues[0]
+  const param = issue === undefined ? null : paramOf(issue.path)
+  const message = issue === undefined ? summary : `Invalid value for '${param ?? "body"}': ${issue.message}`
+  return new InvalidRequest({ message, param: param ?? "body" })
+}
