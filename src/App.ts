@@ -1,7 +1,7 @@
 /**
  * The whole gateway as one layer, and the pieces it is made of for apps that compose their own.
  */
-import { NodeFileSystem } from "@effect/platform-node"
+import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect, Layer, Redacted } from "effect"
 import * as Config from "./Config.js"
 import * as Lifecycle from "./Http/Lifecycle.js"

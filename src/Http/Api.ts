@@ -2,7 +2,11 @@
  * The HTTP contract: endpoints with their Schema types, grouped as health, models and chat. Handlers live in
  * Handlers.ts; this file is what the OpenAPI document is generated from.
  */
-import { HttpApi, HttpApiEndpoint, HttpApiGroup, HttpApiSchema, OpenApi } from "@effect/platform"
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
 import { ChatCompletion, ChatCompletionRequest, ErrorBody, Model, ModelList } from "../OpenAi/Schemas.js"
 import { Authentication } from "./Auth.js"

@@ -2,7 +2,10 @@
  * Authentication: `x-internal-auth: <key>` or `Authorization: Bearer <key>` (what the OpenAI SDKs send),
  * compared in constant time with `INTERNAL_API_KEY`.
  */
-import { HttpApiMiddleware, HttpApiSchema, HttpApiSecurity, HttpServerRequest } from "@effect/platform"
+import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Effect, Layer, Redacted, Schema } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { ProxyConfig } from "../Config.js"

@@ -22,7 +22,7 @@
  * | Provider MalformedResponse      | 502    | upstream_error        | upstream_malformed_response |
  * | Provider Timeout                | 504    | timeout_error         | upstream_timeout         |
  */
-import { HttpServerResponse } from "@effect/platform"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type { ErrorBody } from "../OpenAi/Schemas.js"
 import type { ProviderError } from "../Providers/Provider.js"
 import type {

@@ -2,7 +2,8 @@
  * Handlers for the Api groups. Chat answers JSON for `stream: false` and SSE for `stream: true` by returning an
  * `HttpServerResponse` itself; failures are rendered through the error table.
  */
-import { HttpApiBuilder, HttpServerResponse } from "@effect/platform"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect, Layer, Metric, Runtime } from "effect"
 import { ModelNotFound } from "../Errors.js"
 import { renderPrometheus } from "../Metrics.js"

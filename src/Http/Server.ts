@@ -2,16 +2,13 @@
  * The serving layer: the Api with its handlers, the edge middleware (request id, body limit, drain gate,
  * OpenAI-shaped errors, access log), the OpenAPI document and docs page, on the Node HTTP server.
  */
-import {
-  HttpApiBuilder,
-  HttpApiScalar,
-  HttpApp,
-  HttpMiddleware,
-  HttpServer,
-  HttpServerRequest,
-  HttpServerResponse
-} from "@effect/platform"
-import { NodeHttpServer } from "@effect/platform-node"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Cause, Effect, Layer, LogLevel } from "effect"
 import { ProxyConfig } from "../Config.js"
 import { InternalError, RouteNotFound, ShuttingDown, Unauthorized } from "../Errors.js"
@@ -22,6 +19,7 @@ import type { DecodeIssue } from "./Edge.js"
 import { errorResponse } from "./Errors.js"
 import * as Handlers from "./Handlers.js"
 import { drainOnShutdown, Lifecycle } from "./Lifecycle.js"
+import * as Docs from "./Docs.js"
 import * as HotPath from "./HotPath.js"
 import { RequestId } from "./RequestId.js"
 import type { IncomingMessage, ServerResponse } from "node:http"
@@ -95,7 +93,7 @@ export const ApiLive = HttpApiBuilder.api(Api).pipe(
 const DocsLive = Layer.mergeAll(
   // "allow": the wire schemas keep and forward unknown fields, so the document must not forbid them.
   HttpApiBuilder.middlewareOpenApi({ path: "/openapi.json", additionalPropertiesStrategy: "allow" }),
-  HttpApiScalar.layer({ path: "/docs" })
+  Docs.layer
 )
 
 /**

@@ -1,7 +1,7 @@
 /**
  * ModelRegistry: public model names → their deployments (a Provider each), fallbacks and router settings.
  */
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
 import type { ConfigError } from "effect"
 import { ProxyConfig } from "../Config.js"

@@ -2,7 +2,7 @@
  * The model registry file (`CONFIG_FILE`, YAML or JSON): public model names, their deployments and the
  * router's settings. This format is a contract: extend it, don't change it.
  */
-import { FileSystem } from "@effect/platform"
+import * as FileSystem from "@effect/platform/FileSystem"
 import { Effect, Either, ParseResult, Schema } from "effect"
 import * as Yaml from "yaml"
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import Ajv2020Module from "ajv/dist/2020.js"
 import { Effect } from "effect"
+import { scalarVersion } from "../../src/Http/Docs.js"
 import { startGateway } from "../support/Gateway.js"
 import type { RunningGateway } from "../support/Gateway.js"
 
@@ -181,5 +182,20 @@ describe("GET /docs", () => {
       expect(docs.text.trimStart().toLowerCase()).toMatch(/^<!doctype html>/)
       expect(docs.text).toContain("<title>llm-proxy</title>")
       expect(docs.text).toContain("/v1/chat/completions")
+    }))
+})
+
+describe("GET /docs page", () => {
+  it.scopedLive("embeds the served OpenAPI document and loads the pinned Scalar release, not an inlined bundle", () =>
+    Effect.gen(function* () {
+      const gateway = yield* startGateway()
+      const docs = yield* fetchText(gateway, "/docs")
+      const served = yield* fetchText(gateway, "/openapi.json")
+      const embedded = /<script id="api-reference" type="application\/json">(.*?)<\/script>/s.exec(docs.text)?.[1]
+      expect(embedded).toBeDefined()
+      expect(JSON.parse(embedded ?? "null")).toEqual(JSON.parse(served.text))
+      expect(docs.text).toContain(`@scalar/api-reference@${scalarVersion}/dist/browser/standalone.min.js`)
+      // the page stays small: the ~6 MB bundle is fetched by the browser, not held by the gateway
+      expect(docs.text.length).toBeLessThan(200_000)
     }))
 })
