@@ -1,0 +1,128 @@
+/**
+ * The chat hot path (POST /v1/chat/completions on node:http, in front of the HttpApi app): what it does on its
+ * own — query strings, the access log — and the Api's own chat handler, which apps that mount the Api without the
+ * hot path still use. Everything else about chat (auth, limits, errors, streams) is tested through the gateway
+ * in Api.test.ts and the end-to-end suites, which the hot path now serves.
+ */
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Layer, LogLevel } from "effect"
+import { createServer } from "node:http"
+import type { AddressInfo } from "node:net"
+import { afterEach, vi } from "vitest"
+import * as Config from "../../src/Config.js"
+import * as Lifecycle from "../../src/Http/Lifecycle.js"
+import * as Server from "../../src/Http/Server.js"
+import * as Mock from "../../src/Providers/Mock/Provider.js"
+import * as Registry from "../../src/Router/Registry.js"
+import * as Router from "../../src/Router/Router.js"
+import { startGateway, testKey } from "../support/Gateway.js"
+
+const chatBody = (extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ model: "mock", messages: [{ role: "user", content: "hot path" }], ...extra })
+
+const postChat = (baseUrl: string, path: string, body: string, headers: Record<string, string> = {}) =>
+  Effect.promise(async () => {
+    const response = await fetch(`${baseUrl}${path}`, {
+      method: "POST",
+      headers: { "x-internal-auth": testKey, "content-type": "application/json", ...headers },
+      body
+    })
+    return { status: response.status, headers: response.headers, text: await response.text() }
+  })
+
+afterEach(() => {
+  vi.restoreAllMocks()
+})
+
+/** JSON log lines written while `effect` runs, parsed. */
+const capturedLogLines = () => {
+  const lines: Array<Record<string, unknown>> = []
+  vi.spyOn(console, "log").mockImplementation((...args: Array<unknown>) => {
+    for (const arg of args) {
+      if (typeof arg !== "string") continue
+      try {
+        lines.push(JSON.parse(arg) as Record<string, unknown>)
+      } catch {
+        // not a JSON log line
+      }
+    }
+  })
+  return lines
+}
+
+describe("chat hot path", () => {
+  it.scopedLive("serves the chat path with a query string (as Azure-style clients send) like the bare path", () =>
+    Effect.gen(function* () {
+      const gateway = yield* startGateway()
+      const answer = yield* postChat(gateway.baseUrl, "/v1/chat/completions?api-version=2024-10-21", chatBody())
+      expect(answer.status).toBe(200)
+      expect(JSON.parse(answer.text)).toMatchObject({ object: "chat.completion", model: "mock" })
+      // a longer path is not the chat path: it is the Api's 404
+      const other = yield* postChat(gateway.baseUrl, "/v1/chat/completionsX", chatBody())
+      expect(other.status).toBe(404)
+      expect(JSON.parse(other.text)).toMatchObject({ error: { code: "unknown_url" } })
+    }))
+
+  it.scopedLive("writes one access-log line per chat request at LOG_LEVEL=info, with the request id and status", () =>
+    Effect.gen(function* () {
+      const lines = capturedLogLines()
+      const gateway = yield* startGateway({ settings: { logLevel: LogLevel.Info, logFormat: "json" } })
+      const ok = yield* postChat(gateway.baseUrl, "/v1/chat/completions", chatBody(), { "x-request-id": "req-hot-ok" })
+      expect(ok.headers.get("x-request-id")).toBe("req-hot-ok")
+      const bad = yield* postChat(gateway.baseUrl, "/v1/chat/completions", "{", { "x-request-id": "req-hot-bad" })
+      expect(bad.status).toBe(400)
+      yield* Effect.sleep("50 millis")
+      const access = (id: string) =>
+        lines.filter((line) => line["message"] === "Sent HTTP response" && (line["annotations"] as Record<string, unknown>)["requestId"] === id)
+      expect(access("req-hot-ok")).toHaveLength(1)
+      expect(access("req-hot-ok")[0]?.["annotations"]).toMatchObject({ "http.method": "POST", "http.status": 200 })
+      expect(access("req-hot-bad")[0]?.["annotations"]).toMatchObject({ "http.status": 400 })
+    }))
+
+  it.scopedLive("writes no access log at LOG_LEVEL=warn", () =>
+    Effect.gen(function* () {
+      const lines = capturedLogLines()
+      const gateway = yield* startGateway({ settings: { logLevel: LogLevel.Warning, logFormat: "json" } })
+      const ok = yield* postChat(gateway.baseUrl, "/v1/chat/completions", chatBody())
+      expect(ok.status).toBe(200)
+      yield* Effect.sleep("50 millis")
+      expect(lines.filter((line) => line["message"] === "Sent HTTP response")).toHaveLength(0)
+    }))
+})
+
+describe("the Api's own chat handler (the Api mounted without the hot path)", () => {
+  /** An app that serves `Server.ApiLive` on a plain platform server, as an embedding app would. */
+  const mounted = Effect.gen(function* () {
+    const server = createServer()
+    const registry = Registry.layerStatic([{ name: "mock", providerKind: "mock", provider: Mock.make({ tokenDelayMs: 0 }) }])
+    yield* Layer.build(
+      HttpApiBuilder.serve().pipe(
+        Layer.provide(Server.ApiLive),
+        Layer.provide(Router.layer),
+        Layer.provide(registry),
+        Layer.provide(Lifecycle.layer),
+        Layer.provide(NodeHttpServer.layer(() => server, { port: 0, host: "127.0.0.1" })),
+        Layer.provide(Config.layerTest({ port: 0, host: "127.0.0.1" }))
+      )
+    )
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  })
+
+  it.scopedLive("answers a completion and a stream ending in [DONE]", () =>
+    Effect.gen(function* () {
+      const baseUrl = yield* mounted
+      const completion = yield* postChat(baseUrl, "/v1/chat/completions", chatBody())
+      expect(completion.status).toBe(200)
+      expect(completion.headers.get("x-llm-proxy-provider")).toBe("mock")
+      expect(JSON.parse(completion.text)).toMatchObject({ object: "chat.completion", model: "mock" })
+      const streamed = yield* postChat(baseUrl, "/v1/chat/completions", chatBody({ stream: true }))
+      expect(streamed.status).toBe(200)
+      expect(streamed.headers.get("content-type")).toContain("text/event-stream")
+      const frames = streamed.text.trimEnd().split("\n\n")
+      expect(frames.length).toBeGreaterThan(2)
+      expect(frames.at(-1)).toBe("data: [DONE]")
+      expect(JSON.parse(frames[0]!.slice("data: ".length))).toMatchObject({ object: "chat.completion.chunk", model: "mock" })
+    }))
+})
