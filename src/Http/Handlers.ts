@@ -4,7 +4,7 @@
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Effect, Layer, Metric, Runtime } from "effect"
+import { Effect, Layer, Metric } from "effect"
 import { ModelNotFound } from "../Errors.js"
 import { renderPrometheus } from "../Metrics.js"
 import { ModelRegistry } from "../Router/Registry.js"
@@ -76,13 +76,11 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
         // Tied to the request's scope: should the response never be written (the client left first), the upstream
         // connection is released all the same.
         yield* Effect.addFinalizer(() => routed.release)
-        const runtime = yield* Effect.runtime<never>()
-        const body = sseBody(routed.next, {
+        const body = sseBody(routed.source, {
           includeUsage: request.stream_options?.include_usage === true,
           requestId: yield* RequestId,
-          runtime,
-          onTerminate: lifecycle.onTerminate,
-          release: () => Runtime.runFork(runtime)(routed.release)
+          runtime: yield* Effect.runtime<never>(),
+          onTerminate: lifecycle.onTerminate
         })
         return HttpServerResponse.raw(body, {
           contentType: "text/event-stream",

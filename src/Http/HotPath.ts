@@ -9,7 +9,6 @@
  */
 import { Cause, Effect, Exit, LogLevel, ParseResult, Runtime, Schema } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { pipeline } from "node:stream"
 import { ProxyConfig } from "../Config.js"
 import { InternalError, ShuttingDown } from "../Errors.js"
 import { ChatCompletionRequest } from "../OpenAi/Schemas.js"
@@ -126,18 +125,17 @@ export const make = Effect.gen(function* () {
       response.off("close", onClose)
       if (Exit.isSuccess(exit)) {
         const routed = exit.value
-        const release = () => runFork(routed.release)
-        if (response.destroyed) return release()
+        if (response.destroyed) return routed.source.close()
         response.writeHead(200, { ...sseHeaders, ...routingHeaders(routed), "content-type": "text/event-stream" })
-        const body = sseBody(routed.next, {
+        const body = sseBody(routed.source, {
           includeUsage: chat.stream_options?.include_usage === true,
           requestId,
           runtime,
-          onTerminate: lifecycle.onTerminate,
-          release
+          onTerminate: lifecycle.onTerminate
         })
-        // pipeline, not pipe: a client that leaves destroys the body, which interrupts its pull and releases the upstream.
-        pipeline(body, response, () => {})
+        // A client that leaves destroys the body, which closes the source and so releases the upstream.
+        response.once("close", () => body.destroy())
+        body.pipe(response)
         return
       }
       const failure = Cause.failureOption(exit.cause)

@@ -3,11 +3,13 @@
  * the first frame becomes one `data: {"error":{...}}` frame (what the OpenAI SDKs raise as an API error) and the
  * stream ends without `[DONE]`.
  */
-import { Cause, Effect, Exit, Option, Runtime } from "effect"
-import type { Chunk, Fiber } from "effect"
+import { Effect, Runtime } from "effect"
 import { Readable } from "node:stream"
 import { InternalError, ShuttingDown } from "../Errors.js"
 import type { ChatCompletionChunk } from "../OpenAi/Schemas.js"
+import { StreamDefect } from "../Providers/ChunkSource.js"
+import type { ChunkSource } from "../Providers/ChunkSource.js"
+import { ProviderError } from "../Providers/Provider.js"
 import type { GatewayError } from "./Errors.js"
 import { describeError } from "./Errors.js"
 
@@ -47,77 +49,63 @@ export const framesOf = (chunks: Iterable<ChatCompletionChunk>, includeUsage: bo
   return text
 }
 
-/** Pulls the next batch of a committed stream; fails with `None` at its end. */
-export type NextBatch = Effect.Effect<Chunk.Chunk<ChatCompletionChunk>, Option.Option<GatewayError>>
-
 export interface SseOptions {
   /** `stream_options.include_usage` as the client sent it. */
   readonly includeUsage: boolean
   /** Named in the error frame of a defect (a bug) after the stream began; the defect itself is only logged. */
   readonly requestId: string
-  /** Runs the pulls (and the log of a defect) with the request's services. */
+  /** Logs a defect with the request's services. */
   readonly runtime: Runtime.Runtime<never>
   /** Registers a callback for the end of the shutdown grace period; returns its unregistration. */
   readonly onTerminate: (terminate: () => void) => () => void
-  /** Releases the upstream; called once, however the body ends. */
-  readonly release: () => void
 }
 
 /**
- * The SSE body of a committed chat completion: a Node Readable that pulls batches of the chunk stream on demand
- * (so a slow client slows the upstream) and writes each batch's frames in one piece. It ends with `[DONE]`, or
- * with one error frame on a failure, a defect or shutdown. Destroying it (the client left) interrupts the pull in
- * flight and releases the upstream.
+ * The SSE body of a committed chat completion: a Node Readable that takes batches from the source as the client
+ * reads (so a slow client slows the upstream) and writes each batch's frames in one piece. It ends with `[DONE]`,
+ * or with one error frame on a failure, a defect or shutdown. However it ends — destroyed because the client left
+ * included — the source is closed, which releases the upstream.
  *
- * Why a Readable and not a second Effect Stream: the committed stream has already been run once (to its first
- * chunk); running it again as a Stream costs a fixed ~125 µs of Stream machinery per response, which the
- * benchmark showed as the largest single cost of a streamed request.
+ * No Effect runs per batch: the source is synchronous, and the benchmark showed each fiber run per batch (and a
+ * second Effect Stream over the first) as a fixed cost of every streamed response.
  */
-export const sseBody = (next: NextBatch, options: SseOptions): Readable => {
-  const runFork = Runtime.runFork(options.runtime)
-  let pulling: Fiber.RuntimeFiber<Chunk.Chunk<ChatCompletionChunk>, Option.Option<GatewayError>> | undefined
+export const sseBody = (source: ChunkSource, options: SseOptions): Readable => {
   let ended = false
   let unregister = () => {}
   const cleanUp = () => {
     ended = true
     unregister()
-    pulling?.unsafeInterruptAsFork(pulling.id())
-    pulling = undefined
-    options.release()
+    source.onReady(undefined)
+    source.close()
   }
-  const body: Readable = new Readable({
-    read() {
-      if (pulling !== undefined || ended) return
-      const fiber = runFork(next)
-      pulling = fiber
-      fiber.addObserver((exit) => {
-        if (pulling !== fiber || ended) return
-        pulling = undefined
-        if (Exit.isSuccess(exit)) {
-          const text = framesOf(exit.value, options.includeUsage)
-          // An empty batch (e.g. only usage nobody asked for) writes nothing: pull again.
-          if (text.length === 0) body._read(0)
-          else body.push(text)
-          return
-        }
-        const failure = Cause.failureOption(exit.cause)
-        if (Option.isSome(failure)) return finish(Option.isSome(failure.value) ? errorFrame(failure.value.value) : doneFrame)
-        // A defect, or a pull interrupted by something other than this body (which would stall it): end it.
-        runFork(Effect.logError("unhandled failure in stream", exit.cause))
-        finish(errorFrame(new InternalError({ requestId: options.requestId })))
-      })
-    },
-    destroy(error, callback) {
-      if (!ended) cleanUp()
-      callback(error)
-    }
-  })
   const finish = (lastFrame: Uint8Array) => {
     if (ended) return
     cleanUp()
     body.push(lastFrame)
     body.push(null)
   }
+  const pump = (): void => {
+    while (!ended) {
+      const take = source.poll()
+      if (take === undefined) return source.onReady(pump)
+      if (take === "end") return finish(doneFrame)
+      if (take instanceof ProviderError) return finish(errorFrame(take))
+      if (take instanceof StreamDefect) {
+        Runtime.runFork(options.runtime)(Effect.logError("unhandled failure in stream", take.cause))
+        return finish(errorFrame(new InternalError({ requestId: options.requestId })))
+      }
+      const text = framesOf(take, options.includeUsage)
+      // An empty batch (e.g. only usage nobody asked for) writes nothing: take the next one.
+      if (text.length > 0 && !body.push(text)) return
+    }
+  }
+  const body: Readable = new Readable({
+    read: pump,
+    destroy(error, callback) {
+      if (!ended) cleanUp()
+      callback(error)
+    }
+  })
   unregister = options.onTerminate(() => finish(errorFrame(new ShuttingDown())))
   return body
 }

@@ -3,10 +3,10 @@
  * `ProviderError` with its reason (once, here), and decoding an SSE body into events.
  */
 import * as Sse from "@effect/experimental/Sse"
-import { Chunk, Effect, Either, Option, Stream } from "effect"
-import type { Scope } from "effect"
+import { Effect, Either, Stream } from "effect"
 import type { ChatCompletionChunk } from "../OpenAi/Schemas.js"
-import type { ChunkPull } from "./Provider.js"
+import { pullOf } from "./ChunkSource.js"
+import type { ChunkSource, Take } from "./ChunkSource.js"
 import { Agent, request } from "undici"
 import type { Dispatcher } from "undici"
 import { ProviderError } from "./Provider.js"
@@ -288,16 +288,10 @@ export type EventBatch<A> =
 /** Decoded items held for the consumer before the body is paused. */
 const highWaterItems = 256
 
-/** A decoded upstream body pulled batch by batch (`None` at its end); `close` aborts it. */
-export interface EventSource<A> {
-  readonly pull: Effect.Effect<Chunk.Chunk<A>, Option.Option<ProviderError>>
-  readonly close: Effect.Effect<void>
-}
-
 /**
- * The body of a 2xx `text/event-stream` response, decoded in one pass per network read: bytes → text → SSE
- * events → `decode` → items. Each pull takes every item decoded since the last one, so a consumer that falls
- * behind gets fewer, larger batches; past `highWaterItems` the body pauses (a slow client slows the upstream
+ * The body of a 2xx `text/event-stream` response as a ChunkSource, decoded in one pass per network read: bytes →
+ * text → SSE events → `decode` → items. Each poll takes every item decoded since the last one, so a consumer that
+ * falls behind gets fewer, larger batches; past `highWaterItems` the body pauses (a slow client slows the upstream
  * instead of filling memory). `close` destroys the body, which aborts the upstream request. When the body ends
  * without the dialect's end marker, `atEnd` gives the last items, or fails the stream (an upstream that broke off).
  */
@@ -306,78 +300,80 @@ export const eventSource = <A>(
   response: UpstreamResponse,
   decode: (events: ReadonlyArray<SseEvent>) => EventBatch<A>,
   atEnd: () => ReadonlyArray<A> | ProviderError = () => []
-): EventSource<A> => {
-    const { body } = response
-    const decoder = makeSseDecoder()
-    // `stream: true` keeps a UTF-8 sequence split across two reads whole.
-    const utf8 = new TextDecoder()
-    let items: Array<A> = []
-    let markerSeen = false
-    let ended = false
-    let failure: ProviderError | undefined
-    let waiting: ((outcome: Effect.Effect<Chunk.Chunk<A>, Option.Option<ProviderError>>) => void) | undefined
+): ChunkSource<A> => {
+  const { body } = response
+  const decoder = makeSseDecoder()
+  // `stream: true` keeps a UTF-8 sequence split across two reads whole.
+  const utf8 = new TextDecoder()
+  let items: Array<A> = []
+  let markerSeen = false
+  let ended = false
+  let failure: ProviderError | undefined
+  let waiting: (() => void) | undefined
 
-    const take = (): Effect.Effect<Chunk.Chunk<A>, Option.Option<ProviderError>> | undefined => {
-      if (items.length > 0) {
-        const batch = items
-        items = []
-        if (body.isPaused() && failure === undefined) body.resume()
-        return Effect.succeed(Chunk.unsafeFromArray(batch))
-      }
-      if (failure !== undefined) return Effect.fail(Option.some(failure))
-      return ended ? Effect.fail(Option.none()) : undefined
+  const isReady = () => items.length > 0 || failure !== undefined || ended
+  const take = (): Take<A> | undefined => {
+    if (items.length > 0) {
+      const batch = items
+      items = []
+      if (body.isPaused() && failure === undefined) body.resume()
+      return batch
     }
-    const wake = () => {
-      const resume = waiting
-      const outcome = resume === undefined ? undefined : take()
-      if (resume !== undefined && outcome !== undefined) {
-        waiting = undefined
-        resume(outcome)
-      }
+    if (failure !== undefined) return failure
+    return ended ? "end" : undefined
+  }
+  const wake = () => {
+    const resume = waiting
+    if (resume !== undefined && isReady()) {
+      waiting = undefined
+      resume()
     }
-    const fail = (error: ProviderError) => {
-      failure = error
-      body.destroy()
-      wake()
-    }
-    const deliver = (events: ReadonlyArray<SseEvent>) => {
-      if (markerSeen || events.length === 0) return
-      const batch = decode(events)
-      if (batch instanceof ProviderError) return fail(batch)
-      // After the end marker the rest of the body is read and dropped, so the connection can be reused.
-      markerSeen = batch.done
-      for (const item of batch.items) items.push(item)
-      if (items.length >= highWaterItems) body.pause()
-      wake()
-    }
-    body.on("data", (piece: Uint8Array) => {
-      if (failure !== undefined) return
-      const events = decoder.feed(utf8.decode(piece, { stream: true }))
-      if (events === undefined) fail(malformed(provider, "an SSE event larger than 16 MiB"))
-      else deliver(events)
-    })
-    body.once("end", () => {
-      if (failure !== undefined) return
-      deliver(decoder.end())
-      if (failure !== undefined) return
-      const last = markerSeen ? [] : atEnd()
-      if (last instanceof ProviderError) return fail(last)
-      for (const item of last) items.push(item)
-      ended = true
-      wake()
-    })
-    body.once("error", (error) => {
-      if (failure === undefined && !ended) fail(errorFromTransport(provider, error))
-    })
-    const pull = Effect.async<Chunk.Chunk<A>, Option.Option<ProviderError>>((resume) => {
-      const ready = take()
-      if (ready !== undefined) return resume(ready)
+  }
+  const fail = (error: ProviderError) => {
+    failure = error
+    body.destroy()
+    wake()
+  }
+  const deliver = (events: ReadonlyArray<SseEvent>) => {
+    if (markerSeen || events.length === 0) return
+    const batch = decode(events)
+    if (batch instanceof ProviderError) return fail(batch)
+    // After the end marker the rest of the body is read and dropped, so the connection can be reused.
+    markerSeen = batch.done
+    for (const item of batch.items) items.push(item)
+    if (items.length >= highWaterItems) body.pause()
+    wake()
+  }
+  body.on("data", (piece: Uint8Array) => {
+    if (failure !== undefined) return
+    const events = decoder.feed(utf8.decode(piece, { stream: true }))
+    if (events === undefined) fail(malformed(provider, "an SSE event larger than 16 MiB"))
+    else deliver(events)
+  })
+  body.once("end", () => {
+    if (failure !== undefined) return
+    deliver(decoder.end())
+    if (failure !== undefined) return
+    const last = markerSeen ? [] : atEnd()
+    if (last instanceof ProviderError) return fail(last)
+    for (const item of last) items.push(item)
+    ended = true
+    wake()
+  })
+  body.once("error", (error) => {
+    if (failure === undefined && !ended) fail(errorFromTransport(provider, error))
+  })
+  return {
+    poll: take,
+    onReady: (resume) => {
       waiting = resume
-      return Effect.sync(() => {
-        waiting = undefined
-      })
-    })
-    return { pull, close: Effect.sync(() => body.destroy()) }
+      wake()
+    },
+    close: () => {
+      waiting = undefined
+      body.destroy()
+    }
+  }
 }
 
 /**
@@ -407,28 +403,15 @@ export const runMachine = <S, I, A>(
   }
 }
 
-/** A pull that gives `items` once, then ends. */
-export const oneShot = <A>(items: ReadonlyArray<A>): Effect.Effect<Chunk.Chunk<A>, Option.Option<ProviderError>> => {
-  let given = false
-  return Effect.suspend(() => {
-    if (given || items.length === 0) return Effect.fail(Option.none())
-    given = true
-    return Effect.succeed(Chunk.unsafeFromArray([...items]))
-  })
-}
-
-/** Opens an event source on a 2xx response for the lifetime of the Scope; the result is its pull. */
-export const openSource = <A>(source: () => EventSource<A>) =>
-  Effect.map(
-    Effect.acquireRelease(Effect.sync(source), (opened) => opened.close),
-    (opened) => opened.pull
-  )
-
-/** A provider's `stream` from its `open`: the same pulls, as a Stream. */
+/** A provider's `stream` from its `open`: the same batches, as a Stream that closes the source when it ends. */
 export const streamFromOpen =
-  <R>(open: (request: R) => Effect.Effect<ChunkPull, ProviderError, Scope.Scope>) =>
+  <R>(open: (request: R) => Effect.Effect<ChunkSource, ProviderError>) =>
   (request: R): Stream.Stream<ChatCompletionChunk, ProviderError> =>
-    Stream.unwrapScoped(Effect.map(open(request), (pull) => Stream.repeatEffectChunkOption(pull)))
+    Stream.unwrapScoped(
+      Effect.map(Effect.acquireRelease(open(request), (source) => Effect.sync(source.close)), (source) =>
+        Stream.repeatEffectChunkOption(pullOf(source))
+      )
+    )
 
 /** Parses one SSE `data:` payload as JSON, or the failure it stands for. */
 export const parseEventData = (provider: string, data: string): Either.Either<unknown, ProviderError> =>

@@ -2,10 +2,12 @@
  * Router: model name → deployments, weighted load balancing, retries on a Schedule, fallbacks, deadlines and,
  * for streams, the commit point (the first upstream chunk is in hand before the client sees a 200).
  */
-import { Chunk, Clock, Context, Duration, Effect, Exit, Fiber, Layer, Option, Random, Schedule, Scope, Stream } from "effect"
+import { Cause, Chunk, Clock, Context, Duration, Effect, Exit, Fiber, Layer, Option, Random, Runtime, Schedule, Scope, Stream } from "effect"
 import { ModelNotFound } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
+import { fromPull, pullOf, releaseOf, StreamDefect } from "../Providers/ChunkSource.js"
+import type { ChunkSource, Take } from "../Providers/ChunkSource.js"
 import { isFallbackWorthy, isRetryable, ProviderError } from "../Providers/Provider.js"
 import type { Provider } from "../Providers/Provider.js"
 import { ModelRegistry } from "./Registry.js"
@@ -24,14 +26,17 @@ export interface RoutedCompletion extends Served {
 }
 
 /**
- * A committed stream: the upstream is connected and its first chunk read. Running `chunks` to its end (or
- * interrupting it) releases the upstream connection.
+ * A committed stream: the upstream is connected and its first chunk read. Reading it to its end (or failure), or
+ * closing it, releases the upstream connection.
  */
 export interface RoutedStream extends Served {
   /**
-   * The next batch of chunks, the first one (already read) included; fails with `None` at the end. Each pull is
-   * bounded by `first_token_ms` (silence) and by the request's deadline. The upstream is released at the end.
+   * The batches, the first one (already read) included, renamed to the public model: a synchronous source, for a
+   * consumer that writes them without a fiber per batch. Each wait is bounded by `first_token_ms` (silence) and by
+   * the request's deadline; the end or a failure releases the upstream.
    */
+  readonly source: ChunkSource
+  /** The next batch of `source` as an Effect; fails with `None` at the end. */
   readonly next: Effect.Effect<Chunk.Chunk<ChatCompletionChunk>, Option.Option<ProviderError>>
   /** The same batches as a Stream. */
   readonly chunks: Stream.Stream<ChatCompletionChunk, ProviderError>
@@ -236,42 +241,79 @@ export const withDeadline = <A, E>(
         )
   )
 
-interface Connected {
-  readonly first: Chunk.Chunk<ChatCompletionChunk>
-  readonly pull: Effect.Effect<Chunk.Chunk<ChatCompletionChunk>, Option.Option<ProviderError>>
-  readonly scope: Scope.CloseableScope
+/**
+ * Calls `fire` after `ms` on the given clock: a plain timer on the live clock, a sleeping fiber under any other (a
+ * TestClock), so that tests keep time with it. Returns the cancellation.
+ */
+const schedule = (clock: Clock.Clock, runtime: Runtime.Runtime<never>, ms: number, fire: () => void): (() => void) => {
+  if (clock === liveClock) {
+    const timer = setTimeout(fire, ms)
+    return () => clearTimeout(timer)
+  }
+  const fiber = Runtime.runFork(runtime)(Effect.zipRight(clock.sleep(Duration.millis(ms)), Effect.sync(fire)))
+  return () => fiber.unsafeInterruptAsFork(fiber.id())
 }
 
-/** Connects to the upstream and reads up to its first chunk, inside a scope that outlives this call. */
+/** The provider's connected stream: its own `open`, or its `stream` pulled through a source. */
+const openSource = (provider: Provider, request: ChatCompletionRequest): Effect.Effect<ChunkSource, ProviderError> =>
+  provider.open !== undefined
+    ? provider.open(request)
+    : // The runtime is taken outside the uninterruptible region: the pulls it runs must stay interruptible.
+      Effect.flatMap(Effect.runtime<never>(), (runtime) =>
+        Effect.uninterruptible(
+          Effect.gen(function* () {
+            const scope = yield* Scope.make()
+            const pull = yield* Scope.extend(Stream.toPull(provider.stream(request)), scope)
+            return fromPull(pull, runtime, scope)
+          })
+        )
+      )
+
+/** The first non-empty batch of a source, or its end; empty batches are not a first token. */
+const firstTake = (source: ChunkSource): Effect.Effect<ReadonlyArray<ChatCompletionChunk> | "end", ProviderError> =>
+  Effect.async((resume) => {
+    const attempt = (): boolean => {
+      for (;;) {
+        const take = source.poll()
+        if (take === undefined) return false
+        if (take === "end") resume(Effect.succeed(take))
+        else if (take instanceof ProviderError) resume(Effect.fail(take))
+        else if (take instanceof StreamDefect) resume(Effect.die(Cause.squash(take.cause)))
+        else if (take.length === 0) continue
+        else resume(Effect.succeed(take))
+        return true
+      }
+    }
+    const wait = () => {
+      if (!attempt()) source.onReady(wait)
+    }
+    wait()
+    return Effect.sync(() => source.onReady(undefined))
+  })
+
+interface Connected {
+  readonly first: ReadonlyArray<ChatCompletionChunk> | "end"
+  readonly source: ChunkSource
+}
+
+/** Connects to the upstream and reads up to its first chunk; on failure or interruption the source is closed. */
 const connect = (
   provider: Provider,
   request: ChatCompletionRequest,
   timeoutMs: number,
   onTimeout: () => ProviderError
 ): Effect.Effect<Connected, ProviderError> =>
-  Effect.uninterruptibleMask((restore) =>
-    Effect.flatMap(Scope.make(), (scope) =>
-      restore(
-        Effect.gen(function* () {
-          const pull = yield* Scope.extend(
-            provider.open === undefined ? Stream.toPull(provider.stream(request)) : provider.open(request),
-            scope
-          )
-          // An empty chunk is not a first token; an ended stream (None) commits as it is.
-          const pullOrEnd = pull.pipe(
-            Effect.map(Option.some),
-            Effect.catchAll((error) => (Option.isSome(error) ? Effect.fail(error.value) : Effect.succeedNone))
-          )
-          let first = Chunk.empty<ChatCompletionChunk>()
-          while (Chunk.isEmpty(first)) {
-            const next = yield* pullOrEnd
-            if (Option.isNone(next)) break
-            first = next.value
-          }
-          return { first, pull, scope }
-        }).pipe((effect) => withDeadline(effect, timeoutMs, onTimeout))
-      ).pipe(Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : Scope.close(scope, exit))))
-    )
+  withDeadline(
+    Effect.uninterruptibleMask((restore) =>
+      Effect.flatMap(restore(openSource(provider, request)), (source) =>
+        restore(firstTake(source)).pipe(
+          Effect.map((first) => ({ first, source })),
+          Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : releaseOf(source)))
+        )
+      )
+    ),
+    timeoutMs,
+    onTimeout
   )
 
 /** The router over the registry. */
@@ -326,33 +368,86 @@ export const make = Effect.gen(function* () {
           remainingMs < firstTokenMs ? [remainingMs, `request within ${requestMs} ms`] : [firstTokenMs, `first token within ${firstTokenMs} ms`]
         return connect(deployment.provider, forDeployment(request, deployment), limitMs, () => timeoutError(what))
       })
-      const { deadline } = result
-      const { first, pull, scope } = result.value
-      const name = result.deployment.name
-      const release = Scope.close(scope, Exit.void)
-      const renamedBatch = Chunk.map((chunk: ChatCompletionChunk) => {
+      const source = committedSource(result.value, result.deployment.name, result.deadline, yield* Effect.clock, yield* Effect.runtime<never>())
+      const next = pullOf(source)
+      const release = releaseOf(source)
+      const chunks = Stream.repeatEffectChunkOption(next).pipe(Stream.ensuring(release))
+      return { source, next, chunks, release, deployment: result.deployment, attempts: result.attempts }
+    })
+
+  /**
+   * The data phase of a committed stream: the first batch, then the upstream's, renamed to the public name with
+   * their usage counted. A wait for the next batch ends at first_token_ms, and never past the request's deadline.
+   * The end, a failure or `close` releases the upstream.
+   */
+  const committedSource = (
+    connected: Connected,
+    name: string,
+    deadline: number,
+    clock: Clock.Clock,
+    runtime: Runtime.Runtime<never>
+  ): ChunkSource => {
+    const upstream = connected.source
+    let first: ReadonlyArray<ChatCompletionChunk> | "end" | undefined = connected.first
+    let ended: Take<ChatCompletionChunk> | undefined
+    let cancelTimer: (() => void) | undefined
+    const stopTimer = () => {
+      cancelTimer?.()
+      cancelTimer = undefined
+    }
+    const end = (take: Take<ChatCompletionChunk>): Take<ChatCompletionChunk> => {
+      ended = take
+      stopTimer()
+      upstream.close()
+      return take
+    }
+    const renamedBatch = (batch: ReadonlyArray<ChatCompletionChunk>): ReadonlyArray<ChatCompletionChunk> =>
+      batch.map((chunk) => {
         Metrics.recordUsage(name, chunk.usage)
         return renamed(chunk, name)
       })
-      // A pull may wait for the next chunk at most first_token_ms, and never past the request's deadline.
-      const boundedPull = Effect.flatMap(Clock.currentTimeMillis, (now) => {
-        const remainingMs = deadline - now
-        const limitMs = Math.min(firstTokenMs, remainingMs)
-        const onTimeout = () =>
-          Option.some(timeoutError(remainingMs <= firstTokenMs ? `request within ${requestMs} ms` : `next chunk within ${firstTokenMs} ms`))
-        return remainingMs <= 0 ? Effect.fail(onTimeout()) : withDeadline(pull, limitMs, onTimeout)
+    const poll = (): Take<ChatCompletionChunk> | undefined => {
+      if (ended !== undefined) return ended
+      if (first !== undefined) {
+        const taken = first
+        first = undefined
+        return taken === "end" ? end(taken) : renamedBatch(taken)
+      }
+      const take = upstream.poll()
+      if (take === undefined) return undefined
+      return Array.isArray(take) ? renamedBatch(take) : end(take)
+    }
+    const onReady = (wake: (() => void) | undefined) => {
+      stopTimer()
+      if (wake === undefined) return upstream.onReady(undefined)
+      if (ended !== undefined || first !== undefined) return wake()
+      const remainingMs = deadline - clock.unsafeCurrentTimeMillis()
+      const timeout = () =>
+        timeoutError(remainingMs <= firstTokenMs ? `request within ${requestMs} ms` : `next chunk within ${firstTokenMs} ms`)
+      if (remainingMs <= 0) {
+        end(timeout())
+        return wake()
+      }
+      cancelTimer = schedule(clock, runtime, Math.min(firstTokenMs, remainingMs), () => {
+        cancelTimer = undefined
+        upstream.onReady(undefined)
+        end(timeout())
+        wake()
       })
-      let firstTaken = false
-      const next = Effect.suspend(() => {
-        if (!firstTaken) {
-          firstTaken = true
-          if (Chunk.isNonEmpty(first)) return Effect.succeed(renamedBatch(first))
-        }
-        return Effect.map(boundedPull, renamedBatch)
-      }).pipe(Effect.tapError(() => release))
-      const chunks = Stream.repeatEffectChunkOption(next).pipe(Stream.ensuring(release))
-      return { next, chunks, release, deployment: result.deployment, attempts: result.attempts }
+      upstream.onReady(() => {
+        stopTimer()
+        wake()
+      })
+    }
+    const close = () => {
+      if (ended === undefined) end("end")
+    }
+    const release = Effect.suspend(() => {
+      close()
+      return releaseOf(upstream)
     })
+    return { poll, onReady, close, release }
+  }
 
   return { complete, stream }
 })

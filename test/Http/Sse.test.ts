@@ -1,10 +1,11 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Exit, Logger, Option } from "effect"
+import { Chunk, Deferred, Effect, Exit, Logger, Option, Scope } from "effect"
 import type { Readable } from "node:stream"
-import type { GatewayError } from "../../src/Http/Errors.js"
 import { dataFrame, doneFrame, framesOf, sseBody, sseHeaders } from "../../src/Http/Sse.js"
-import type { NextBatch, SseOptions } from "../../src/Http/Sse.js"
+import type { SseOptions } from "../../src/Http/Sse.js"
 import type { ChatCompletionChunk, Usage } from "../../src/OpenAi/Schemas.js"
+import { fromPull } from "../../src/Providers/ChunkSource.js"
+import type { ChunkSource } from "../../src/Providers/ChunkSource.js"
 import { ProviderError } from "../../src/Providers/Provider.js"
 
 const usage: Usage = { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 }
@@ -25,13 +26,16 @@ const usageOnly = chunk([], { usage })
 
 const decoder = new TextDecoder()
 
-// --- building `next` -------------------------------------------------------------------------------------------
+// --- building the source ----------------------------------------------------------------------------------------
+
+/** A pull of the source: a batch, `None` at the end, or the failure. */
+type Pull = Effect.Effect<Chunk.Chunk<ChatCompletionChunk>, Option.Option<ProviderError>>
 
 /** One pull's outcome: a batch, a failure, a defect, or any effect (e.g. one that never completes). */
-type Step = NextBatch
+type Step = Pull
 
 const batch = (...chunks: ReadonlyArray<ChatCompletionChunk>): Step => Exit.succeed(Chunk.fromIterable(chunks))
-const failure = (error: GatewayError): Step => Exit.fail(Option.some(error))
+const failure = (error: ProviderError): Step => Exit.fail(Option.some(error))
 const defect = (message: string): Step => Exit.die(new Error(message))
 
 /**
@@ -41,7 +45,7 @@ const defect = (message: string): Step => Exit.die(new Error(message))
 const pullsOf = (steps: ReadonlyArray<Step>, mode: "sync" | "async" = "sync") => {
   const queue = [...steps]
   let pulls = 0
-  const next: NextBatch = Effect.suspend(() => {
+  const next: Pull = Effect.suspend(() => {
     pulls++
     const step = queue.shift() ?? Exit.fail(Option.none())
     return mode === "async" ? Effect.zipRight(Effect.yieldNow(), step) : step
@@ -62,7 +66,10 @@ const hangingPull = Effect.gen(function* () {
 
 // --- the options and what they observe --------------------------------------------------------------------------
 
-/** Options over the current runtime, a fake Lifecycle registry of terminate callbacks, and a release counter. */
+/**
+ * Options over the current runtime, a fake Lifecycle registry of terminate callbacks, and `source`: the pulls as a
+ * ChunkSource (as the Router makes of a provider's stream) whose first close counts as the release.
+ */
 const harness = (settings: { readonly includeUsage?: boolean; readonly requestId?: string } = {}) =>
   Effect.gen(function* () {
     const runtime = yield* Effect.runtime<never>()
@@ -79,13 +86,24 @@ const harness = (settings: { readonly includeUsage?: boolean; readonly requestId
           unregistered++
           terminators.delete(terminate)
         }
-      },
-      release: () => {
-        released++
+      }
+    }
+    const source = (next: Pull): ChunkSource => {
+      const pulled = fromPull(next, runtime, Effect.runSync(Scope.make()))
+      let closed = false
+      return {
+        poll: pulled.poll,
+        onReady: pulled.onReady,
+        close: () => {
+          if (!closed) released++
+          closed = true
+          pulled.close()
+        }
       }
     }
     return {
       options,
+      source,
       /** What Lifecycle.terminateAll does at the end of the grace period. */
       terminateAll: () => {
         for (const terminate of [...terminators]) terminate()
@@ -186,7 +204,7 @@ describe("sseBody", () => {
         const h = yield* harness()
         const together = [content("Hello"), content(" world\nwith a newline")]
         const { next, pulls } = pullsOf([batch(first), batch(...together), batch(last)], mode)
-        const body = sseBody(next, h.options)
+        const body = sseBody(h.source(next), h.options)
         // pulls on demand: nothing is pulled before the body is read
         expect(pulls()).toBe(0)
         const { pieces, text } = yield* readAll(body)
@@ -209,7 +227,7 @@ describe("sseBody", () => {
   it.effect("ends an empty stream with [DONE] alone", () =>
     Effect.gen(function* () {
       const h = yield* harness()
-      const { text, pieces } = yield* readAll(sseBody(pullsOf([]).next, h.options))
+      const { text, pieces } = yield* readAll(sseBody(h.source(pullsOf([]).next), h.options))
       expect(text).toBe("data: [DONE]\n\n")
       expect(pieces).toHaveLength(1)
       yield* settle
@@ -222,7 +240,7 @@ describe("sseBody", () => {
       const h = yield* harness({ includeUsage: false })
       const withUsage = chunk([{ index: 0, delta: {}, finish_reason: "stop" }], { usage })
       const { next } = pullsOf([batch(first, content("Hi")), batch(withUsage, usageOnly)])
-      const { text } = yield* readAll(sseBody(next, h.options))
+      const { text } = yield* readAll(sseBody(h.source(next), h.options))
       const frames = payloads(text)
       expect(frames).toHaveLength(4)
       const objects = frames.slice(0, 3).map(parsed)
@@ -235,7 +253,7 @@ describe("sseBody", () => {
     Effect.gen(function* () {
       const h = yield* harness({ includeUsage: true })
       const { next } = pullsOf([batch(first, content("Hi")), batch(last), batch(usageOnly)])
-      const { text } = yield* readAll(sseBody(next, h.options))
+      const { text } = yield* readAll(sseBody(h.source(next), h.options))
       const frames = payloads(text)
       expect(frames).toHaveLength(5)
       const beforeDone = parsed(frames[3] ?? "")
@@ -249,7 +267,7 @@ describe("sseBody", () => {
       Effect.gen(function* () {
         const h = yield* harness({ includeUsage: false })
         const { next, pulls } = pullsOf([batch(first), batch(usageOnly), batch(usageOnly), batch(last)], mode)
-        const { text, pieces } = yield* readAll(sseBody(next, h.options))
+        const { text, pieces } = yield* readAll(sseBody(h.source(next), h.options))
         expect(payloads(text)).toEqual([JSON.stringify(first), JSON.stringify(last), "[DONE]"])
         // no empty piece is ever written
         expect(pieces).toHaveLength(3)
@@ -262,7 +280,7 @@ describe("sseBody", () => {
   it.effect("ends with [DONE] alone when the only batch frames to nothing", () =>
     Effect.gen(function* () {
       const h = yield* harness({ includeUsage: false })
-      const { text } = yield* readAll(sseBody(pullsOf([batch(usageOnly)], "async").next, h.options))
+      const { text } = yield* readAll(sseBody(h.source(pullsOf([batch(usageOnly)], "async").next), h.options))
       expect(text).toBe("data: [DONE]\n\n")
     }))
 
@@ -272,7 +290,7 @@ describe("sseBody", () => {
         const h = yield* harness()
         const error = new ProviderError({ reason: "Unavailable", message: "upstream went away", provider: "openai", status: 503 })
         const { next, pulls } = pullsOf([batch(first), batch(content("partial")), failure(error), batch(last)], mode)
-        const { text } = yield* readAll(sseBody(next, h.options))
+        const { text } = yield* readAll(sseBody(h.source(next), h.options))
         const frames = payloads(text)
         expect(frames).toHaveLength(3)
         expect(text).not.toContain("[DONE]")
@@ -293,7 +311,7 @@ describe("sseBody", () => {
     Effect.gen(function* () {
       const h = yield* harness({ includeUsage: true })
       const error = new ProviderError({ reason: "Timeout", message: "too slow", provider: "router" })
-      const { text } = yield* readAll(sseBody(pullsOf([failure(error)]).next, h.options))
+      const { text } = yield* readAll(sseBody(h.source(pullsOf([failure(error)]).next), h.options))
       const frames = payloads(text)
       expect(frames).toHaveLength(1)
       expect(parsed(frames[0] ?? "")).toEqual({
@@ -311,7 +329,7 @@ describe("sseBody", () => {
     return Effect.gen(function* () {
       const h = yield* harness({ requestId: "req-sse-1" })
       const { next } = pullsOf([batch(first), defect("secret stack detail"), batch(last)], "async")
-      const { text } = yield* readAll(sseBody(next, h.options))
+      const { text } = yield* readAll(sseBody(h.source(next), h.options))
       const frames = payloads(text)
       expect(frames).toHaveLength(2)
       expect(text).not.toContain("[DONE]")
@@ -333,7 +351,7 @@ describe("sseBody", () => {
       const h = yield* harness()
       const hanging = yield* hangingPull
       const { next, pulls } = pullsOf([batch(first), batch(content("still thinking")), hanging.step])
-      const body = sseBody(next, h.options)
+      const body = sseBody(h.source(next), h.options)
       expect(h.registered()).toBe(1)
       const twoSeen = yield* Deferred.make<void>()
       let seen = 0
@@ -365,7 +383,7 @@ describe("sseBody", () => {
     Effect.gen(function* () {
       const h = yield* harness()
       const { next, pulls } = pullsOf([batch(first)])
-      const body = sseBody(next, h.options)
+      const body = sseBody(h.source(next), h.options)
       h.terminateAll()
       expect(h.released()).toBe(1)
       const { text } = yield* readAll(body).pipe(Effect.timeout("2 seconds"))
@@ -386,7 +404,7 @@ describe("sseBody", () => {
           return h.options.onTerminate(callback)
         }
       }
-      const body = sseBody(pullsOf([batch(first)]).next, options)
+      const body = sseBody(h.source(pullsOf([batch(first)]).next), options)
       const { text } = yield* readAll(body)
       expect(payloads(text)).toEqual([JSON.stringify(first), "[DONE]"])
       // e.g. Lifecycle.terminateAll iterating a copy that still holds this callback
@@ -402,7 +420,7 @@ describe("sseBody", () => {
       const h = yield* harness()
       const hanging = yield* hangingPull
       const { next, pulls } = pullsOf([batch(first), hanging.step])
-      const body = sseBody(next, h.options)
+      const body = sseBody(h.source(next), h.options)
       const firstPiece = yield* Effect.promise(async () => {
         for await (const piece of body as AsyncIterable<Uint8Array>) {
           // the client leaves while the next pull waits; leaving the loop destroys the body, as a closed socket does
@@ -427,7 +445,7 @@ describe("sseBody", () => {
     Effect.gen(function* () {
       const h = yield* harness()
       const { next, pulls } = pullsOf([batch(first)])
-      const body = sseBody(next, h.options)
+      const body = sseBody(h.source(next), h.options)
       body.destroy()
       yield* settle
       body.destroy()

@@ -4,7 +4,7 @@
 import { Clock, Effect, Either, Redacted } from "effect"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import type { Provider, UpstreamTarget } from "../Provider.js"
-import { eventSource, openSource, parseEventData, postJson, readJson, runMachine, streamFromOpen } from "../Upstream.js"
+import { eventSource, parseEventData, postJson, readJson, runMachine, streamFromOpen } from "../Upstream.js"
 import type { SseEvent } from "../Upstream.js"
 import * as StreamTranslate from "./StreamTranslate.js"
 import {
@@ -69,7 +69,7 @@ export const make = (
             Either.flatMap(parseEventData(providerName, event.data), (data) => StreamTranslate.step(state, { event: event.event, data })),
           (state) => Either.map(StreamTranslate.finish(state), ([, chunks]) => chunks)
         )
-        return yield* openSource(() => eventSource(providerName, response, machine.feedAll, machine.atEnd))
+        return eventSource(providerName, response, machine.feedAll, machine.atEnd)
       })
 
     return { complete, stream: streamFromOpen(open), open }

@@ -4,9 +4,10 @@
  */
 import { Clock, Effect, Either, Redacted } from "effect"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
+import { fromItems } from "../ChunkSource.js"
 import { ProviderError } from "../Provider.js"
 import type { Provider, UpstreamTarget } from "../Provider.js"
-import { eventSource, oneShot, openSource, parseEventData, postJson, readJson, runMachine, streamFromOpen } from "../Upstream.js"
+import { eventSource, parseEventData, postJson, readJson, runMachine, streamFromOpen } from "../Upstream.js"
 import type { SseEvent, UpstreamResponse } from "../Upstream.js"
 import * as StreamTranslate from "./StreamTranslate.js"
 import { errorFromBody, fromGeminiResponse, geminiErrorDetails, isErrorBody, provider, refineError, toGeminiRequest } from "./Translate.js"
@@ -71,7 +72,7 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider> =>
           const batch = whole.feedAll(Array.isArray(json) ? json : [json])
           if (batch instanceof ProviderError) return yield* Effect.fail(batch)
           const last = yield* whole.finish()
-          return oneShot([...batch.items, ...last])
+          return fromItems([...batch.items, ...last])
         }
         const machine = runMachine(
           StreamTranslate.initial(ctx),
@@ -81,7 +82,7 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider> =>
               : Either.flatMap(parseEventData(provider, event.data), (frame) => StreamTranslate.step(state, frame)),
           StreamTranslate.finish
         )
-        return yield* openSource(() => eventSource(provider, response, machine.feedAll, machine.atEnd))
+        return eventSource(provider, response, machine.feedAll, machine.atEnd)
       })
 
     return { complete, stream: streamFromOpen(open), open } satisfies Provider

@@ -6,7 +6,7 @@ import { Effect, Redacted } from "effect"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { ProviderError } from "../Provider.js"
 import type { Provider, UpstreamTarget } from "../Provider.js"
-import { eventSource, malformed, openSource, parseErrorBody, postJson, readJson, reasonForStatus, streamFromOpen } from "../Upstream.js"
+import { eventSource, malformed, parseErrorBody, postJson, readJson, reasonForStatus, streamFromOpen } from "../Upstream.js"
 import type { EventBatch, SseEvent } from "../Upstream.js"
 
 export const defaultBaseUrl = "https://api.openai.com/v1"
@@ -83,7 +83,7 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider> =>
     const open = (request: ChatCompletionRequest) =>
       Effect.flatMap(postJson(provider, url, streamHeaders, { ...request, stream: true }), (response) => {
         const { atEnd, decode } = decodeEvents()
-        return openSource(() => eventSource(provider, response, decode, atEnd))
+        return Effect.succeed(eventSource(provider, response, decode, atEnd))
       })
 
     return { complete, stream: streamFromOpen(open), open }
