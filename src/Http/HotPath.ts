@@ -19,7 +19,7 @@ import { bodyProblem, invalidRequestOf, requestIdOf, unparsableBody } from "./Ed
 import { describeError } from "./Errors.js"
 import type { GatewayError } from "./Errors.js"
 import { Lifecycle } from "./Lifecycle.js"
-import { sseBody, sseHeaders } from "./Sse.js"
+import { sseHeaders, writeSse } from "./Sse.js"
 
 /** The path this module serves. */
 export const chatPath = "/v1/chat/completions"
@@ -127,15 +127,11 @@ export const make = Effect.gen(function* () {
         const routed = exit.value
         if (response.destroyed) return routed.source.close()
         response.writeHead(200, { ...sseHeaders, ...routingHeaders(routed), "content-type": "text/event-stream" })
-        const body = sseBody(routed.source, {
-          includeUsage: chat.stream_options?.include_usage === true,
-          requestId,
-          runtime,
-          onTerminate: lifecycle.onTerminate
-        })
-        // A client that leaves destroys the body, which closes the source and so releases the upstream.
-        response.once("close", () => body.destroy())
-        body.pipe(response)
+        writeSse(
+          routed.source,
+          { includeUsage: chat.stream_options?.include_usage === true, requestId, runtime, onTerminate: lifecycle.onTerminate },
+          response
+        )
         return
       }
       const failure = Cause.failureOption(exit.cause)

@@ -60,19 +60,25 @@ export interface SseOptions {
   readonly onTerminate: (terminate: () => void) => () => void
 }
 
+/** Where the frames go: text that may be refused (backpressure), and the last frame. */
+interface FrameSink {
+  /** Writes frames; `false` when the consumer is full and the pump must wait to be resumed. */
+  readonly write: (text: string) => boolean
+  readonly end: (lastFrame: Uint8Array) => void
+  /** Wraps each run of the pump, e.g. to cork a socket around a burst of writes. */
+  readonly around?: (run: () => void) => void
+}
+
 /**
- * The SSE body of a committed chat completion: a Node Readable that takes batches from the source as the client
- * reads (so a slow client slows the upstream) and writes each batch's frames in one piece. It ends with `[DONE]`,
- * or with one error frame on a failure, a defect or shutdown. However it ends — destroyed because the client left
- * included — the source is closed, which releases the upstream.
- *
- * No Effect runs per batch: the source is synchronous, and the benchmark showed each fiber run per batch (and a
- * second Effect Stream over the first) as a fixed cost of every streamed response.
+ * Moves batches from the source to the sink until the sink is full or nothing is ready; ends with `[DONE]`, or one
+ * error frame on a failure, a defect or shutdown. `stop` (the consumer left) and every ending close the source,
+ * which releases the upstream. No Effect runs per batch.
  */
-export const sseBody = (source: ChunkSource, options: SseOptions): Readable => {
+const makePump = (source: ChunkSource, options: SseOptions, sink: FrameSink) => {
   let ended = false
   let unregister = () => {}
-  const cleanUp = () => {
+  const stop = () => {
+    if (ended) return
     ended = true
     unregister()
     source.onReady(undefined)
@@ -80,11 +86,10 @@ export const sseBody = (source: ChunkSource, options: SseOptions): Readable => {
   }
   const finish = (lastFrame: Uint8Array) => {
     if (ended) return
-    cleanUp()
-    body.push(lastFrame)
-    body.push(null)
+    stop()
+    sink.end(lastFrame)
   }
-  const pump = (): void => {
+  const run = (): void => {
     while (!ended) {
       const take = source.poll()
       if (take === undefined) return source.onReady(pump)
@@ -96,16 +101,70 @@ export const sseBody = (source: ChunkSource, options: SseOptions): Readable => {
       }
       const text = framesOf(take, options.includeUsage)
       // An empty batch (e.g. only usage nobody asked for) writes nothing: take the next one.
-      if (text.length > 0 && !body.push(text)) return
+      if (text.length > 0 && !sink.write(text)) return
     }
   }
+  const { around } = sink
+  const pump = around === undefined ? run : () => around(run)
+  unregister = options.onTerminate(() => finish(errorFrame(new ShuttingDown())))
+  return { pump, stop }
+}
+
+/**
+ * The SSE body of a committed chat completion as a Node Readable, for a platform response: it takes batches from
+ * the source as the client reads (so a slow client slows the upstream) and pushes each batch's frames in one
+ * piece. Destroying it (the client left) closes the source.
+ */
+export const sseBody = (source: ChunkSource, options: SseOptions): Readable => {
+  const { pump, stop } = makePump(source, options, {
+    write: (text) => body.push(text),
+    end: (lastFrame) => {
+      body.push(lastFrame)
+      body.push(null)
+    }
+  })
   const body: Readable = new Readable({
     read: pump,
     destroy(error, callback) {
-      if (!ended) cleanUp()
+      stop()
       callback(error)
     }
   })
-  unregister = options.onTerminate(() => finish(errorFrame(new ShuttingDown())))
   return body
+}
+
+/** The part of a Node ServerResponse the SSE writer uses. */
+export interface SseResponse {
+  write(text: string): boolean
+  end(lastFrame: Uint8Array): unknown
+  cork(): void
+  uncork(): void
+  once(event: "drain" | "close", listener: () => void): unknown
+  readonly writableEnded: boolean
+}
+
+/**
+ * Writes the SSE frames of a committed chat completion straight to a response whose headers are sent: what is
+ * ready is written in one corked burst (one socket write for a fast upstream's batches and `[DONE]`), then each
+ * batch as it arrives; a full socket pauses the pump until `drain`. A response closed before the end (the client
+ * left) closes the source.
+ */
+export const writeSse = (source: ChunkSource, options: SseOptions, response: SseResponse): void => {
+  const { pump, stop } = makePump(source, options, {
+    write: (text) => {
+      if (response.write(text)) return true
+      response.once("drain", pump)
+      return false
+    },
+    end: (lastFrame) => {
+      response.end(lastFrame)
+    },
+    around: (run) => {
+      response.cork()
+      run()
+      if (!response.writableEnded) response.uncork()
+    }
+  })
+  response.once("close", stop)
+  pump()
 }

@@ -10,7 +10,7 @@ import type { ChunkSource, Take } from "./ChunkSource.js"
 import { Agent, request } from "undici"
 import type { Dispatcher } from "undici"
 import { ProviderError } from "./Provider.js"
-import type { ProviderErrorReason } from "./Provider.js"
+import type { AttemptDeadline, ProviderErrorReason } from "./Provider.js"
 
 /** An upstream error body is read up to this many characters; the rest is of no use to anyone. */
 const maxErrorBodyChars = 64 * 1024
@@ -150,27 +150,25 @@ const readBounded = (body: UpstreamResponse["body"], limit: number): Promise<str
   })
 
 /** Builds the `ProviderError` for a non-2xx upstream response, consuming (a bounded part of) its body. */
-export const errorFromResponse = (
-  provider: string,
-  response: UpstreamResponse,
-  refine?: RefineError
-): Effect.Effect<ProviderError> =>
-  Effect.promise(() => readBounded(response.body, maxErrorBodyChars)).pipe(
-    Effect.map((text) => {
-      const details = parseErrorBody(text)
-      const contentType = response.headers["content-type"] ?? ""
-      const error = new ProviderError({
-        reason: reasonForStatus(response.status, details),
-        message: clientVisibleMessage(provider, response.status, contentType, details),
-        provider,
-        status: response.status,
-        retryAfterMs: retryAfterMillis(response.headers),
-        param: details.param ?? null,
-        code: details.code ?? null
-      })
-      return refine === undefined ? error : refine(error, parseOrUndefined(text))
-    })
-  )
+const describeFailure = async (provider: string, response: UpstreamResponse, refine?: RefineError): Promise<ProviderError> => {
+  const text = await readBounded(response.body, maxErrorBodyChars)
+  const details = parseErrorBody(text)
+  const contentType = response.headers["content-type"] ?? ""
+  const error = new ProviderError({
+    reason: reasonForStatus(response.status, details),
+    message: clientVisibleMessage(provider, response.status, contentType, details),
+    provider,
+    status: response.status,
+    retryAfterMs: retryAfterMillis(response.headers),
+    param: details.param ?? null,
+    code: details.code ?? null
+  })
+  return refine === undefined ? error : refine(error, parseOrUndefined(text))
+}
+
+/** `describeFailure` as an Effect. */
+export const errorFromResponse = (provider: string, response: UpstreamResponse, refine?: RefineError): Effect.Effect<ProviderError> =>
+  Effect.promise(() => describeFailure(provider, response, refine))
 
 const transportCode = (error: unknown): string => {
   if (typeof error !== "object" || error === null) return "unknown error"
@@ -190,47 +188,83 @@ export const malformed = (provider: string, what: string): ProviderError =>
   new ProviderError({ reason: "MalformedResponse", message: `${provider} upstream sent ${what}`, provider })
 
 /**
+ * An async upstream step that settles once: by its own outcome, by the deadline (which aborts it and fails with the
+ * deadline's timeout), or by interruption (which aborts it). One plain timer, no fiber. `start` begins the step and
+ * returns how to abort it.
+ */
+const bounded = <A>(
+  deadline: AttemptDeadline | undefined,
+  start: (settle: (outcome: Effect.Effect<A, ProviderError>) => void, isSettled: () => boolean) => () => void
+): Effect.Effect<A, ProviderError> =>
+  Effect.async<A, ProviderError>((resume) => {
+    let settled = false
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const settle = (outcome: Effect.Effect<A, ProviderError>) => {
+      if (settled) return
+      settled = true
+      if (timer !== undefined) clearTimeout(timer)
+      resume(outcome)
+    }
+    const abort = start(settle, () => settled)
+    if (deadline !== undefined && !settled) {
+      timer = setTimeout(() => {
+        abort()
+        settle(Effect.fail(deadline.onTimeout()))
+      }, Math.max(0, deadline.at - Date.now()))
+    }
+    return Effect.sync(() => {
+      settled = true
+      if (timer !== undefined) clearTimeout(timer)
+      abort()
+    })
+  })
+
+/**
  * Sends `body` as JSON and resolves with a 2xx response; any other status becomes a `ProviderError`, which
- * `refine` may sharpen from the parsed error body. Interrupting the calling fiber aborts the request.
+ * `refine` may sharpen from the parsed error body. Interrupting the calling fiber, or reaching `deadline`, aborts
+ * the request.
  */
 export const postJson = (
   provider: string,
   url: string,
   headers: Readonly<Record<string, string>>,
   body: unknown,
-  refine?: RefineError
+  refine?: RefineError,
+  deadline?: AttemptDeadline
 ): Effect.Effect<UpstreamResponse, ProviderError> =>
-  Effect.async<UpstreamResponse, ProviderError>((resume, signal) => {
+  bounded<UpstreamResponse>(deadline, (settle, isSettled) => {
+    const controller = new AbortController()
     request(url, {
-      method: "POST",
-      headers: { ...headers, "content-type": "application/json" },
-      body: JSON.stringify(body),
-      signal,
-      dispatcher
-    }).then(
-      (response) => {
-        const upstream = { status: response.statusCode, headers: flattenHeaders(response.headers), body: response.body }
-        if (signal.aborted) response.body.destroy()
-        else if (upstream.status >= 200 && upstream.status < 300) resume(Effect.succeed(upstream))
-        else resume(Effect.flatMap(errorFromResponse(provider, upstream, refine), Effect.fail))
-      },
-      (error: unknown) => resume(Effect.fail(errorFromTransport(provider, error)))
-    )
+        method: "POST",
+        headers: { ...headers, "content-type": "application/json" },
+        body: JSON.stringify(body),
+        signal: controller.signal,
+        dispatcher
+      }).then(
+        (response) => {
+          const upstream = { status: response.statusCode, headers: flattenHeaders(response.headers), body: response.body }
+          if (isSettled()) response.body.destroy()
+          else if (upstream.status >= 200 && upstream.status < 300) settle(Effect.succeed(upstream))
+          else describeFailure(provider, upstream, refine).then((error) => settle(Effect.fail(error)))
+        },
+        (error: unknown) => settle(Effect.fail(errorFromTransport(provider, error)))
+      )
+    return () => controller.abort()
   })
 
-/** Reads a whole body as text; interruption destroys it. */
-const readText = (provider: string, response: UpstreamResponse): Effect.Effect<string, ProviderError> =>
-  Effect.async<string, ProviderError>((resume) => {
+/** Reads a whole body as text; interruption, or reaching `deadline`, destroys it. */
+const readText = (provider: string, response: UpstreamResponse, deadline?: AttemptDeadline): Effect.Effect<string, ProviderError> =>
+  bounded<string>(deadline, (settle) => {
     response.body.text().then(
-      (text) => resume(Effect.succeed(text)),
-      (error: unknown) => resume(Effect.fail(errorFromTransport(provider, error)))
+      (text) => settle(Effect.succeed(text)),
+      (error: unknown) => settle(Effect.fail(errorFromTransport(provider, error)))
     )
-    return Effect.sync(() => response.body.destroy())
+    return () => response.body.destroy()
   })
 
 /** Reads a 2xx JSON body, failing with `MalformedResponse` when it is not JSON. */
-export const readJson = (provider: string, response: UpstreamResponse): Effect.Effect<unknown, ProviderError> =>
-  Effect.flatMap(readText(provider, response), (text) =>
+export const readJson = (provider: string, response: UpstreamResponse, deadline?: AttemptDeadline): Effect.Effect<unknown, ProviderError> =>
+  Effect.flatMap(readText(provider, response, deadline), (text) =>
     Effect.try({ try: () => JSON.parse(text) as unknown, catch: () => malformed(provider, "a body that is not JSON") })
   )
 
@@ -239,6 +273,8 @@ export interface SseEvent {
   readonly event: string
   readonly data: string
 }
+
+const noEvents: ReadonlyArray<SseEvent> = []
 
 /**
  * A stateful SSE decoder over text chunks. Wraps @effect/experimental's parser, holding back a trailing CR so
@@ -267,10 +303,18 @@ export const makeSseDecoder = () => {
       if (heldCarriageReturn) chunk = chunk.slice(0, -1)
       // The parser rescans its whole buffer for each line (quadratic in the chunk size) and misreads a blank
       // LF line after a CRLF in the same buffer: feed it one LF-terminated line at a time.
-      for (const line of chunk.replace(/\r\n?/g, "\n").split(/(?<=\n)/)) {
-        if (line.length > 0 && parser.feed(line) !== undefined) return undefined
+      if (chunk.includes("\r")) chunk = chunk.replace(/\r\n?/g, "\n")
+      let start = 0
+      while (start < chunk.length) {
+        const newline = chunk.indexOf("\n", start)
+        const end = newline === -1 ? chunk.length : newline + 1
+        if (parser.feed(chunk.slice(start, end)) !== undefined) return undefined
+        start = end
       }
-      return events.splice(0, events.length)
+      if (events.length === 0) return noEvents
+      const completed = events.slice()
+      events.length = 0
+      return completed
     },
     /** Flushes what a final blank line would have completed. */
     end(): ReadonlyArray<SseEvent> {

@@ -9,7 +9,7 @@ import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from 
 import { fromPull, pullOf, releaseOf, StreamDefect } from "../Providers/ChunkSource.js"
 import type { ChunkSource, Take } from "../Providers/ChunkSource.js"
 import { isFallbackWorthy, isRetryable, ProviderError } from "../Providers/Provider.js"
-import type { Provider } from "../Providers/Provider.js"
+import type { AttemptDeadline, Provider } from "../Providers/Provider.js"
 import { ModelRegistry } from "./Registry.js"
 import type { Deployment, Registry } from "./Registry.js"
 import type { RouterSettings } from "./RegistryFile.js"
@@ -269,18 +269,31 @@ const openSource = (provider: Provider, request: ChatCompletionRequest): Effect.
         )
       )
 
-/** The first non-empty batch of a source, or its end; empty batches are not a first token. */
-const firstTake = (source: ChunkSource): Effect.Effect<ReadonlyArray<ChatCompletionChunk> | "end", ProviderError> =>
+/**
+ * The first non-empty batch of a source, or its end; empty batches are not a first token. With a deadline, the
+ * wait ends there with its timeout (one plain timer, no fiber).
+ */
+const firstTake = (
+  source: ChunkSource,
+  deadline?: AttemptDeadline
+): Effect.Effect<ReadonlyArray<ChatCompletionChunk> | "end", ProviderError> =>
   Effect.async((resume) => {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    let settled = false
+    const settle = (outcome: Effect.Effect<ReadonlyArray<ChatCompletionChunk> | "end", ProviderError>) => {
+      settled = true
+      if (timer !== undefined) clearTimeout(timer)
+      resume(outcome)
+    }
     const attempt = (): boolean => {
       for (;;) {
         const take = source.poll()
         if (take === undefined) return false
-        if (take === "end") resume(Effect.succeed(take))
-        else if (take instanceof ProviderError) resume(Effect.fail(take))
-        else if (take instanceof StreamDefect) resume(Effect.die(Cause.squash(take.cause)))
+        if (take === "end") settle(Effect.succeed(take))
+        else if (take instanceof ProviderError) settle(Effect.fail(take))
+        else if (take instanceof StreamDefect) settle(Effect.die(Cause.squash(take.cause)))
         else if (take.length === 0) continue
-        else resume(Effect.succeed(take))
+        else settle(Effect.succeed(take))
         return true
       }
     }
@@ -288,7 +301,16 @@ const firstTake = (source: ChunkSource): Effect.Effect<ReadonlyArray<ChatComplet
       if (!attempt()) source.onReady(wait)
     }
     wait()
-    return Effect.sync(() => source.onReady(undefined))
+    if (deadline !== undefined && !settled) {
+      timer = setTimeout(() => {
+        source.onReady(undefined)
+        settle(Effect.fail(deadline.onTimeout()))
+      }, Math.max(0, deadline.at - Date.now()))
+    }
+    return Effect.sync(() => {
+      if (timer !== undefined) clearTimeout(timer)
+      source.onReady(undefined)
+    })
   })
 
 interface Connected {
@@ -296,24 +318,49 @@ interface Connected {
   readonly source: ChunkSource
 }
 
-/** Connects to the upstream and reads up to its first chunk; on failure or interruption the source is closed. */
+/** Opens a source and reads its first batch; on failure or interruption the source is released. */
+const openAndTakeFirst = (
+  open: Effect.Effect<ChunkSource, ProviderError>,
+  deadline?: AttemptDeadline
+): Effect.Effect<Connected, ProviderError> =>
+  Effect.uninterruptibleMask((restore) =>
+    Effect.flatMap(restore(open), (source) =>
+      restore(firstTake(source, deadline)).pipe(
+        Effect.map((first) => ({ first, source })),
+        Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : releaseOf(source)))
+      )
+    )
+  )
+
+/**
+ * Connects to the upstream and reads up to its first chunk, within `timeoutMs`. A provider with `open` keeps the
+ * time itself on the live clock; otherwise (or under a TestClock) a timer fiber does.
+ */
 const connect = (
   provider: Provider,
   request: ChatCompletionRequest,
   timeoutMs: number,
   onTimeout: () => ProviderError
 ): Effect.Effect<Connected, ProviderError> =>
-  withDeadline(
-    Effect.uninterruptibleMask((restore) =>
-      Effect.flatMap(restore(openSource(provider, request)), (source) =>
-        restore(firstTake(source)).pipe(
-          Effect.map((first) => ({ first, source })),
-          Effect.onExit((exit) => (Exit.isSuccess(exit) ? Effect.void : releaseOf(source)))
-        )
-      )
-    ),
-    timeoutMs,
-    onTimeout
+  Effect.clockWith((clock) => {
+    if (clock === liveClock && provider.open !== undefined) {
+      const deadline = { at: Date.now() + timeoutMs, onTimeout }
+      return openAndTakeFirst(provider.open(request, deadline), deadline)
+    }
+    return withDeadline(openAndTakeFirst(openSource(provider, request)), timeoutMs, onTimeout)
+  })
+
+/** One non-streamed attempt within `timeoutMs`: the provider's own `completeBy` on the live clock, else a timer fiber. */
+const completeWithin = (
+  provider: Provider,
+  request: ChatCompletionRequest,
+  timeoutMs: number,
+  onTimeout: () => ProviderError
+): Effect.Effect<ChatCompletion, ProviderError> =>
+  Effect.clockWith((clock) =>
+    clock === liveClock && provider.completeBy !== undefined
+      ? provider.completeBy(request, { at: Date.now() + timeoutMs, onTimeout })
+      : withDeadline(provider.complete(request), timeoutMs, onTimeout)
   )
 
 /** The router over the registry. */
@@ -348,7 +395,7 @@ export const make = Effect.gen(function* () {
   const complete = (request: ChatCompletionRequest) =>
     Effect.gen(function* () {
       const result = yield* route(request, (deployment, remainingMs) =>
-        withDeadline(deployment.provider.complete(forDeployment(request, deployment)), remainingMs, () =>
+        completeWithin(deployment.provider, forDeployment(request, deployment), remainingMs, () =>
           timeoutError(`request within ${requestMs} ms`)
         )
       )

@@ -3,7 +3,7 @@
  */
 import { Clock, Effect, Either, Redacted } from "effect"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
-import type { Provider, UpstreamTarget } from "../Provider.js"
+import type { AttemptDeadline, Provider, UpstreamTarget } from "../Provider.js"
 import { eventSource, parseEventData, postJson, readJson, runMachine, streamFromOpen } from "../Upstream.js"
 import type { SseEvent } from "../Upstream.js"
 import * as StreamTranslate from "./StreamTranslate.js"
@@ -50,19 +50,19 @@ export const make = (
         })
       )
 
-    const complete: Provider["complete"] = (request) =>
+    const completeBy = (request: ChatCompletionRequest, deadline?: AttemptDeadline) =>
       Effect.gen(function* () {
         const body = yield* toAnthropicRequest(request, translateOptions)
-        const response = yield* postJson(providerName, url, headers, body)
-        const message = yield* Effect.flatMap(readJson(providerName, response), decodeAnthropicMessage)
+        const response = yield* postJson(providerName, url, headers, body, undefined, deadline)
+        const message = yield* Effect.flatMap(readJson(providerName, response, deadline), decodeAnthropicMessage)
         return fromAnthropicMessage(message, yield* context(request))
       }).pipe(Effect.withSpan("Anthropic.complete"))
 
-    const open = (request: ChatCompletionRequest) =>
+    const open = (request: ChatCompletionRequest, deadline?: AttemptDeadline) =>
       Effect.gen(function* () {
         const body = yield* toAnthropicRequest(request, translateOptions)
         const ctx = yield* context(request)
-        const response = yield* postJson(providerName, url, headers, { ...body, stream: true })
+        const response = yield* postJson(providerName, url, headers, { ...body, stream: true }, undefined, deadline)
         const machine = runMachine(
           StreamTranslate.initialState(ctx),
           (state, event: SseEvent) =>
@@ -72,5 +72,5 @@ export const make = (
         return eventSource(providerName, response, machine.feedAll, machine.atEnd)
       })
 
-    return { complete, stream: streamFromOpen(open), open }
+    return { complete: (request) => completeBy(request), completeBy, stream: streamFromOpen(open), open } satisfies Provider
   })

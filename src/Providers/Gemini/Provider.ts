@@ -6,7 +6,7 @@ import { Clock, Effect, Either, Redacted } from "effect"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { fromItems } from "../ChunkSource.js"
 import { ProviderError } from "../Provider.js"
-import type { Provider, UpstreamTarget } from "../Provider.js"
+import type { AttemptDeadline, Provider, UpstreamTarget } from "../Provider.js"
 import { eventSource, parseEventData, postJson, readJson, runMachine, streamFromOpen } from "../Upstream.js"
 import type { SseEvent, UpstreamResponse } from "../Upstream.js"
 import * as StreamTranslate from "./StreamTranslate.js"
@@ -22,9 +22,10 @@ export const defaultBaseUrl = "https://generativelanguage.googleapis.com"
 const post = (
   url: string,
   headers: Readonly<Record<string, string>>,
-  body: unknown
+  body: unknown,
+  deadline: AttemptDeadline | undefined
 ): Effect.Effect<UpstreamResponse, ProviderError> =>
-  postJson(provider, url, headers, body, (error, raw) => refineError(error, geminiErrorDetails(raw)))
+  postJson(provider, url, headers, body, (error, raw) => refineError(error, geminiErrorDetails(raw)), deadline)
 
 const completionContext = (model: string) =>
   Effect.map(Clock.currentTimeMillis, (millis) => ({
@@ -50,24 +51,24 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider> =>
     const modelUrl = (model: string, method: string) =>
       `${baseUrl}/v1beta/models/${encodeURIComponent(model)}:${method}`
 
-    const complete = (request: ChatCompletionRequest) =>
+    const completeBy = (request: ChatCompletionRequest, deadline?: AttemptDeadline) =>
       Effect.gen(function*() {
         const body = yield* toGeminiRequest(request)
         const ctx = yield* completionContext(request.model)
-        const response = yield* post(modelUrl(request.model, "generateContent"), headers, body)
-        const json = yield* readJson(provider, response)
+        const response = yield* post(modelUrl(request.model, "generateContent"), headers, body, deadline)
+        const json = yield* readJson(provider, response, deadline)
         if (isErrorBody(json)) return yield* Effect.fail(errorFromBody(json, response.status))
         return yield* fromGeminiResponse(json, ctx)
       }).pipe(Effect.withSpan("Gemini.complete"))
 
-    const open = (request: ChatCompletionRequest) =>
+    const open = (request: ChatCompletionRequest, deadline?: AttemptDeadline) =>
       Effect.gen(function*() {
         const body = yield* toGeminiRequest(request)
         const ctx = yield* completionContext(request.model)
-        const response = yield* post(`${modelUrl(request.model, "streamGenerateContent")}?alt=sse`, headers, body)
+        const response = yield* post(`${modelUrl(request.model, "streamGenerateContent")}?alt=sse`, headers, body, deadline)
         if (!isEventStream(response)) {
           // A JSON (non-SSE) body, e.g. an upstream that ignored alt=sse: its frames are read whole.
-          const json = yield* readJson(provider, response)
+          const json = yield* readJson(provider, response, deadline)
           const whole = runMachine(StreamTranslate.initial(ctx), StreamTranslate.step, StreamTranslate.finish)
           const batch = whole.feedAll(Array.isArray(json) ? json : [json])
           if (batch instanceof ProviderError) return yield* Effect.fail(batch)
@@ -85,5 +86,5 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider> =>
         return eventSource(provider, response, machine.feedAll, machine.atEnd)
       })
 
-    return { complete, stream: streamFromOpen(open), open } satisfies Provider
+    return { complete: (request) => completeBy(request), completeBy, stream: streamFromOpen(open), open } satisfies Provider
   })

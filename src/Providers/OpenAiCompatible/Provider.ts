@@ -5,7 +5,7 @@
 import { Effect, Redacted } from "effect"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { ProviderError } from "../Provider.js"
-import type { Provider, UpstreamTarget } from "../Provider.js"
+import type { AttemptDeadline, Provider, UpstreamTarget } from "../Provider.js"
 import { eventSource, malformed, parseErrorBody, postJson, readJson, reasonForStatus, streamFromOpen } from "../Upstream.js"
 import type { EventBatch, SseEvent } from "../Upstream.js"
 
@@ -55,9 +55,9 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider> =>
     }
     const streamHeaders = { ...headers, accept: "text/event-stream" }
 
-    const complete = (request: ChatCompletionRequest) =>
-      postJson(provider, url, headers, { ...request, stream: false }).pipe(
-        Effect.flatMap((response) => readJson(provider, response)),
+    const completeBy = (request: ChatCompletionRequest, deadline?: AttemptDeadline) =>
+      postJson(provider, url, headers, { ...request, stream: false }, undefined, deadline).pipe(
+        Effect.flatMap((response) => readJson(provider, response, deadline)),
         Effect.flatMap((body) =>
           isCompletion(body) ? Effect.succeed(body) : Effect.fail(malformed(provider, "a body that is not a chat.completion"))
         )
@@ -80,11 +80,11 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider> =>
       return { decode, atEnd: () => (finished ? [] : endedEarly) }
     }
 
-    const open = (request: ChatCompletionRequest) =>
-      Effect.flatMap(postJson(provider, url, streamHeaders, { ...request, stream: true }), (response) => {
+    const open = (request: ChatCompletionRequest, deadline?: AttemptDeadline) =>
+      Effect.flatMap(postJson(provider, url, streamHeaders, { ...request, stream: true }, undefined, deadline), (response) => {
         const { atEnd, decode } = decodeEvents()
         return Effect.succeed(eventSource(provider, response, decode, atEnd))
       })
 
-    return { complete, stream: streamFromOpen(open), open }
+    return { complete: (request) => completeBy(request), completeBy, stream: streamFromOpen(open), open }
   })
