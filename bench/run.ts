@@ -155,6 +155,12 @@ const tasksetWorks = (() => {
 const pinned = (core: number, command: ReadonlyArray<string>): ReadonlyArray<string> =>
   tasksetWorks ? ["taskset", "-c", String(core), ...command] : command
 
+/** The node flags of `npm start` (e.g. `--max-semi-space-size=2`): the proxy is measured as users run it. */
+const startNodeFlags = (): ReadonlyArray<string> => {
+  const manifest = JSON.parse(readFileSync(join(rootDir, "package.json"), "utf8")) as { scripts?: Record<string, string> }
+  return (manifest.scripts?.["start"] ?? "").split(/\s+/).filter((word) => word.startsWith("--"))
+}
+
 const tsxCommand = (script: string): ReadonlyArray<string> => [process.execPath, "--import", "tsx", join(benchDir, script)]
 
 interface SpawnOptions {
@@ -472,7 +478,7 @@ const startProxy = async (
   const logFile = join(work, `${tag}.log`)
   const entry = join(rootDir, "dist", "main.js")
   if (!existsSync(entry)) throw new Error(`${entry} does not exist: build the proxy first`)
-  const child = spawnTracked(pinned(0, [process.execPath, ...extraNodeArgs, entry]), {
+  const child = spawnTracked(pinned(0, [process.execPath, ...startNodeFlags(), ...extraNodeArgs, entry]), {
     name: tag,
     logFile,
     env: {
