@@ -70,6 +70,10 @@ export const make = Effect.gen(function* () {
   const { maxBodyBytes } = config
 
   const accessLog = LogLevel.lessThanEqual(config.logLevel, LogLevel.Info)
+  // The Router logs only at Debug: below that, the request id annotation would cost every request for nothing.
+  const annotated = LogLevel.lessThanEqual(config.logLevel, LogLevel.Debug)
+  const withRequestId = <A, E>(effect: Effect.Effect<A, E>, requestId: string) =>
+    annotated ? Effect.annotateLogs(effect, "requestId", requestId) : effect
 
   const logDefect = (cause: Cause.Cause<unknown>, requestId: string, what: string) =>
     runFork(Effect.logError(what, cause).pipe(Effect.annotateLogs("requestId", requestId)))
@@ -90,8 +94,17 @@ export const make = Effect.gen(function* () {
       )
     })
 
+  /** A routed request that failed: its error as OpenAI's envelope; a defect is logged and answered as a 500. */
+  const failed = (cause: Cause.Cause<GatewayError>, response: ServerResponse, requestId: string) => {
+    const failure = Cause.failureOption(cause)
+    if (failure._tag === "Some") return writeError(response, failure.value)
+    if (Cause.isInterruptedOnly(cause)) return
+    logDefect(cause, requestId, "unhandled failure")
+    writeError(response, new InternalError({ requestId }))
+  }
+
   const completed = (chat: ChatCompletionRequest, response: ServerResponse, requestId: string) => {
-    const fiber = runFork(Effect.annotateLogs(router.complete(chat), "requestId", requestId))
+    const fiber = runFork(withRequestId(router.complete(chat), requestId))
     response.once("close", () => {
       if (!response.writableEnded) fiber.unsafeInterruptAsFork(fiber.id())
     })
@@ -107,16 +120,12 @@ export const make = Effect.gen(function* () {
         response.end(json)
         return
       }
-      const failure = Cause.failureOption(exit.cause)
-      if (failure._tag === "Some") return writeError(response, failure.value)
-      if (Cause.isInterruptedOnly(exit.cause)) return
-      logDefect(exit.cause, requestId, "unhandled failure")
-      writeError(response, new InternalError({ requestId }))
+      failed(exit.cause, response, requestId)
     })
   }
 
   const streamed = (chat: ChatCompletionRequest, response: ServerResponse, requestId: string) => {
-    const fiber = runFork(Effect.annotateLogs(router.stream(chat), "requestId", requestId))
+    const fiber = runFork(withRequestId(router.stream(chat), requestId))
     const onClose = () => {
       if (!response.writableEnded) fiber.unsafeInterruptAsFork(fiber.id())
     }
@@ -134,11 +143,7 @@ export const make = Effect.gen(function* () {
         )
         return
       }
-      const failure = Cause.failureOption(exit.cause)
-      if (failure._tag === "Some") return writeError(response, failure.value)
-      if (Cause.isInterruptedOnly(exit.cause)) return
-      logDefect(exit.cause, requestId, "unhandled failure")
-      writeError(response, new InternalError({ requestId }))
+      failed(exit.cause, response, requestId)
     })
   }
 

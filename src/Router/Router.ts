@@ -107,6 +107,8 @@ const candidatesFor = (
 ): Effect.Effect<ReadonlyArray<Deployment>, ModelNotFound> => {
   const model = registry.lookup(name)
   if (model === undefined) return Effect.fail(new ModelNotFound({ model: name }))
+  // One deployment and no fallbacks, the common case: nothing to order (a cooling one is still tried, being alone).
+  if (model.fallbacks.length === 0 && model.deployments.length === 1) return Effect.succeed(model.deployments)
   const chain = [model, ...model.fallbacks.flatMap((fallback) => registry.lookup(fallback) ?? [])]
   return Effect.map(
     Effect.forEach(chain, (entry) =>
@@ -160,43 +162,45 @@ const firstSuccess = <A>(
 ): Effect.Effect<{ readonly value: A; readonly deployment: Deployment; readonly attempts: number }, ProviderError> =>
   Effect.suspend(() => {
     let attempts = 0
-    const tryFrom = (index: number): Effect.Effect<{ readonly value: A; readonly deployment: Deployment; readonly attempts: number }, ProviderError> => {
+    type Found = { readonly value: A; readonly deployment: Deployment; readonly attempts: number }
+    const tryFrom = (index: number): Effect.Effect<Found, ProviderError> => {
       const deployment = candidates[index]!
       const outcome = (result: string) =>
         Metrics.upstreamAttempts.update(1, deployment.name, String(deployment.providerKind), result)
-      const once = Effect.suspend(() => {
+      const call = Effect.suspend(() => {
         attempts++
         return attempt(deployment)
-      }).pipe(
-        Effect.tapBoth({
-          onFailure: (error) => Effect.sync(() => outcome(error.reason)),
-          onSuccess: () => Effect.sync(() => outcome("ok"))
-        })
-      )
-      return once.pipe(
-        // The schedule is built only once an attempt has failed: the common case pays nothing for it.
-        Effect.catchAll((firstError) => {
-          let replayed = false
-          const again = Effect.suspend(() => (replayed ? once : ((replayed = true), Effect.fail(firstError))))
-          return Effect.retry(again, retrySchedule(settings, deadline))
-        }),
-        Effect.tapBoth({
-          onSuccess: () => Effect.sync(() => cooldowns.succeeded(deployment)),
-          onFailure: (error) =>
-            isFallbackWorthy(error)
-              ? Effect.map(Clock.currentTimeMillis, (now) => cooldowns.failed(deployment, now))
-              : Effect.void
-        }),
-        Effect.map((value) => ({ value, deployment, attempts })),
-        Effect.catchAll((error) =>
-          index + 1 < candidates.length && isFallbackWorthy(error)
+      })
+      // The success path is one match, not a chain of taps: it runs on every request.
+      const succeeded = (value: A) => {
+        outcome("ok")
+        cooldowns.succeeded(deployment)
+        return Effect.succeed({ value, deployment, attempts })
+      }
+      const gaveUp = (error: ProviderError): Effect.Effect<Found, ProviderError> => {
+        if (!isFallbackWorthy(error)) return Effect.fail(error)
+        return Effect.clockWith((clock) => {
+          cooldowns.failed(deployment, clock.unsafeCurrentTimeMillis())
+          return index + 1 < candidates.length
             ? Effect.logDebug("falling back").pipe(
                 Effect.annotateLogs({ from: deployment.name, reason: error.reason }),
                 Effect.zipRight(tryFrom(index + 1))
               )
             : Effect.fail(error)
-        )
-      )
+        })
+      }
+      return Effect.matchEffect(call, {
+        onSuccess: succeeded,
+        // The schedule is built only once an attempt has failed: the common case pays nothing for it.
+        onFailure: (firstError) => {
+          outcome(firstError.reason)
+          let replayed = false
+          const again = Effect.suspend(() =>
+            replayed ? Effect.tapError(call, (error) => Effect.sync(() => outcome(error.reason))) : ((replayed = true), Effect.fail(firstError))
+          )
+          return Effect.matchEffect(Effect.retry(again, retrySchedule(settings, deadline)), { onSuccess: succeeded, onFailure: gaveUp })
+        }
+      })
     }
     return tryFrom(0)
   })
@@ -376,9 +380,10 @@ export const make = Effect.gen(function* () {
    * no separate race over the whole request is needed; an attempt that would start past the deadline does not.
    */
   const bounded = <A>(deadline: number, attempt: (remainingMs: number) => Effect.Effect<A, ProviderError>) =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      now >= deadline ? Effect.fail(timeoutError(`request within ${requestMs} ms`)) : attempt(deadline - now)
-    )
+    Effect.clockWith((clock) => {
+      const now = clock.unsafeCurrentTimeMillis()
+      return now >= deadline ? Effect.fail(timeoutError(`request within ${requestMs} ms`)) : attempt(deadline - now)
+    })
 
   /** Orders the candidates for the request's model and tries them, each attempt bounded by the deadline. */
   const route = <A>(request: ChatCompletionRequest, attempt: (deployment: Deployment, remainingMs: number) => Effect.Effect<A, ProviderError>) =>

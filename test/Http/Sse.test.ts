@@ -1,8 +1,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Deferred, Effect, Exit, Logger, Option, Scope } from "effect"
+import { EventEmitter } from "node:events"
 import type { Readable } from "node:stream"
-import { dataFrame, doneFrame, framesOf, sseBody, sseHeaders } from "../../src/Http/Sse.js"
-import type { SseOptions } from "../../src/Http/Sse.js"
+import { dataFrame, doneFrame, framesOf, sseBody, sseHeaders, writeSse } from "../../src/Http/Sse.js"
+import type { SseOptions, SseResponse } from "../../src/Http/Sse.js"
 import type { ChatCompletionChunk, Usage } from "../../src/OpenAi/Schemas.js"
 import { fromPull } from "../../src/Providers/ChunkSource.js"
 import type { ChunkSource } from "../../src/Providers/ChunkSource.js"
@@ -452,5 +453,99 @@ describe("sseBody", () => {
       expect(pulls()).toBe(0)
       expect(h.released()).toBe(1)
       expect(h.registered()).toBe(0)
+    }))
+})
+
+describe("writeSse (the hot path's writer)", () => {
+  /** A response that records its writes and corks, and reports itself full after `capacity` writes until drained. */
+  const fakeResponse = (capacity = Number.POSITIVE_INFINITY) => {
+    const events = new EventEmitter()
+    const writes: Array<string> = []
+    let corked = 0
+    let flushes = 0
+    let pending = 0
+    let ended = false
+    const response: SseResponse & { readonly writableEnded: boolean } = {
+      write: (text) => {
+        writes.push(text)
+        pending++
+        return pending < capacity
+      },
+      end: (lastFrame) => {
+        writes.push(decoder.decode(lastFrame))
+        ended = true
+        if (corked > 0) flushes++
+        corked = 0
+        events.emit("close")
+      },
+      cork: () => {
+        corked++
+      },
+      uncork: () => {
+        if (corked > 0 && --corked === 0) flushes++
+      },
+      once: (event, listener) => events.once(event, listener),
+      get writableEnded() {
+        return ended
+      }
+    }
+    return {
+      response,
+      writes,
+      flushes: () => flushes,
+      drain: () => {
+        pending = 0
+        events.emit("drain")
+      },
+      leave: () => events.emit("close")
+    }
+  }
+
+  it.effect("writes every ready batch and [DONE] in one corked burst", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const fake = fakeResponse()
+      writeSse(h.source(pullsOf([batch(first), batch(content("Hi")), batch(last)]).next), h.options, fake.response)
+      expect(payloads(fake.writes.join("")).slice(-1)).toEqual(["[DONE]"])
+      expect(payloads(fake.writes.join(""))).toHaveLength(4)
+      // all of it went out in one flush of the corked socket
+      expect(fake.flushes()).toBe(1)
+      expect(h.released()).toBe(1)
+      expect(h.registered()).toBe(0)
+    }))
+
+  it.effect("stops taking batches while the socket is full and resumes on drain", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const fake = fakeResponse(1)
+      const { next, pulls } = pullsOf([batch(first), batch(content("a")), batch(content("b")), batch(last)])
+      writeSse(h.source(next), h.options, fake.response)
+      // one write filled the socket: nothing more is taken from the source until it drains
+      expect(fake.writes).toHaveLength(1)
+      expect(pulls()).toBe(1)
+      fake.drain()
+      expect(fake.writes).toHaveLength(2)
+      expect(pulls()).toBe(2)
+      fake.drain()
+      fake.drain()
+      fake.drain()
+      expect(payloads(fake.writes.join("")).at(-1)).toBe("[DONE]")
+      expect(h.released()).toBe(1)
+    }))
+
+  it.live("closes the source and interrupts the pull in flight when the client leaves", () =>
+    Effect.gen(function* () {
+      const h = yield* harness()
+      const hanging = yield* hangingPull
+      const fake = fakeResponse()
+      const { next } = pullsOf([batch(first), hanging.step])
+      writeSse(h.source(next), h.options, fake.response)
+      yield* Deferred.await(hanging.started).pipe(Effect.timeout("2 seconds"))
+      expect(payloads(fake.writes.join("")).map(parsed)).toEqual([first])
+      fake.leave()
+      yield* Deferred.await(hanging.interrupted).pipe(Effect.timeout("2 seconds"))
+      expect(h.released()).toBe(1)
+      expect(h.registered()).toBe(0)
+      expect(fake.writes.join("")).not.toContain("[DONE]")
     }))
 })
