@@ -29,9 +29,14 @@ export const UnauthorizedResponse = Schema.transform(
 
 const digest = (value: string): Buffer => createHash("sha256").update(value).digest()
 
-/** Compares a presented key with the expected one in constant time (digests have equal lengths). */
-export const keysMatch = (presented: string, expected: Redacted.Redacted<string>): boolean =>
-  presented.length > 0 && timingSafeEqual(digest(presented), digest(Redacted.value(expected)))
+/** A constant-time matcher for one expected key, its digest computed once (digests have equal lengths). */
+const matcherFor = (expected: Redacted.Redacted<string>) => {
+  const expectedDigest = digest(Redacted.value(expected))
+  return (presented: string): boolean => presented.length > 0 && timingSafeEqual(digest(presented), expectedDigest)
+}
+
+/** Compares a presented key with the expected one in constant time. */
+export const keysMatch = (presented: string, expected: Redacted.Redacted<string>): boolean => matcherFor(expected)(presented)
 
 /** The auth middleware; every group except health declares it. */
 export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("llm-proxy/Authentication", {
@@ -53,8 +58,7 @@ const bearerPrefix = /^Bearer +/i
  * match; `undefined` when one does. Either header present but wrong is "incorrect", neither is "missing".
  */
 export const makeCheck = (expected: Redacted.Redacted<string>) => {
-  const expectedDigest = digest(Redacted.value(expected))
-  const matches = (presented: string): boolean => presented.length > 0 && timingSafeEqual(digest(presented), expectedDigest)
+  const matches = matcherFor(expected)
   return (headers: RequestHeaders): Unauthorized | undefined => {
     const internalKey = headerOf(headers, "x-internal-auth") ?? ""
     const authorization = headerOf(headers, "authorization") ?? ""

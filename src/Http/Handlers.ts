@@ -10,10 +10,10 @@ import { renderPrometheus } from "../Metrics.js"
 import { ModelRegistry } from "../Router/Registry.js"
 import type { RegisteredModel } from "../Router/Registry.js"
 import { Router } from "../Router/Router.js"
-import type { Served } from "../Router/Router.js"
 import type { ChatCompletionRequest, Model } from "../OpenAi/Schemas.js"
 import { Api } from "./Api.js"
 import { errorResponse } from "./Errors.js"
+import { routingHeaders } from "./HotPath.js"
 import { Lifecycle } from "./Lifecycle.js"
 import { RequestId } from "./RequestId.js"
 import { sseBody, sseHeaders } from "./Sse.js"
@@ -23,13 +23,6 @@ const toModel = (model: RegisteredModel, created: number): Model => ({
   object: "model",
   created,
   owned_by: model.ownedBy
-})
-
-/** Response headers that say which deployment served and after how many upstream calls. */
-const routingHeaders = (served: Served): Record<string, string> => ({
-  "x-llm-proxy-model": served.deployment.name,
-  "x-llm-proxy-provider": String(served.deployment.providerKind),
-  "x-llm-proxy-attempts": String(served.attempts)
 })
 
 export const HealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>

@@ -166,10 +166,6 @@ const describeFailure = async (provider: string, response: UpstreamResponse, ref
   return refine === undefined ? error : refine(error, parseOrUndefined(text))
 }
 
-/** `describeFailure` as an Effect. */
-export const errorFromResponse = (provider: string, response: UpstreamResponse, refine?: RefineError): Effect.Effect<ProviderError> =>
-  Effect.promise(() => describeFailure(provider, response, refine))
-
 const transportCode = (error: unknown): string => {
   if (typeof error !== "object" || error === null) return "unknown error"
   const code = (error as { code?: unknown }).code
