@@ -231,20 +231,21 @@ export const postJson = (
   bounded<UpstreamResponse>(deadline, (settle, isSettled) => {
     const controller = new AbortController()
     request(url, {
-        method: "POST",
-        headers: { ...headers, "content-type": "application/json" },
-        body: JSON.stringify(body),
-        signal: controller.signal,
-        dispatcher
-      }).then(
-        (response) => {
-          const upstream = { status: response.statusCode, headers: flattenHeaders(response.headers), body: response.body }
-          if (isSettled()) response.body.destroy()
-          else if (upstream.status >= 200 && upstream.status < 300) settle(Effect.succeed(upstream))
-          else describeFailure(provider, upstream, refine).then((error) => settle(Effect.fail(error)))
-        },
-        (error: unknown) => settle(Effect.fail(errorFromTransport(provider, error)))
-      )
+      method: "POST",
+      headers: { ...headers, "content-type": "application/json" },
+      body: JSON.stringify(body),
+      signal: controller.signal,
+      dispatcher
+    }).then(
+      (response) => {
+        const upstream = { status: response.statusCode, headers: flattenHeaders(response.headers), body: response.body }
+        if (isSettled()) response.body.destroy()
+        else if (upstream.status >= 200 && upstream.status < 300) settle(Effect.succeed(upstream))
+        // The deadline covers the error body too: a stalled one ends with the timeout, not a hang.
+        else describeFailure(provider, upstream, refine).then((error) => settle(Effect.fail(error)))
+      },
+      (error: unknown) => settle(Effect.fail(errorFromTransport(provider, error)))
+    )
     return () => controller.abort()
   })
 
