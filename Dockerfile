@@ -35,6 +35,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
 # Exec form: node is the process that receives SIGTERM and drains in-flight requests for SHUTDOWN_GRACE_MS
 # before it exits (give `docker stop -t` / stop_grace_period more than that).
 STOPSIGNAL SIGTERM
-# The node flags of `npm start` (see the README's Performance section): a young generation capped at 2 MB keeps
-# each scavenge short (the p99 at low concurrency) at no measurable throughput cost.
-CMD ["node", "--max-semi-space-size=2", "dist/main.js"]
+# The node flags of `npm start` (see the README's Performance section): a young generation capped at 2 MB and no
+# allocation-site pretenuring keep each scavenge short (the p99 at low concurrency) at no measurable throughput cost.
+CMD ["node", "--max-semi-space-size=2", "--no-allocation-site-pretenuring", "dist/main.js"]

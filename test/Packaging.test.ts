@@ -23,7 +23,7 @@ describe("start commands", () => {
     expect(cmd).toBeDefined()
     const imageFlags = flagsOf(JSON.parse(cmd ?? "[]") as ReadonlyArray<string>)
     expect(imageFlags).toEqual(startFlags)
-    // the young generation cap the Performance section documents
-    expect(startFlags).toContain("--max-semi-space-size=2")
+    // the garbage-collector settings the Performance section documents
+    expect(startFlags).toEqual(["--max-semi-space-size=2", "--no-allocation-site-pretenuring"])
   })
 })
