@@ -23,6 +23,7 @@
  * | Provider Timeout                | 504    | timeout_error         | upstream_timeout         |
  */
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import type { ServerResponse } from "node:http"
 import type { ErrorBody } from "../OpenAi/Schemas.js"
 import type { ProviderError } from "../Providers/Provider.js"
 import type {
@@ -167,4 +168,16 @@ export const describeError = (error: GatewayError): ErrorDescription => {
 export const errorResponse = (error: GatewayError): HttpServerResponse.HttpServerResponse => {
   const { body, headers, status } = describeError(error)
   return HttpServerResponse.text(JSON.stringify(body), { status, headers, contentType: "application/json" })
+}
+
+/**
+ * Writes a failure as OpenAI's envelope straight to a Node response (the hot path, the shutdown 503), unless the
+ * response has already begun or the client has gone.
+ */
+export const writeError = (response: ServerResponse, error: GatewayError): void => {
+  if (response.headersSent || response.destroyed) return
+  const { body, headers, status } = describeError(error)
+  const json = JSON.stringify(body)
+  response.writeHead(status, { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(json) })
+  response.end(json)
 }

@@ -16,7 +16,7 @@ import { Router } from "../Router/Router.js"
 import type { Served } from "../Router/Router.js"
 import { makeCheck } from "./Auth.js"
 import { bodyProblem, invalidRequestOf, requestIdOf, unparsableBody } from "./Edge.js"
-import { describeError } from "./Errors.js"
+import { writeError } from "./Errors.js"
 import type { GatewayError } from "./Errors.js"
 import { Lifecycle } from "./Lifecycle.js"
 import { sseHeaders, writeSse } from "./Sse.js"
@@ -38,15 +38,6 @@ const isChatRequest = (request: IncomingMessage): boolean => {
   if (request.method !== "POST") return false
   const url = request.url ?? ""
   return url === chatPath || (url.startsWith(chatPath) && url.charCodeAt(chatPath.length) === 63 /* ? */)
-}
-
-/** Writes a failure as OpenAI's envelope, unless the response has already begun or the client has gone. */
-const writeError = (response: ServerResponse, error: GatewayError): void => {
-  if (response.headersSent || response.destroyed) return
-  const { body, headers, status } = describeError(error)
-  const json = JSON.stringify(body)
-  response.writeHead(status, { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(json) })
-  response.end(json)
 }
 
 /** Reads the whole body (its length already checked against the limit) as text. */

@@ -9,7 +9,7 @@ import type { Server, ServerResponse } from "node:http"
 import { ProxyConfig } from "../Config.js"
 import * as Metrics from "../Metrics.js"
 import { ShuttingDown } from "../Errors.js"
-import { describeError } from "./Errors.js"
+import { writeError } from "./Errors.js"
 
 /** The server's lifecycle state, shared by the edge middleware, the chat handler and the drain finalizer. */
 export interface LifecycleState {
@@ -59,12 +59,8 @@ export const layer: Layer.Layer<Lifecycle> = Layer.effect(
         // Streams end with their error frame; a request not yet answered gets the 503 here, written directly,
         // so no request pays for racing a shutdown signal (the platform skips a response already ended).
         for (const terminate of [...terminators]) terminate()
-        const { body, status, headers } = describeError(new ShuttingDown())
-        for (const response of inFlight) {
-          if (response.headersSent) continue
-          response.writeHead(status, { ...headers, "content-type": "application/json" })
-          response.end(JSON.stringify(body))
-        }
+        const shuttingDown = new ShuttingDown()
+        for (const response of inFlight) writeError(response, shuttingDown)
       },
       startedAt: Date.now(),
       startDraining: () => {
