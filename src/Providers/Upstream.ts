@@ -186,9 +186,9 @@ export const malformed = (provider: string, what: string): ProviderError =>
 /**
  * An async upstream step that settles once: by its own outcome, by the deadline (which aborts it and fails with the
  * deadline's timeout), or by interruption (which aborts it). One plain timer, no fiber. `start` begins the step and
- * returns how to abort it.
+ * returns how to abort it. The providers' calls use it, and the Router's wait for a first chunk.
  */
-const bounded = <A>(
+export const bounded = <A>(
   deadline: AttemptDeadline | undefined,
   start: (settle: (outcome: Effect.Effect<A, ProviderError>) => void, isSettled: () => boolean) => () => void
 ): Effect.Effect<A, ProviderError> =>

@@ -9,6 +9,7 @@ import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from 
 import { fromPull, pullOf, releaseOf, StreamDefect } from "../Providers/ChunkSource.js"
 import type { ChunkSource, Take } from "../Providers/ChunkSource.js"
 import { isFallbackWorthy, isRetryable, ProviderError } from "../Providers/Provider.js"
+import { bounded } from "../Providers/Upstream.js"
 import type { AttemptDeadline, Provider } from "../Providers/Provider.js"
 import { ModelRegistry } from "./Registry.js"
 import type { Deployment, Registry } from "./Registry.js"
@@ -281,14 +282,7 @@ const firstTake = (
   source: ChunkSource,
   deadline?: AttemptDeadline
 ): Effect.Effect<ReadonlyArray<ChatCompletionChunk> | "end", ProviderError> =>
-  Effect.async((resume) => {
-    let timer: ReturnType<typeof setTimeout> | undefined
-    let settled = false
-    const settle = (outcome: Effect.Effect<ReadonlyArray<ChatCompletionChunk> | "end", ProviderError>) => {
-      settled = true
-      if (timer !== undefined) clearTimeout(timer)
-      resume(outcome)
-    }
+  bounded(deadline, (settle) => {
     const attempt = (): boolean => {
       for (;;) {
         const take = source.poll()
@@ -305,16 +299,7 @@ const firstTake = (
       if (!attempt()) source.onReady(wait)
     }
     wait()
-    if (deadline !== undefined && !settled) {
-      timer = setTimeout(() => {
-        source.onReady(undefined)
-        settle(Effect.fail(deadline.onTimeout()))
-      }, Math.max(0, deadline.at - Date.now()))
-    }
-    return Effect.sync(() => {
-      if (timer !== undefined) clearTimeout(timer)
-      source.onReady(undefined)
-    })
+    return () => source.onReady(undefined)
   })
 
 interface Connected {
