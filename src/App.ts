@@ -4,9 +4,12 @@
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect, Layer, Redacted } from "effect"
 import * as Config from "./Config.js"
+import * as ChatCore from "./Core/Chat.js"
+import * as Auth from "./Http/Auth.js"
 import * as Lifecycle from "./Http/Lifecycle.js"
 import * as Server from "./Http/Server.js"
 import * as Logging from "./Logging.js"
+import * as Transport from "./Providers/Upstream/Transport.js"
 import * as Registry from "./Router/Registry.js"
 import * as Router from "./Router/Router.js"
 
@@ -22,21 +25,34 @@ const defaultKeyWarning = Layer.effectDiscard(
   )
 )
 
-/**
- * The gateway serving on `HOST`:`PORT` with the given registry. Needs ProxyConfig; provides the Lifecycle of its
- * server (launch it).
- */
-export const serveWith = <E, R>(registry: Layer.Layer<Registry.ModelRegistry, E, R>) =>
-  Server.layer.pipe(
+/** A server layer with everything behind it: chat core, router, registry, authenticator, lifecycle, logging. */
+const withServices = <E, R, E2, R2>(
+  server: Layer.Layer<never, E2, R2>,
+  registry: Layer.Layer<Registry.ModelRegistry, E, R>
+) =>
+  server.pipe(
+    Layer.provide(ChatCore.layer),
     Layer.provide(Router.layer),
     Layer.provide(registry),
+    Layer.provide(Auth.layer),
     Layer.provideMerge(Lifecycle.layer),
     Layer.provide(defaultKeyWarning),
     Layer.provide(Logging.layer)
   )
 
+/**
+ * The gateway serving on `HOST`:`PORT` with the given registry: the chat fast path in front of the HttpApi. Needs
+ * ProxyConfig; provides the Lifecycle of its server (launch it).
+ */
+export const serveWith = <E, R>(registry: Layer.Layer<Registry.ModelRegistry, E, R>) => withServices(Server.layer, registry)
+
+/** The same gateway with the HttpApi's own chat handler and no fast path in front. */
+export const serveApiOnlyWith = <E, R>(registry: Layer.Layer<Registry.ModelRegistry, E, R>) =>
+  withServices(Server.layerApiOnly, registry)
+
 /** The gateway as `npm start` runs it: settings from the environment, registry from `CONFIG_FILE` or built in. */
 export const layer = serveWith(Registry.layer).pipe(
+  Layer.provide(Transport.layerConfig),
   Layer.provide(NodeFileSystem.layer),
   Layer.provide(Config.layer)
 )

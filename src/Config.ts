@@ -20,6 +20,16 @@ export interface ProxySettings {
   readonly configFile: Option.Option<string>
   /** Request bodies larger than this are refused with 413 before they are read. */
   readonly maxBodyBytes: number
+  /** A client must have sent a request's headers within this (Node's `headersTimeout`); else 408. */
+  readonly headersTimeoutMs: number
+  /** A client must have sent a whole request, body included, within this (Node's `requestTimeout`); else 408. */
+  readonly bodyTimeoutMs: number
+  /** A non-streamed upstream answer larger than this (after decompression) is refused as malformed (502). */
+  readonly upstreamMaxResponseBytes: number
+  /** One server-sent event of an upstream stream larger than this is refused as malformed. */
+  readonly upstreamMaxEventBytes: number
+  /** Stream data held for a client that reads slower than the upstream writes; past it the upstream waits. */
+  readonly upstreamStreamBufferBytes: number
   /** How long in-flight requests may run after SIGTERM before they are ended. */
   readonly shutdownGraceMs: number
   /** Delay between the built-in mock model's tokens when streaming. */
@@ -69,6 +79,20 @@ const integerInRange = (name: string, fallback: number, min: number, max: number
     )
   )
 
+const mebibyte = 1024 * 1024
+
+/** Node wants the whole request's timeout to be at least the headers'. */
+const receiveTimeouts = Effect.gen(function* () {
+  const headersTimeoutMs = yield* integerInRange("HEADERS_TIMEOUT_MS", 60_000, 100, 3_600_000)
+  const bodyTimeoutMs = yield* integerInRange("BODY_TIMEOUT_MS", 120_000, 100, 3_600_000)
+  if (bodyTimeoutMs < headersTimeoutMs) {
+    return yield* Effect.fail(
+      ConfigError.InvalidData(["BODY_TIMEOUT_MS"], `BODY_TIMEOUT_MS (${bodyTimeoutMs}) must be at least HEADERS_TIMEOUT_MS (${headersTimeoutMs})`)
+    )
+  }
+  return { headersTimeoutMs, bodyTimeoutMs }
+})
+
 /** Reads and validates every setting from the current ConfigProvider (the environment by default). */
 export const loadSettings: Effect.Effect<ProxySettings, ConfigError.ConfigError> = Effect.gen(function* () {
   const nodeEnv = yield* Config.string("NODE_ENV").pipe(Config.withDefault("development"))
@@ -98,6 +122,10 @@ export const loadSettings: Effect.Effect<ProxySettings, ConfigError.ConfigError>
     host: yield* Config.string("HOST").pipe(Config.withDefault("0.0.0.0")),
     configFile: yield* Config.option(Config.nonEmptyString("CONFIG_FILE")),
     maxBodyBytes: yield* integerInRange("MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
+    ...(yield* receiveTimeouts),
+    upstreamMaxResponseBytes: yield* integerInRange("UPSTREAM_MAX_RESPONSE_BYTES", 64 * mebibyte, 1024, 4096 * mebibyte),
+    upstreamMaxEventBytes: yield* integerInRange("UPSTREAM_MAX_EVENT_BYTES", 16 * mebibyte, 1024, 1024 * mebibyte),
+    upstreamStreamBufferBytes: yield* integerInRange("UPSTREAM_STREAM_BUFFER_BYTES", mebibyte, 16 * 1024, 1024 * mebibyte),
     shutdownGraceMs: yield* integerInRange("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000),
     mockTokenDelayMs: yield* integerInRange("MOCK_TOKEN_DELAY_MS", 0, 0, 60_000),
     production
@@ -118,6 +146,11 @@ export const layerTest = (overrides: Partial<ProxySettings> = {}): Layer.Layer<P
     host: "127.0.0.1",
     configFile: Option.none(),
     maxBodyBytes: 4 * 1024 * 1024,
+    headersTimeoutMs: 60_000,
+    bodyTimeoutMs: 120_000,
+    upstreamMaxResponseBytes: 64 * mebibyte,
+    upstreamMaxEventBytes: 16 * mebibyte,
+    upstreamStreamBufferBytes: mebibyte,
     shutdownGraceMs: 10_000,
     mockTokenDelayMs: 0,
     production: false,

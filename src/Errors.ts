@@ -1,35 +1,58 @@
 /**
- * The gateway's own failures, apart from upstream ones (`ProviderError`). Each is mapped to a status and
- * OpenAI's error envelope in one table: src/Http/Errors.ts.
+ * The gateway's own failures, apart from upstream ones (`ProviderError`), each declared once with its HTTP status
+ * annotation: the error table (src/Http/Errors.ts) reads the status from here, and the OpenAPI document from the
+ * same classes through their wire schemas.
  */
-import { Data } from "effect"
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import { Schema } from "effect"
+
+const status = (code: number) => ({ [HttpApiSchema.AnnotationStatus]: code })
 
 /** The request broke the schema or was not JSON. `param` names the failing field when there is one. */
-export class InvalidRequest extends Data.TaggedError("InvalidRequest")<{
-  readonly message: string
-  readonly param: string | null
-}> {}
+export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()(
+  "InvalidRequest",
+  { message: Schema.String, param: Schema.NullOr(Schema.String) },
+  status(400)
+) {}
 
-/** No key, or a key that does not match `INTERNAL_API_KEY`. */
-export class Unauthorized extends Data.TaggedError("Unauthorized")<{ readonly message: string }> {}
+/** No key, or a key that does not match. */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", { message: Schema.String }, status(401)) {}
 
-/** The requested model is not in the registry. */
-export class ModelNotFound extends Data.TaggedError("ModelNotFound")<{ readonly model: string }> {}
+/** The requested model is not in the registry (or not for this caller). */
+export class ModelNotFound extends Schema.TaggedError<ModelNotFound>()("ModelNotFound", { model: Schema.String }, status(404)) {}
 
-/** No route matches the method and path. */
-export class RouteNotFound extends Data.TaggedError("RouteNotFound")<{
-  readonly method: string
-  readonly path: string
-}> {}
+/** No route matches the path. */
+export class RouteNotFound extends Schema.TaggedError<RouteNotFound>()(
+  "RouteNotFound",
+  { method: Schema.String, path: Schema.String },
+  status(404)
+) {}
 
-/** The body is larger than `MAX_BODY_BYTES`. */
-export class PayloadTooLarge extends Data.TaggedError("PayloadTooLarge")<{ readonly limit: number }> {}
+/** The path exists, but not for this method; `allowed` are the methods it takes. */
+export class MethodNotAllowed extends Schema.TaggedError<MethodNotAllowed>()(
+  "MethodNotAllowed",
+  { method: Schema.String, path: Schema.String, allowed: Schema.Array(Schema.String) },
+  status(405)
+) {}
 
 /** A body was sent without `Content-Length`, so its size cannot be checked before reading it. */
-export class LengthRequired extends Data.TaggedError("LengthRequired")<{}> {}
+export class LengthRequired extends Schema.TaggedError<LengthRequired>()("LengthRequired", {}, status(411)) {}
+
+/** The body is larger than `MAX_BODY_BYTES`. */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", { limit: Schema.Number }, status(413)) {}
+
+/**
+ * A request Node's HTTP parser refused before any route saw it (bad framing, headers too large, an unmet
+ * `Expect`, or a client too slow to send its request): answered on the raw socket.
+ */
+export class ProtocolError extends Schema.TaggedError<ProtocolError>()(
+  "ProtocolError",
+  { status: Schema.Literal(400, 408, 417, 431), message: Schema.String, code: Schema.String },
+  status(400)
+) {}
 
 /** The server is draining after SIGTERM. */
-export class ShuttingDown extends Data.TaggedError("ShuttingDown")<{}> {}
+export class ShuttingDown extends Schema.TaggedError<ShuttingDown>()("ShuttingDown", {}, status(503)) {}
 
 /** A bug: the details are logged with the request id, never sent. */
-export class InternalError extends Data.TaggedError("InternalError")<{ readonly requestId: string }> {}
+export class InternalError extends Schema.TaggedError<InternalError>()("InternalError", { requestId: Schema.String }, status(500)) {}

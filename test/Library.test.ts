@@ -2,7 +2,6 @@
  * "Another Effect app composes the exported layers with its own provider": everything of llm-proxy comes from
  * the package entry point (src/index.ts), as it would from `import ... from "llm-proxy"`.
  */
-import { NodeHttpClient } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Effect, Either, Layer, Redacted, Schema, Stream } from "effect"
 import type { AddressInfo } from "node:net"
@@ -16,7 +15,7 @@ const lastUserText = (request: Schemas.ChatCompletionRequest): string => {
   return typeof last?.content === "string" ? last.content : ""
 }
 
-const houseProvider: Provider.Provider = {
+const houseProvider: Provider.StreamProvider = {
   complete: (request) =>
     Effect.sync(() => {
       received.push(request)
@@ -52,16 +51,15 @@ const houseProvider: Provider.Provider = {
   }
 }
 
-const unavailable: Provider.Provider = {
+const unavailable: Provider.StreamProvider = {
   complete: () => Effect.fail(new Provider.ProviderError({ reason: "Unavailable", message: "down", provider: "house", status: 503 })),
   stream: () => Stream.fail(new Provider.ProviderError({ reason: "Unavailable", message: "down", provider: "house", status: 503 }))
 }
 
 const houseKey = "house-secret-key"
 
-/** The embedding app's gateway: its registry, its settings, its HTTP client. */
+/** The embedding app's gateway: its registry, its settings. */
 const HouseGateway = App.serveWith(Registry.layerStatic([{ name: "house-model", providerKind: "house", provider: houseProvider }])).pipe(
-  Layer.provide(NodeHttpClient.layerUndici),
   Layer.provide(Config.layerTest({ port: 0, host: "127.0.0.1", internalApiKey: Redacted.make(houseKey) }))
 )
 

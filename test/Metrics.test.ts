@@ -5,7 +5,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Metric, MetricBoundaries, MetricLabel, Stream } from "effect"
 import { renderPrometheus, routeOf } from "../src/Metrics.js"
 import { ProviderError } from "../src/Providers/Provider.js"
-import type { Provider } from "../src/Providers/Provider.js"
+import type { StreamProvider } from "../src/Providers/Provider.js"
 import * as Mock from "../src/Providers/Mock/Provider.js"
 import * as Registry from "../src/Router/Registry.js"
 import { startGateway } from "./support/Gateway.js"
@@ -65,7 +65,7 @@ describe("renderPrometheus", () => {
 })
 
 describe("GET /metrics", () => {
-  const failing: Provider = {
+  const failing: StreamProvider = {
     complete: () => Effect.fail(new ProviderError({ reason: "RateLimited", message: "slow down", provider: "house", retryAfterMs: 0 })),
     stream: () => Stream.fail(new ProviderError({ reason: "RateLimited", message: "slow down", provider: "house" }))
   }

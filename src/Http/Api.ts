@@ -8,8 +8,10 @@ import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
-import { ChatCompletion, ChatCompletionRequest, ErrorBody, Model, ModelList } from "../OpenAi/Schemas.js"
+import { InternalError, InvalidRequest, LengthRequired, ModelNotFound, PayloadTooLarge, ShuttingDown } from "../Errors.js"
+import { ChatCompletion, ChatCompletionRequest, Model, ModelList } from "../OpenAi/Schemas.js"
 import { Authentication } from "./Auth.js"
+import { declaredEnvelope, upstreamEnvelope } from "./Errors.js"
 
 /** `GET /health`. */
 export const HealthStatus = Schema.Struct({
@@ -22,16 +24,26 @@ export const LlmModelList = Schema.Struct({
   models: Schema.Array(Schema.Struct({ id: Schema.String, provider: Schema.String, deployments: Schema.Int }))
 }).annotations({ identifier: "LlmModelList" })
 
-const errorAt = (status: number, description: string) =>
-  Schema.Struct(ErrorBody.fields).annotations({ ...HttpApiSchema.annotations({ status }), description })
-
-const InvalidRequestError = errorAt(400, "Invalid request: schema violation or malformed JSON (param names the field)")
-const NotFoundError = errorAt(404, "Unknown model")
-const TooLargeError = errorAt(413, "Request body over MAX_BODY_BYTES")
-const RateLimitError = errorAt(429, "Upstream rate limit or quota, after retries (Retry-After set)")
-const BadGatewayError = errorAt(502, "Upstream failed, refused the gateway's credentials or answered malformed data")
-const UnavailableError = errorAt(503, "Upstream unavailable, or the gateway is shutting down")
-const TimeoutError = errorAt(504, "Upstream did not answer within the deadline")
+const InvalidRequestError = declaredEnvelope(
+  InvalidRequest,
+  (body) => new InvalidRequest({ message: body.error.message, param: body.error.param }),
+  "Invalid request: schema violation or malformed JSON (param names the field)"
+)
+const ModelNotFoundError = declaredEnvelope(
+  ModelNotFound,
+  (body) => new ModelNotFound({ model: body.error.message }),
+  "Unknown model, or one the key may not use"
+)
+const LengthRequiredError = declaredEnvelope(LengthRequired, () => new LengthRequired(), "A body without Content-Length")
+const TooLargeError = declaredEnvelope(PayloadTooLarge, () => new PayloadTooLarge({ limit: 0 }), "Request body over MAX_BODY_BYTES")
+const InternalErrorResponse = declaredEnvelope(InternalError, () => new InternalError({ requestId: "unknown" }), "A bug; the request id is in the message and the log")
+const ShuttingDownError = declaredEnvelope(ShuttingDown, () => new ShuttingDown(), "The gateway is draining after SIGTERM")
+const UpstreamRejected = upstreamEnvelope(400, "The upstream refused the request (invalid for it, or its content policy)")
+const UpstreamNotFound = upstreamEnvelope(404, "The upstream does not know the model")
+const RateLimitError = upstreamEnvelope(429, "Upstream rate limit or quota, after retries (Retry-After set)")
+const BadGatewayError = upstreamEnvelope(502, "Upstream failed, refused the gateway's credentials or answered malformed data")
+const UnavailableError = upstreamEnvelope(503, "Upstream unavailable")
+const TimeoutError = upstreamEnvelope(504, "Upstream did not answer within the deadline")
 
 export class HealthGroup extends HttpApiGroup.make("health").add(
   HttpApiEndpoint.get("health", "/health").addSuccess(HealthStatus)
@@ -43,7 +55,7 @@ export class ModelsGroup extends HttpApiGroup.make("models")
     HttpApiEndpoint.get("retrieve", "/v1/models/:model")
       .setPath(Schema.Struct({ model: Schema.String }))
       .addSuccess(Model)
-      .addError(NotFoundError)
+      .addError(ModelNotFoundError)
   )
   .add(HttpApiEndpoint.get("llmModels", "/v1/llm/models").addSuccess(LlmModelList))
   .middleware(Authentication) {}
@@ -63,10 +75,15 @@ export class ChatGroup extends HttpApiGroup.make("chat")
       .setPayload(ChatCompletionRequest)
       .addSuccess(ChatCompletion)
       .addError(InvalidRequestError)
-      .addError(NotFoundError)
+      .addError(UpstreamRejected)
+      .addError(ModelNotFoundError)
+      .addError(UpstreamNotFound)
+      .addError(LengthRequiredError)
       .addError(TooLargeError)
       .addError(RateLimitError)
+      .addError(InternalErrorResponse)
       .addError(BadGatewayError)
+      .addError(ShuttingDownError)
       .addError(UnavailableError)
       .addError(TimeoutError)
       .annotate(

@@ -1,18 +1,41 @@
 /**
- * Authentication: `x-internal-auth: <key>` or `Authorization: Bearer <key>` (what the OpenAI SDKs send),
- * compared in constant time with `INTERNAL_API_KEY`.
+ * Authentication: `x-internal-auth: <key>` or `Authorization: Bearer <key>` (what the OpenAI SDKs send), compared
+ * in constant time. The `Authenticator` service decides who a request is; every transport (the chat fast path and
+ * the HttpApi middleware) asks the same service, so a swapped Auth layer guards every route alike.
  */
 import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpApiSecurity from "@effect/platform/HttpApiSecurity"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
-import { Effect, Layer, Redacted, Schema } from "effect"
+import { Context, Effect, Layer, Redacted, Schema } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { ProxyConfig } from "../Config.js"
 import { Unauthorized } from "../Errors.js"
 import { ErrorBody } from "../OpenAi/Schemas.js"
 import { headerOf } from "./Edge.js"
 import type { RequestHeaders } from "./Edge.js"
+
+/** Who is calling: what logs, metrics and usage name (never the secret). */
+export interface Caller {
+  /** `operator` for `INTERNAL_API_KEY`. */
+  readonly id: string
+  /** The operator key: every model, no limits. */
+  readonly operator: boolean
+}
+
+/** The caller of the operator key. */
+export const operator: Caller = { id: "operator", operator: true }
+
+/** Decides who a request is from its headers alone (synchronously: it runs on every request). */
+export interface AuthenticatorService {
+  readonly authenticate: (headers: RequestHeaders) => Caller | Unauthorized
+}
+
+/** The authenticator service. */
+export class Authenticator extends Context.Tag("llm-proxy/Authenticator")<Authenticator, AuthenticatorService>() {}
+
+/** The caller of the current request, as the HttpApi middleware found it. */
+export class CurrentCaller extends Context.Tag("llm-proxy/CurrentCaller")<CurrentCaller, Caller>() {}
 
 /** Unauthorized on the wire: OpenAI's envelope with status 401. */
 export const UnauthorizedResponse = Schema.transform(
@@ -27,7 +50,8 @@ export const UnauthorizedResponse = Schema.transform(
   }
 ).annotations(HttpApiSchema.annotations({ status: 401, description: "Missing or invalid API key" }))
 
-const digest = (value: string): Buffer => createHash("sha256").update(value).digest()
+/** SHA-256 of a key: what keys are compared (and, for virtual keys, stored) as. */
+export const digest = (value: string): Buffer => createHash("sha256").update(value).digest()
 
 /** A constant-time matcher for one expected key, its digest computed once (digests have equal lengths). */
 const matcherFor = (expected: Redacted.Redacted<string>) => {
@@ -38,15 +62,6 @@ const matcherFor = (expected: Redacted.Redacted<string>) => {
 /** Compares a presented key with the expected one in constant time. */
 export const keysMatch = (presented: string, expected: Redacted.Redacted<string>): boolean => matcherFor(expected)(presented)
 
-/** The auth middleware; every group except health declares it. */
-export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("llm-proxy/Authentication", {
-  failure: UnauthorizedResponse,
-  security: {
-    internalKey: HttpApiSecurity.apiKey({ key: "x-internal-auth", in: "header" }),
-    bearer: HttpApiSecurity.bearer
-  }
-}) {}
-
 const missing = new Unauthorized({
   message: "Missing API key: send it as 'x-internal-auth: <key>' or 'Authorization: Bearer <key>'"
 })
@@ -54,29 +69,46 @@ const invalid = new Unauthorized({ message: "Incorrect API key provided" })
 const bearerPrefix = /^Bearer +/i
 
 /**
- * The per-request check, with the expected key's digest computed once: `x-internal-auth` or a bearer token must
- * match; `undefined` when one does. Either header present but wrong is "incorrect", neither is "missing".
+ * An authenticator for one key (the operator's): with the expected key's digest computed once, `x-internal-auth`
+ * or a bearer token must match. A header present but wrong is "incorrect", none at all is "missing".
  */
-export const makeCheck = (expected: Redacted.Redacted<string>) => {
+export const makeOperatorOnly = (expected: Redacted.Redacted<string>): AuthenticatorService => {
   const matches = matcherFor(expected)
-  return (headers: RequestHeaders): Unauthorized | undefined => {
-    const internalKey = headerOf(headers, "x-internal-auth") ?? ""
-    const authorization = headerOf(headers, "authorization") ?? ""
-    if (internalKey === "" && authorization === "") return missing
-    if (matches(internalKey)) return undefined
-    return bearerPrefix.test(authorization) && matches(authorization.replace(bearerPrefix, "")) ? undefined : invalid
+  return {
+    authenticate: (headers) => {
+      const internalKey = headerOf(headers, "x-internal-auth") ?? ""
+      const authorization = headerOf(headers, "authorization") ?? ""
+      if (internalKey === "" && authorization === "") return missing
+      if (matches(internalKey)) return operator
+      return bearerPrefix.test(authorization) && matches(authorization.replace(bearerPrefix, "")) ? operator : invalid
+    }
   }
 }
 
-/** Checks either header against `INTERNAL_API_KEY`, whichever scheme the platform tries first. */
-export const layer: Layer.Layer<Authentication, never, ProxyConfig> = Layer.effect(
+/** The operator key, `INTERNAL_API_KEY`, is the one key. */
+export const layer: Layer.Layer<Authenticator, never, ProxyConfig> = Layer.effect(
+  Authenticator,
+  Effect.map(ProxyConfig, (config) => makeOperatorOnly(config.internalApiKey))
+)
+
+/** The auth middleware of the HttpApi; every group except health declares it. It provides the caller. */
+export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("llm-proxy/Authentication", {
+  failure: UnauthorizedResponse,
+  provides: CurrentCaller,
+  security: {
+    internalKey: HttpApiSecurity.apiKey({ key: "x-internal-auth", in: "header" }),
+    bearer: HttpApiSecurity.bearer
+  }
+}) {}
+
+/** The middleware over the Authenticator: either header is checked, whichever scheme the platform tries first. */
+export const middlewareLayer: Layer.Layer<Authentication, never, Authenticator> = Layer.effect(
   Authentication,
-  Effect.map(ProxyConfig, (config) => {
-    const check = makeCheck(config.internalApiKey)
+  Effect.map(Authenticator, (authenticator) => {
     const checkRequest = () =>
       Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-        const failure = check(request.headers)
-        return failure === undefined ? Effect.void : Effect.fail(failure)
+        const outcome = authenticator.authenticate(request.headers)
+        return outcome instanceof Unauthorized ? Effect.fail(outcome) : Effect.succeed(outcome)
       })
     return { internalKey: checkRequest, bearer: checkRequest }
   })

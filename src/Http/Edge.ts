@@ -3,7 +3,11 @@
  * chat hot path so that both answer a request the same way: its id, what is wrong with its body before a byte
  * of it is read, and how a schema violation is reported.
  */
+import { Either, ParseResult, Schema } from "effect"
 import { InvalidRequest, LengthRequired, PayloadTooLarge } from "../Errors.js"
+import { ChatCompletionRequest } from "../OpenAi/Schemas.js"
+import { nestsDeeperThan } from "../Providers/Upstream/Transport.js"
+import type { Served } from "../Router/Router.js"
 
 /** Request headers as Node and the platform both hold them (lower-case names). */
 export type RequestHeaders = Readonly<Record<string, string | ReadonlyArray<string> | undefined>>
@@ -64,3 +68,45 @@ export const invalidRequestOf = (issues: ReadonlyArray<DecodeIssue>, summary: st
   const message = issue === undefined ? summary : `Invalid value for '${param ?? "body"}': ${issue.message}`
   return new InvalidRequest({ message, param: param ?? "body" })
 }
+
+/** The deepest nesting a client's JSON body may have; a real request is nowhere near it. */
+export const maxRequestDepth = 100
+
+const tooDeep = new InvalidRequest({
+  message: `The JSON body nests deeper than ${maxRequestDepth} levels.`,
+  param: null
+})
+
+/** Parses a JSON body: the value, or the 400 for text that is not JSON or nests absurdly deep. */
+export const parseJsonBody = (text: string): Either.Either<unknown, InvalidRequest> => {
+  let payload: unknown
+  try {
+    payload = JSON.parse(text)
+  } catch {
+    return Either.left(unparsableBody)
+  }
+  return nestsDeeperThan(payload, maxRequestDepth) ? Either.left(tooDeep) : Either.right(payload)
+}
+
+const decodeChat = Schema.decodeUnknownEither(ChatCompletionRequest)
+
+/** A schema violation as the 400 that names the first failing field. */
+export const invalidRequestOfParseError = (error: ParseResult.ParseError): InvalidRequest =>
+  invalidRequestOf(ParseResult.ArrayFormatter.formatErrorSync(error), ParseResult.TreeFormatter.formatErrorSync(error))
+
+/** A chat request's body, parsed and decoded, or the 400 that says what is wrong with it. */
+export const decodeChatRequest = (text: string): Either.Either<ChatCompletionRequest, InvalidRequest> =>
+  Either.flatMap(parseJsonBody(text), (payload) => Either.mapLeft(decodeChat(payload), invalidRequestOfParseError))
+
+/** A request URL's path, without its query (which may carry what must never be logged). */
+export const pathOf = (url: string): string => {
+  const query = url.indexOf("?")
+  return query === -1 ? url : url.slice(0, query)
+}
+
+/** Response headers that say which deployment served and after how many upstream calls. */
+export const routingHeaders = (served: Served): Record<string, string> => ({
+  "x-llm-proxy-model": served.deployment.name,
+  "x-llm-proxy-provider": String(served.deployment.providerKind),
+  "x-llm-proxy-attempts": String(served.attempts)
+})

@@ -8,8 +8,10 @@
  * | Unauthorized                    | 401    | invalid_request_error | invalid_api_key          |
  * | ModelNotFound                   | 404    | invalid_request_error | model_not_found          |
  * | RouteNotFound                   | 404    | invalid_request_error | unknown_url              |
+ * | MethodNotAllowed (+ Allow)      | 405    | invalid_request_error | method_not_allowed       |
  * | LengthRequired                  | 411    | invalid_request_error | length_required          |
  * | PayloadTooLarge                 | 413    | invalid_request_error | request_too_large        |
+ * | ProtocolError (raw socket)      | 400 / 408 / 417 / 431 | invalid_request_error | invalid_http_request / request_timeout / expectation_failed / request_header_fields_too_large |
  * | ShuttingDown                    | 503    | server_error          | server_shutting_down     |
  * | InternalError                   | 500    | server_error          | internal_error           |
  * | Provider InvalidRequest         | upstream 4xx (400/413/422) | invalid_request_error | upstream code |
@@ -21,21 +23,29 @@
  * | Provider Unavailable            | 503 if upstream said 503, else 502 | upstream_error | upstream_unavailable |
  * | Provider MalformedResponse      | 502    | upstream_error        | upstream_malformed_response |
  * | Provider Timeout                | 504    | timeout_error         | upstream_timeout         |
+ *
+ * The status of each gateway failure is the one its class declares (src/Errors.ts); a provider failure's comes
+ * from its reason.
  */
+import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type { ServerResponse } from "node:http"
-import type { ErrorBody } from "../OpenAi/Schemas.js"
-import type { ProviderError } from "../Providers/Provider.js"
-import type {
+import {
   InternalError,
   InvalidRequest,
   LengthRequired,
+  MethodNotAllowed,
   ModelNotFound,
   PayloadTooLarge,
+  ProtocolError,
   RouteNotFound,
   ShuttingDown,
   Unauthorized
 } from "../Errors.js"
+import { Schema } from "effect"
+import { ErrorBody } from "../OpenAi/Schemas.js"
+import { ProviderError as ProviderErrorClass } from "../Providers/Provider.js"
+import type { ProviderError } from "../Providers/Provider.js"
 
 /** Every failure the HTTP edge can answer. */
 export type GatewayError =
@@ -43,11 +53,17 @@ export type GatewayError =
   | Unauthorized
   | ModelNotFound
   | RouteNotFound
+  | MethodNotAllowed
+  | ProtocolError
   | PayloadTooLarge
   | LengthRequired
   | ShuttingDown
   | InternalError
   | ProviderError
+
+/** The endpoints an unknown URL's message names. */
+const servedEndpoints =
+  "POST /v1/chat/completions, GET /v1/models, GET /v1/models/{model}, GET /v1/llm/models, GET /health, GET /metrics, GET /openapi.json and GET /docs"
 
 /** What the table says about one failure. */
 export interface ErrorDescription {
@@ -103,20 +119,33 @@ const describeProviderError = (error: ProviderError): ErrorDescription => {
   }
 }
 
+/** Each gateway failure's status, as its class declares it. */
+const declaredStatus: Readonly<Record<Exclude<GatewayError["_tag"], "ProviderError" | "ProtocolError">, number>> = {
+  InvalidRequest: HttpApiSchema.getStatusError(InvalidRequest),
+  Unauthorized: HttpApiSchema.getStatusError(Unauthorized),
+  ModelNotFound: HttpApiSchema.getStatusError(ModelNotFound),
+  RouteNotFound: HttpApiSchema.getStatusError(RouteNotFound),
+  MethodNotAllowed: HttpApiSchema.getStatusError(MethodNotAllowed),
+  LengthRequired: HttpApiSchema.getStatusError(LengthRequired),
+  PayloadTooLarge: HttpApiSchema.getStatusError(PayloadTooLarge),
+  ShuttingDown: HttpApiSchema.getStatusError(ShuttingDown),
+  InternalError: HttpApiSchema.getStatusError(InternalError)
+}
+
 /** Looks a failure up in the table. */
 export const describeError = (error: GatewayError): ErrorDescription => {
   switch (error._tag) {
     case "InvalidRequest":
       return {
-        status: 400,
+        status: declaredStatus.InvalidRequest,
         body: envelope(error.message, "invalid_request_error", error.param === null ? "invalid_json" : "invalid_request", error.param),
         headers: {}
       }
     case "Unauthorized":
-      return { status: 401, body: envelope(error.message, "invalid_request_error", "invalid_api_key"), headers: {} }
+      return { status: declaredStatus.Unauthorized, body: envelope(error.message, "invalid_request_error", "invalid_api_key"), headers: {} }
     case "ModelNotFound":
       return {
-        status: 404,
+        status: declaredStatus.ModelNotFound,
         body: envelope(
           `The model '${error.model}' does not exist or you do not have access to it.`,
           "invalid_request_error",
@@ -127,31 +156,51 @@ export const describeError = (error: GatewayError): ErrorDescription => {
       }
     case "RouteNotFound":
       return {
-        status: 404,
-        body: envelope(`Invalid URL (${error.method} ${error.path})`, "invalid_request_error", "unknown_url"),
+        status: declaredStatus.RouteNotFound,
+        body: envelope(
+          `Invalid URL (${error.method} ${error.path}). This gateway serves ${servedEndpoints}.`,
+          "invalid_request_error",
+          "unknown_url"
+        ),
         headers: {}
+      }
+    case "MethodNotAllowed":
+      return {
+        status: declaredStatus.MethodNotAllowed,
+        body: envelope(
+          `${error.method} is not allowed on ${error.path}; use ${error.allowed.join(" or ")}.`,
+          "invalid_request_error",
+          "method_not_allowed"
+        ),
+        headers: { allow: error.allowed.join(", ") }
+      }
+    case "ProtocolError":
+      return {
+        status: error.status,
+        body: envelope(error.message, "invalid_request_error", error.code),
+        headers: { connection: "close" }
       }
     case "LengthRequired":
       return {
-        status: 411,
+        status: declaredStatus.LengthRequired,
         body: envelope("A request body needs a Content-Length header", "invalid_request_error", "length_required"),
         headers: {}
       }
     case "PayloadTooLarge":
       return {
-        status: 413,
+        status: declaredStatus.PayloadTooLarge,
         body: envelope(`Request body exceeds the limit of ${error.limit} bytes`, "invalid_request_error", "request_too_large"),
         headers: { connection: "close" }
       }
     case "ShuttingDown":
       return {
-        status: 503,
+        status: declaredStatus.ShuttingDown,
         body: envelope("The server is shutting down; retry on another instance", "server_error", "server_shutting_down"),
         headers: { connection: "close", "retry-after": "1" }
       }
     case "InternalError":
       return {
-        status: 500,
+        status: declaredStatus.InternalError,
         body: envelope(
           `The server had an error while processing your request (request id ${error.requestId})`,
           "server_error",
@@ -181,3 +230,54 @@ export const writeError = (response: ServerResponse, error: GatewayError): void 
   response.writeHead(status, { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(json) })
   response.end(json)
 }
+
+/**
+ * A failure on the wire: OpenAI's envelope, at `status`; encoded by the table above, decoded back to the failure by
+ * `fromBody` (for typed clients). The HttpApi declares its errors with these, so the OpenAPI document shows the
+ * statuses the table answers with.
+ */
+export const envelopeOf = <A extends GatewayError>(
+  is: (value: unknown) => value is A,
+  fromBody: (body: ErrorBody) => A,
+  status: number,
+  description: string
+) =>
+  Schema.transform(ErrorBody, Schema.declare(is), {
+    strict: true,
+    decode: fromBody,
+    encode: (error) => describeError(error).body
+  }).annotations(HttpApiSchema.annotations({ status, description }))
+
+/** The envelope of a gateway failure, at the status its class declares. */
+export const declaredEnvelope = <A extends Exclude<GatewayError, ProviderError>>(
+  errorClass: Schema.Schema.AnyNoContext & { readonly ast: Schema.Schema.AnyNoContext["ast"] },
+  fromBody: (body: ErrorBody) => A,
+  description: string
+) => envelopeOf(Schema.is(errorClass) as (value: unknown) => value is A, fromBody, HttpApiSchema.getStatusError(errorClass), description)
+
+const reasonsByCode: Readonly<Record<string, ProviderError["reason"]>> = {
+  content_policy_violation: "ContentPolicy",
+  rate_limit_exceeded: "RateLimited",
+  insufficient_quota: "QuotaExhausted",
+  upstream_authentication_failed: "Authentication",
+  upstream_unavailable: "Unavailable",
+  upstream_malformed_response: "MalformedResponse",
+  upstream_timeout: "Timeout"
+}
+
+/** An upstream failure on the wire at one of the statuses its reasons map to. */
+export const upstreamEnvelope = (status: number, description: string) =>
+  envelopeOf(
+    (value: unknown): value is ProviderError => value instanceof ProviderErrorClass,
+    (body) =>
+      new ProviderErrorClass({
+        reason: reasonsByCode[body.error.code ?? ""] ?? (status === 404 ? "NotFound" : "InvalidRequest"),
+        message: body.error.message,
+        provider: "upstream",
+        status,
+        param: body.error.param,
+        code: body.error.code
+      }),
+    status,
+    description
+  )

@@ -4,19 +4,22 @@
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Effect, Layer, Metric } from "effect"
+import { Effect, Layer, Metric, Stream } from "effect"
+import { ChatCore } from "../Core/Chat.js"
+import type { ChatAnswer } from "../Core/Chat.js"
+import { within } from "../Providers/Deadline.js"
 import { ModelNotFound } from "../Errors.js"
 import { renderPrometheus } from "../Metrics.js"
 import { ModelRegistry } from "../Router/Registry.js"
 import type { RegisteredModel } from "../Router/Registry.js"
-import { Router } from "../Router/Router.js"
-import type { ChatCompletionRequest, Model } from "../OpenAi/Schemas.js"
+import type { Model } from "../OpenAi/Schemas.js"
 import { Api } from "./Api.js"
 import { errorResponse } from "./Errors.js"
-import { routingHeaders } from "./HotPath.js"
+import { CurrentCaller } from "./Auth.js"
+import { routingHeaders } from "./Edge.js"
 import { Lifecycle } from "./Lifecycle.js"
 import { RequestId } from "./RequestId.js"
-import { sseBody, sseHeaders } from "./Sse.js"
+import * as Sse from "./Sse.js"
 
 const toModel = (model: RegisteredModel, created: number): Model => ({
   id: model.name,
@@ -60,37 +63,33 @@ export const ModelsLive = HttpApiBuilder.group(Api, "models", (handlers) =>
 
 export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
   Effect.gen(function* () {
-    const router = yield* Router
-    const lifecycle = yield* Lifecycle
+    const core = yield* ChatCore
 
-    const streamed = (request: ChatCompletionRequest) =>
+    const respond = (answer: ChatAnswer, includeUsage: boolean) =>
       Effect.gen(function* () {
-        const routed = yield* router.stream(request)
+        if (answer._tag === "Completion") {
+          return HttpServerResponse.text(JSON.stringify(answer.completion), {
+            contentType: "application/json",
+            headers: routingHeaders(answer.served)
+          })
+        }
+        const routed = answer.stream
         // Tied to the request's scope: should the response never be written (the client left first), the upstream
         // connection is released all the same.
-        yield* Effect.addFinalizer(() => routed.release)
-        const body = sseBody(routed.source, {
-          includeUsage: request.stream_options?.include_usage === true,
-          requestId: yield* RequestId,
-          runtime: yield* Effect.runtime<never>(),
-          onTerminate: lifecycle.onTerminate
-        })
-        return HttpServerResponse.raw(body, {
+        yield* Effect.addFinalizer(() => Effect.sync(routed.source.close))
+        const deadline = routed.deadline
+        const bounded = routed.chunks.pipe(
+          Stream.interruptWhen(within(Effect.never, deadline))
+        )
+        return HttpServerResponse.stream(Sse.encode(bounded, { includeUsage, requestId: yield* RequestId }), {
           contentType: "text/event-stream",
-          headers: { ...sseHeaders, ...routingHeaders(routed) }
+          headers: { ...Sse.sseHeaders, ...routingHeaders(routed) }
         })
       })
 
-    const completed = (request: ChatCompletionRequest) =>
-      Effect.map(router.complete(request), (routed) =>
-        HttpServerResponse.text(JSON.stringify(routed.completion), {
-          contentType: "application/json",
-          headers: routingHeaders(routed)
-        })
-      )
-
     return handlers.handle("create", ({ payload }) =>
-      (payload.stream === true ? streamed(payload) : completed(payload)).pipe(
+      Effect.flatMap(CurrentCaller, (caller) => core.chat(payload, caller)).pipe(
+        Effect.flatMap((answer) => respond(answer, payload.stream === true && payload.stream_options?.include_usage === true)),
         Effect.catchAll((error) => Effect.succeed(errorResponse(error)))
       )
     )

@@ -1,37 +1,28 @@
 /**
- * `POST /v1/chat/completions` served straight on the Node server, in front of the HttpApi app that answers
- * every other route. The gateway's first duty after correctness is to cost almost nothing: the HttpApi frame
- * (routing, middleware, request wrapping, response conversion) cost ~125 µs of every request in the benchmark,
- * more than everything else the gateway does. This path does what the edge and the chat handler do, in the same
- * order and with the same shared pieces (request id, drain gate, body limit, auth, the request Schema, the Router,
- * the error table, SSE framing); the HttpApi still declares the endpoint, so the OpenAPI document and typed
- * clients are unchanged, and its handler serves apps that mount the Api without this path.
+ * `POST /v1/chat/completions` served straight on the Node server, in front of the HttpApi app that answers every
+ * other route: the HttpApi frame (routing, middleware, request wrapping, response conversion) cost ~125 µs of
+ * every request in the benchmark, more than everything else the gateway does. This transport only decodes and
+ * writes: the edge checks it shares with the HttpApi (request id, drain gate, body limit, the Authenticator, the
+ * request Schema), then the same chat core as the HttpApi handler, then the same error table and SSE framing.
+ *
+ * Everything it runs outside Effect (body reading, the fiber's observer, the SSE writer) is inside one boundary
+ * per request: whatever throws becomes that request's 500 (or error frame), logged with the request id.
  */
-import { Cause, Effect, Exit, LogLevel, ParseResult, Runtime, Schema } from "effect"
+import { Cause, Effect, Exit, LogLevel, Runtime } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { ProxyConfig } from "../Config.js"
-import { InternalError, ShuttingDown } from "../Errors.js"
-import { ChatCompletionRequest } from "../OpenAi/Schemas.js"
-import { Router } from "../Router/Router.js"
-import type { Served } from "../Router/Router.js"
-import { makeCheck } from "./Auth.js"
-import { bodyProblem, invalidRequestOf, requestIdOf, unparsableBody } from "./Edge.js"
+import { ChatCore } from "../Core/Chat.js"
+import type { ChatAnswer, ChatFailure } from "../Core/Chat.js"
+import { InternalError, ShuttingDown, Unauthorized } from "../Errors.js"
+import { Authenticator } from "./Auth.js"
+import type { Caller } from "./Auth.js"
+import { bodyProblem, decodeChatRequest, pathOf, requestIdOf, routingHeaders } from "./Edge.js"
 import { writeError } from "./Errors.js"
-import type { GatewayError } from "./Errors.js"
 import { Lifecycle } from "./Lifecycle.js"
 import { sseHeaders, writeSse } from "./Sse.js"
 
 /** The path this module serves. */
 export const chatPath = "/v1/chat/completions"
-
-/** Response headers that say which deployment served and after how many upstream calls. */
-export const routingHeaders = (served: Served): Record<string, string> => ({
-  "x-llm-proxy-model": served.deployment.name,
-  "x-llm-proxy-provider": String(served.deployment.providerKind),
-  "x-llm-proxy-attempts": String(served.attempts)
-})
-
-const decodeRequest = Schema.decodeUnknownEither(ChatCompletionRequest)
 
 /** Whether a request is for this path: the method and the path without its query. */
 const isChatRequest = (request: IncomingMessage): boolean => {
@@ -44,6 +35,8 @@ const isChatRequest = (request: IncomingMessage): boolean => {
 const readBody = (request: IncomingMessage, onBody: (text: string) => void): void => {
   const pieces: Array<Buffer> = []
   request.on("data", (piece: Buffer) => pieces.push(piece))
+  // A client that breaks off mid-body: the response's close ends the request; nothing to answer.
+  request.on("error", () => {})
   request.once("end", () => onBody(pieces.length === 1 ? pieces[0]!.toString("utf8") : Buffer.concat(pieces).toString("utf8")))
 }
 
@@ -52,12 +45,12 @@ const readBody = (request: IncomingMessage, onBody: (text: string) => void): voi
  * hands to the HttpApi app; the services it needs are captured once, here.
  */
 export const make = Effect.gen(function* () {
-  const router = yield* Router
+  const core = yield* ChatCore
+  const authenticator = yield* Authenticator
   const lifecycle = yield* Lifecycle
   const config = yield* ProxyConfig
   const runtime = yield* Effect.runtime<never>()
   const runFork = Runtime.runFork(runtime)
-  const authenticate = makeCheck(config.internalApiKey)
   const { maxBodyBytes } = config
 
   const accessLog = LogLevel.lessThanEqual(config.logLevel, LogLevel.Info)
@@ -66,17 +59,17 @@ export const make = Effect.gen(function* () {
   const withRequestId = <A, E>(effect: Effect.Effect<A, E>, requestId: string) =>
     annotated ? Effect.annotateLogs(effect, "requestId", requestId) : effect
 
-  const logDefect = (cause: Cause.Cause<unknown>, requestId: string, what: string) =>
-    runFork(Effect.logError(what, cause).pipe(Effect.annotateLogs("requestId", requestId)))
+  const logDefect = (cause: Cause.Cause<unknown>, requestId: string) =>
+    runFork(Effect.logError("unhandled failure", cause).pipe(Effect.annotateLogs("requestId", requestId)))
 
-  /** The access log line the HttpApi app writes for its routes, with 499 for a client that left first. */
+  /** The access log line the HttpApi app writes for its routes (the path, never the query), 499 for a client that left. */
   const logAccess = (request: IncomingMessage, response: ServerResponse, requestId: string, started: number) =>
     response.once("close", () => {
       runFork(
         Effect.logInfo("Sent HTTP response").pipe(
           Effect.annotateLogs({
             "http.method": "POST",
-            "http.url": request.url ?? chatPath,
+            "http.path": pathOf(request.url ?? chatPath),
             "http.status": response.writableFinished ? response.statusCode : 499,
             durationMs: Math.round(performance.now() - started),
             requestId
@@ -85,96 +78,94 @@ export const make = Effect.gen(function* () {
       )
     })
 
-  /** A routed request that failed: its error as OpenAI's envelope; a defect is logged and answered as a 500. */
-  const failed = (cause: Cause.Cause<GatewayError>, response: ServerResponse, requestId: string) => {
+  /** A failure or defect of the chat core, as OpenAI's envelope; a defect is logged and answered as a 500. */
+  const failed = (cause: Cause.Cause<ChatFailure>, response: ServerResponse, requestId: string) => {
     const failure = Cause.failureOption(cause)
     if (failure._tag === "Some") return writeError(response, failure.value)
     if (Cause.isInterruptedOnly(cause)) return
-    logDefect(cause, requestId, "unhandled failure")
+    logDefect(cause, requestId)
     writeError(response, new InternalError({ requestId }))
   }
 
-  const completed = (chat: ChatCompletionRequest, response: ServerResponse, requestId: string) => {
-    const fiber = runFork(withRequestId(router.complete(chat), requestId))
-    response.once("close", () => {
-      if (!response.writableEnded) fiber.unsafeInterruptAsFork(fiber.id())
-    })
-    fiber.addObserver((exit) => {
-      if (Exit.isSuccess(exit)) {
-        if (response.destroyed) return
-        const json = JSON.stringify(exit.value.completion)
-        response.writeHead(200, {
-          ...routingHeaders(exit.value),
-          "content-type": "application/json",
-          "content-length": Buffer.byteLength(json)
-        })
-        response.end(json)
-        return
-      }
-      failed(exit.cause, response, requestId)
-    })
+  const answered = (answer: ChatAnswer, includeUsage: boolean, response: ServerResponse, requestId: string) => {
+    if (answer._tag === "Completion") {
+      if (response.destroyed) return
+      const json = JSON.stringify(answer.completion)
+      response.writeHead(200, {
+        ...routingHeaders(answer.served),
+        "content-type": "application/json",
+        "content-length": Buffer.byteLength(json)
+      })
+      response.end(json)
+      return
+    }
+    const routed = answer.stream
+    if (response.destroyed) return routed.source.close()
+    response.writeHead(200, { ...sseHeaders, ...routingHeaders(routed), "content-type": "text/event-stream" })
+    writeSse(
+      routed.source,
+      {
+        includeUsage,
+        requestId,
+        logDefect: (cause) => logDefect(cause, requestId),
+        onTerminate: lifecycle.onTerminate,
+        deadline: routed.deadline
+      },
+      response
+    )
   }
 
-  const streamed = (chat: ChatCompletionRequest, response: ServerResponse, requestId: string) => {
-    const fiber = runFork(withRequestId(router.stream(chat), requestId))
+  const answer = (text: string, response: ServerResponse, requestId: string, caller: Caller) => {
+    const decoded = decodeChatRequest(text)
+    if (decoded._tag === "Left") return writeError(response, decoded.left)
+    const chat = decoded.right
+    const includeUsage = chat.stream === true && chat.stream_options?.include_usage === true
+    const fiber = runFork(withRequestId(core.chat(chat, caller), requestId))
     const onClose = () => {
       if (!response.writableEnded) fiber.unsafeInterruptAsFork(fiber.id())
     }
     response.once("close", onClose)
     fiber.addObserver((exit) => {
       response.off("close", onClose)
-      if (Exit.isSuccess(exit)) {
-        const routed = exit.value
-        if (response.destroyed) return routed.source.close()
-        response.writeHead(200, { ...sseHeaders, ...routingHeaders(routed), "content-type": "text/event-stream" })
-        writeSse(
-          routed.source,
-          { includeUsage: chat.stream_options?.include_usage === true, requestId, runtime, onTerminate: lifecycle.onTerminate },
-          response
-        )
-        return
+      try {
+        if (Exit.isSuccess(exit)) answered(exit.value, includeUsage, response, requestId)
+        else failed(exit.cause, response, requestId)
+      } catch (thrown) {
+        if (Exit.isSuccess(exit) && exit.value._tag === "Stream") exit.value.stream.source.close()
+        logDefect(Cause.die(thrown), requestId)
+        writeError(response, new InternalError({ requestId }))
       }
-      failed(exit.cause, response, requestId)
     })
-  }
-
-  const answer = (text: string, response: ServerResponse, requestId: string) => {
-    let payload: unknown
-    try {
-      payload = JSON.parse(text)
-    } catch {
-      return writeError(response, unparsableBody)
-    }
-    const decoded = decodeRequest(payload)
-    if (decoded._tag === "Left") {
-      const issues = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)
-      return writeError(response, invalidRequestOf(issues, ParseResult.TreeFormatter.formatErrorSync(decoded.left)))
-    }
-    const chat = decoded.right
-    if (chat.stream === true) streamed(chat, response, requestId)
-    else completed(chat, response, requestId)
   }
 
   return (request: IncomingMessage, response: ServerResponse): boolean => {
     if (!isChatRequest(request)) return false
     const requestId = requestIdOf(request.headers)
-    response.setHeader("x-request-id", requestId)
-    if (accessLog) logAccess(request, response, requestId, performance.now())
-    const rejection = lifecycle.isDraining()
-      ? new ShuttingDown()
-      : (bodyProblem("POST", request.headers, maxBodyBytes) ?? authenticate(request.headers))
-    if (rejection !== undefined) {
-      writeError(response, rejection)
-      return true
-    }
-    readBody(request, (text) => {
-      try {
-        answer(text, response, requestId)
-      } catch (defect) {
-        logDefect(Cause.die(defect), requestId, "unhandled failure")
-        writeError(response, new InternalError({ requestId }))
+    try {
+      response.setHeader("x-request-id", requestId)
+      if (accessLog) logAccess(request, response, requestId, performance.now())
+      const rejection = lifecycle.isDraining() ? new ShuttingDown() : bodyProblem("POST", request.headers, maxBodyBytes)
+      if (rejection !== undefined) {
+        writeError(response, rejection)
+        return true
       }
-    })
+      const caller = authenticator.authenticate(request.headers)
+      if (caller instanceof Unauthorized) {
+        writeError(response, caller)
+        return true
+      }
+      readBody(request, (text) => {
+        try {
+          answer(text, response, requestId, caller)
+        } catch (thrown) {
+          logDefect(Cause.die(thrown), requestId)
+          writeError(response, new InternalError({ requestId }))
+        }
+      })
+    } catch (thrown) {
+      logDefect(Cause.die(thrown), requestId)
+      writeError(response, new InternalError({ requestId }))
+    }
     return true
   }
 })

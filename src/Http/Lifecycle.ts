@@ -4,12 +4,14 @@
  * ended with a terminal error (an SSE error frame, or a 503).
  */
 import { Context, Effect, Layer } from "effect"
-import { createServer } from "node:http"
-import type { Server, ServerResponse } from "node:http"
+import { createServer, STATUS_CODES } from "node:http"
+import type { IncomingMessage, Server, ServerResponse } from "node:http"
+import type { Duplex } from "node:stream"
 import { ProxyConfig } from "../Config.js"
+import type { ProxySettings } from "../Config.js"
 import * as Metrics from "../Metrics.js"
-import { ShuttingDown } from "../Errors.js"
-import { writeError } from "./Errors.js"
+import { ProtocolError, ShuttingDown } from "../Errors.js"
+import { describeError, writeError } from "./Errors.js"
 
 /** The server's lifecycle state, shared by the edge middleware, the chat handler and the drain finalizer. */
 export interface LifecycleState {
@@ -27,11 +29,61 @@ export class Lifecycle extends Context.Tag("llm-proxy/Lifecycle")<
   LifecycleState & { readonly startDraining: () => void; readonly terminateAll: () => void }
 >() {}
 
-/** Creates the (not yet listening) Node server and starts counting its requests (in flight and in the metrics). */
-export const layer: Layer.Layer<Lifecycle> = Layer.effect(
+/** What Node's parser refused, as the envelope's status, code and message. */
+export const protocolErrorOf = (error: Error & { readonly code?: unknown }): ProtocolError => {
+  switch (error.code) {
+    case "HPE_HEADER_OVERFLOW":
+      return new ProtocolError({ status: 431, code: "request_header_fields_too_large", message: "The request's headers (or URL) are too large" })
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      return new ProtocolError({ status: 408, code: "request_timeout", message: "The request was not received in time" })
+    default:
+      return new ProtocolError({ status: 400, code: "invalid_http_request", message: "The request is not valid HTTP/1.1" })
+  }
+}
+
+/** A whole HTTP/1.1 response with the envelope, for a socket no ServerResponse owns. */
+export const rawErrorResponse = (error: ProtocolError): string => {
+  const { body, headers, status } = describeError(error)
+  const json = JSON.stringify(body)
+  const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}`, "content-type: application/json", `content-length: ${Buffer.byteLength(json)}`]
+  for (const [name, value] of Object.entries(headers)) lines.push(`${name}: ${value}`)
+  return `${lines.join("\r\n")}\r\n\r\n${json}`
+}
+
+/**
+ * Node answers what its parser refuses (bad framing, huge headers, a request not received in time) with bare
+ * defaults; these answer with the envelope where the socket still allows a response, and close it otherwise.
+ */
+const answerClientErrors = (server: Server) => {
+  server.on("clientError", (error: Error & { readonly code?: unknown }, socket: Duplex) => {
+    const owner = (socket as Duplex & { readonly _httpMessage?: ServerResponse | null })._httpMessage
+    if (error.code === "ECONNRESET" || !socket.writable || (owner != null && owner.headersSent)) return socket.destroy()
+    socket.end(rawErrorResponse(protocolErrorOf(error)))
+  })
+  server.on("checkExpectation", (_request: IncomingMessage, response: ServerResponse) =>
+    writeError(response, new ProtocolError({ status: 417, code: "expectation_failed", message: "Only 'Expect: 100-continue' is supported" }))
+  )
+}
+
+/** How often Node checks for requests past their timeouts: often enough that short timeouts fire on time. */
+const checkingIntervalMs = (settings: ProxySettings): number =>
+  Math.max(50, Math.min(1000, Math.floor(Math.min(settings.headersTimeoutMs, settings.bodyTimeoutMs) / 4)))
+
+/**
+ * Creates the (not yet listening) Node server, with the receive timeouts of ProxyConfig, and starts counting its
+ * requests (in flight and in the metrics).
+ */
+export const layer: Layer.Layer<Lifecycle, never, ProxyConfig> = Layer.effect(
   Lifecycle,
   Effect.gen(function* () {
-    const server = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 })
+    const settings = yield* ProxyConfig
+    const server = createServer({
+      keepAliveTimeout: 65_000,
+      headersTimeout: settings.headersTimeoutMs,
+      requestTimeout: settings.bodyTimeoutMs,
+      connectionsCheckingInterval: checkingIntervalMs(settings)
+    })
+    answerClientErrors(server)
     let draining = false
     const inFlight = new Set<ServerResponse>()
     const terminators = new Set<() => void>()

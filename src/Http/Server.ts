@@ -1,7 +1,10 @@
 /**
- * The serving layer: the Api with its handlers, the edge middleware (request id, body limit, drain gate,
- * OpenAI-shaped errors, access log), the OpenAPI document and docs page, on the Node HTTP server.
+ * Serving: the Api with its handlers behind the edge (request id, drain gate, body limit, OpenAI-shaped errors,
+ * access log), the OpenAPI document and docs page, on a Node HTTP server — with the chat fast path in front of it
+ * (`layer`, what `npm start` runs) or without (`layerApiOnly`, the HttpApi handler alone). Both mounts answer the
+ * same contract through the same chat core.
  */
+import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
@@ -9,23 +12,54 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Cause, Effect, Layer, LogLevel } from "effect"
+import { Cause, Effect, Exit, Layer, LogLevel } from "effect"
+import type { IncomingMessage, ServerResponse } from "node:http"
 import { ProxyConfig } from "../Config.js"
-import { InternalError, RouteNotFound, ShuttingDown, Unauthorized } from "../Errors.js"
+import { InternalError, MethodNotAllowed, RouteNotFound, ShuttingDown, Unauthorized } from "../Errors.js"
 import { Api } from "./Api.js"
 import * as Auth from "./Auth.js"
-import { bodyProblem, hasBody, invalidRequestOf, requestIdOf, unparsableBody } from "./Edge.js"
+import * as Docs from "./Docs.js"
+import { bodyProblem, hasBody, invalidRequestOf, pathOf, requestIdOf, unparsableBody } from "./Edge.js"
 import type { DecodeIssue } from "./Edge.js"
 import { errorResponse } from "./Errors.js"
 import * as Handlers from "./Handlers.js"
-import { drainOnShutdown, Lifecycle } from "./Lifecycle.js"
-import * as Docs from "./Docs.js"
 import * as HotPath from "./HotPath.js"
+import { drainOnShutdown, Lifecycle } from "./Lifecycle.js"
 import { RequestId } from "./RequestId.js"
-import type { IncomingMessage, ServerResponse } from "node:http"
 
 const isDecodeError = (error: unknown): error is { readonly _tag: "HttpApiDecodeError"; readonly issues: ReadonlyArray<DecodeIssue>; readonly message: string } =>
   typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "HttpApiDecodeError"
+
+/** Every route the gateway serves: its path as a pattern, and the methods it takes. */
+const servedRoutes: ReadonlyArray<{ readonly pattern: RegExp; readonly methods: ReadonlyArray<string> }> = (() => {
+  const byPath = new Map<string, Set<string>>([
+    ["/openapi.json", new Set(["GET"])],
+    ["/docs", new Set(["GET"])]
+  ])
+  HttpApi.reflect(Api, {
+    onGroup: () => {},
+    onEndpoint: ({ endpoint }) => {
+      const methods = byPath.get(endpoint.path) ?? new Set<string>()
+      methods.add(endpoint.method)
+      byPath.set(endpoint.path, methods)
+    }
+  })
+  return [...byPath].map(([path, methods]) => ({
+    pattern: new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/:\w+/g, "[^/]+")}$`),
+    methods: [...methods].sort()
+  }))
+})()
+
+/** The methods a path takes, when the gateway serves it at all. */
+const allowedMethods = (path: string): ReadonlyArray<string> => servedRoutes.find((route) => route.pattern.test(path))?.methods ?? []
+
+/** A known path asked with a method it does not take: 405, before anything is said about the body. */
+const methodProblem = (request: HttpServerRequest.HttpServerRequest): MethodNotAllowed | undefined => {
+  if (request.method === "HEAD") return undefined
+  const path = pathOf(request.url)
+  const allowed = allowedMethods(path)
+  return allowed.length > 0 && !allowed.includes(request.method) ? new MethodNotAllowed({ method: request.method, path, allowed }) : undefined
+}
 
 /** Turns what the framework raises (decode errors, unknown routes, bad JSON) into the gateway's errors. */
 const classify = (cause: Cause.Cause<unknown>, request: HttpServerRequest.HttpServerRequest, requestId: string) => {
@@ -33,7 +67,7 @@ const classify = (cause: Cause.Cause<unknown>, request: HttpServerRequest.HttpSe
   if (failure instanceof Unauthorized) return failure
   if (isDecodeError(failure)) return invalidRequestOf(failure.issues, failure.message)
   const tag = typeof failure === "object" && failure !== null ? (failure as { _tag?: unknown })._tag : undefined
-  if (tag === "RouteNotFound") return new RouteNotFound({ method: request.method, path: request.url.split("?")[0] ?? "/" })
+  if (tag === "RouteNotFound") return methodProblem(request) ?? new RouteNotFound({ method: request.method, path: pathOf(request.url) })
   if (tag === "RequestError" || failure instanceof SyntaxError) return unparsableBody
   return new InternalError({ requestId })
 }
@@ -57,35 +91,58 @@ const labelledAsJson = (request: HttpServerRequest.HttpServerRequest): HttpServe
     ? request.modify({ headers: { ...request.headers, "content-type": "application/json" } })
     : request
 
-/**
- * The edge around every request: request id, drain gate, body limit, and the access log when `Info` is on.
- * Runs per request, so it allocates as little as it can.
- */
-const edge =
-  (maxBodyBytes: number, lifecycle: Lifecycle["Type"], accessLog: boolean) =>
-  (app: HttpApp.Default): HttpApp.Default =>
-    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-      const requestId = requestIdOf(request.headers)
-      const rejection = lifecycle.isDraining() ? new ShuttingDown() : bodyProblem(request.method, request.headers, maxBodyBytes)
-      const answered =
-        rejection !== undefined
-          ? Effect.succeed(HttpServerResponse.setHeader(errorResponse(rejection), "x-request-id", requestId))
-          : app.pipe(
-              // The app writes its own response: a pre-response handler is how a header reaches it.
-              HttpApp.withPreResponseHandler((_request, response) =>
-                Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId))
-              ),
-              Effect.provideService(HttpServerRequest.HttpServerRequest, labelledAsJson(request)),
-              Effect.provideService(RequestId, requestId)
-            )
-      // Inside the annotation, so the access log line carries the request id too.
-      return (accessLog ? HttpMiddleware.logger(answered) : answered).pipe(Effect.annotateLogs("requestId", requestId))
-    })
+/** One access-log line per request: method, path (never the query: it may carry a key), status, duration, id. */
+const accessLogged = (app: HttpApp.Default, request: HttpServerRequest.HttpServerRequest, requestId: string): HttpApp.Default => {
+  const started = performance.now()
+  return Effect.onExit(app, (exit) =>
+    Effect.logInfo("Sent HTTP response").pipe(
+      Effect.annotateLogs({
+        "http.method": request.method,
+        "http.path": pathOf(request.url),
+        "http.status": Exit.isSuccess(exit) ? exit.value.status : Exit.isInterrupted(exit) ? 499 : 500,
+        durationMs: Math.round(performance.now() - started),
+        requestId
+      })
+    )
+  )
+}
 
-/** The Api implemented: handlers, auth, OpenAI-shaped errors. */
+/**
+ * The edge around every request of the Api: request id, drain gate, body limit, and the access log when `Info`
+ * is on. Serve the Api with it (`HttpApiBuilder.serve(edge)`) wherever you mount `ApiLive`. Runs per request, so
+ * it allocates as little as it can.
+ */
+export const makeEdge: Effect.Effect<(app: HttpApp.Default) => HttpApp.Default, never, ProxyConfig | Lifecycle> = Effect.gen(
+  function* () {
+    const config = yield* ProxyConfig
+    const lifecycle = yield* Lifecycle
+    const accessLog = LogLevel.lessThanEqual(config.logLevel, LogLevel.Info)
+    return (app) =>
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+        const requestId = requestIdOf(request.headers)
+        const rejection = lifecycle.isDraining()
+          ? new ShuttingDown()
+          : (methodProblem(request) ?? bodyProblem(request.method, request.headers, config.maxBodyBytes))
+        const answered =
+          rejection !== undefined
+            ? Effect.succeed(HttpServerResponse.setHeader(errorResponse(rejection), "x-request-id", requestId))
+            : app.pipe(
+                // The app writes its own response: a pre-response handler is how a header reaches it.
+                HttpApp.withPreResponseHandler((_request, response) =>
+                  Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId))
+                ),
+                Effect.provideService(HttpServerRequest.HttpServerRequest, labelledAsJson(request)),
+                Effect.provideService(RequestId, requestId)
+              )
+        return (accessLog ? accessLogged(answered, request, requestId) : answered).pipe(Effect.annotateLogs("requestId", requestId))
+      })
+  }
+)
+
+/** The Api implemented: handlers, auth (from the Authenticator), OpenAI-shaped errors. */
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
   Layer.provide(Handlers.layer),
-  Layer.provide(Auth.layer),
+  Layer.provide(Auth.middlewareLayer),
   Layer.provide(HttpApiBuilder.middleware(withOpenAiErrors))
 )
 
@@ -96,17 +153,31 @@ const DocsLive = Layer.mergeAll(
   Docs.layer
 )
 
+/** The Api behind its edge, with its docs, served on whatever HttpServer is provided. */
+export const serveApi = Layer.unwrapEffect(
+  Effect.map(makeEdge, (edge) =>
+    // No trace exporter is configured, so the per-request server span (URL parse, header redaction, attributes)
+    // would be built only to be dropped.
+    HttpMiddleware.withTracerDisabledWhen(
+      HttpApiBuilder.serve(edge).pipe(Layer.provide(DocsLive), Layer.provide(ApiLive), HttpServer.withLogAddress),
+      () => true
+    )
+  )
+)
+
 /**
- * The platform's Node server, listening on `HOST`:`PORT`, with the chat hot path in front: a request the hot path
- * does not take goes to whatever app is served (the Api).
+ * The platform's Node server on the Lifecycle's `node:http` server, at `HOST`:`PORT`; with `hotPath`, the chat fast
+ * path takes its requests first and hands every other one to the served app.
  */
-const serverWithHotPath = (port: number, host: string) =>
+const nodeServer = (hotPath: boolean) =>
   Layer.scoped(
     HttpServer.HttpServer,
     Effect.gen(function* () {
+      const { host, port } = yield* ProxyConfig
       const { server } = yield* Lifecycle
       const listening = yield* NodeHttpServer.make(() => server, { port, host })
-      const hotPath = yield* HotPath.make
+      if (!hotPath) return listening
+      const fastPath = yield* HotPath.make
       return HttpServer.make({
         address: listening.address,
         serve: (app, middleware) =>
@@ -115,7 +186,7 @@ const serverWithHotPath = (port: number, host: string) =>
               ? NodeHttpServer.makeHandler(app)
               : NodeHttpServer.makeHandler(app, middleware))
             const listener = (request: IncomingMessage, response: ServerResponse) => {
-              if (!hotPath(request, response)) handler(request, response)
+              if (!fastPath(request, response)) handler(request, response)
             }
             yield* Effect.acquireRelease(
               Effect.sync(() => server.on("request", listener)),
@@ -126,20 +197,8 @@ const serverWithHotPath = (port: number, host: string) =>
     })
   ).pipe(Layer.merge(NodeHttpServer.layerContext))
 
-/** Serves the Api on the Lifecycle's Node server, at `HOST`:`PORT`, draining on shutdown. */
-export const layer = Layer.unwrapEffect(
-  Effect.gen(function* () {
-    const config = yield* ProxyConfig
-    const lifecycle = yield* Lifecycle
-    const accessLog = LogLevel.lessThanEqual(config.logLevel, LogLevel.Info)
-    const serving = HttpApiBuilder.serve(edge(config.maxBodyBytes, lifecycle, accessLog)).pipe(
-      Layer.provide(DocsLive),
-      Layer.provide(ApiLive),
-      HttpServer.withLogAddress,
-      Layer.provide(serverWithHotPath(config.port, config.host))
-    )
-    // No trace exporter is configured, so the per-request server span (URL parse, header redaction, attributes)
-    // would be built only to be dropped.
-    return drainOnShutdown.pipe(Layer.provide(HttpMiddleware.withTracerDisabledWhen(serving, () => true)))
-  })
-)
+/** The gateway's server: the chat fast path in front of the Api, at `HOST`:`PORT`, draining on shutdown. */
+export const layer = drainOnShutdown.pipe(Layer.provide(serveApi), Layer.provide(nodeServer(true)))
+
+/** The Api alone (its own chat handler, no fast path), at `HOST`:`PORT`, draining on shutdown. */
+export const layerApiOnly = drainOnShutdown.pipe(Layer.provide(serveApi), Layer.provide(nodeServer(false)))

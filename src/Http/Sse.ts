@@ -2,14 +2,18 @@
  * SSE framing of a chat completion stream: `data: <chunk>\n\n` frames, then `data: [DONE]\n\n`. A failure after
  * the first frame becomes one `data: {"error":{...}}` frame (what the OpenAI SDKs raise as an API error) and the
  * stream ends without `[DONE]`.
+ *
+ * Two writers share the framing: `encode`, a Stream of chunks to a Stream of bytes (what a library user or the
+ * HttpApi handler serves through `HttpServerResponse.stream`), and `writeSse`, the fast path's writer from a
+ * ChunkSource straight to a Node response, with no fiber per batch.
  */
-import { Effect, Runtime } from "effect"
-import { Readable } from "node:stream"
+import { Cause, Effect, Option, Stream } from "effect"
 import { InternalError, ShuttingDown } from "../Errors.js"
 import type { ChatCompletionChunk } from "../OpenAi/Schemas.js"
 import { StreamDefect } from "../Providers/ChunkSource.js"
 import type { ChunkSource } from "../Providers/ChunkSource.js"
 import { ProviderError } from "../Providers/Provider.js"
+import type { TimerService } from "../Timer.js"
 import type { GatewayError } from "./Errors.js"
 import { describeError } from "./Errors.js"
 
@@ -39,7 +43,10 @@ const withoutUsage = (chunk: ChatCompletionChunk): ChatCompletionChunk => {
   return rest
 }
 
-/** The frames of one batch of chunks, as one string: one socket write per upstream read. */
+/**
+ * The frames of one batch of chunks, as one string: one socket write per upstream read. Throws what
+ * JSON.stringify throws (a chunk no JSON can hold); both writers catch it.
+ */
 export const framesOf = (chunks: Iterable<ChatCompletionChunk>, includeUsage: boolean): string => {
   let text = ""
   for (const chunk of chunks) {
@@ -49,89 +56,55 @@ export const framesOf = (chunks: Iterable<ChatCompletionChunk>, includeUsage: bo
   return text
 }
 
-export interface SseOptions {
+/** What the SSE encoders need to know. */
+export interface EncodeOptions {
   /** `stream_options.include_usage` as the client sent it. */
   readonly includeUsage: boolean
-  /** Named in the error frame of a defect (a bug) after the stream began; the defect itself is only logged. */
+  /** Named in the error frame of a defect (a bug) after the stream began; the defect itself is logged. */
+  readonly requestId?: string
+}
+
+/**
+ * A stream of chunks as the bytes of its SSE body: a frame per chunk (usage only when asked for), `[DONE]` at the
+ * end, or one error frame for a failure (a defect is logged and framed as an internal error). Compose it with
+ * `HttpServerResponse.stream(bytes, { contentType: "text/event-stream" })`.
+ */
+export const encode = <E extends GatewayError>(
+  chunks: Stream.Stream<ChatCompletionChunk, E>,
+  options: EncodeOptions
+): Stream.Stream<Uint8Array> => {
+  const internal = new InternalError({ requestId: options.requestId ?? "unknown" })
+  return chunks.pipe(
+    Stream.chunks,
+    Stream.map((batch) => framesOf(batch, options.includeUsage)),
+    Stream.filter((text) => text.length > 0),
+    Stream.map((text) => encoder.encode(text)),
+    Stream.concat(Stream.succeed(doneFrame)),
+    Stream.catchAllCause((cause) => {
+      const failure = Cause.failureOption(cause)
+      if (Option.isSome(failure)) return Stream.succeed(errorFrame(failure.value))
+      if (Cause.isInterruptedOnly(cause)) return Stream.empty
+      return Stream.fromEffect(Effect.as(Effect.logError("unhandled failure in stream", cause), errorFrame(internal)))
+    })
+  )
+}
+
+/** What the fast path's writer needs besides the source and the response. */
+export interface SseOptions extends EncodeOptions {
   readonly requestId: string
-  /** Logs a defect with the request's services. */
-  readonly runtime: Runtime.Runtime<never>
+  /** Logs a defect with the request's id. */
+  readonly logDefect: (cause: Cause.Cause<unknown>) => void
   /** Registers a callback for the end of the shutdown grace period; returns its unregistration. */
   readonly onTerminate: (terminate: () => void) => () => void
+  /**
+   * When the response must be over, however slowly the client reads: then the upstream is closed, the error frame
+   * written, and a client that does not take it within `flushGraceMs` is disconnected.
+   */
+  readonly deadline?: { readonly at: number; readonly timer: TimerService; readonly onTimeout: () => GatewayError }
 }
 
-/** Where the frames go: text that may be refused (backpressure), and the last frame. */
-interface FrameSink {
-  /** Writes frames; `false` when the consumer is full and the pump must wait to be resumed. */
-  readonly write: (text: string) => boolean
-  readonly end: (lastFrame: Uint8Array) => void
-  /** Wraps each run of the pump, e.g. to cork a socket around a burst of writes. */
-  readonly around?: (run: () => void) => void
-}
-
-/**
- * Moves batches from the source to the sink until the sink is full or nothing is ready; ends with `[DONE]`, or one
- * error frame on a failure, a defect or shutdown. `stop` (the consumer left) and every ending close the source,
- * which releases the upstream. No Effect runs per batch.
- */
-const makePump = (source: ChunkSource, options: SseOptions, sink: FrameSink) => {
-  let ended = false
-  let unregister = () => {}
-  const stop = () => {
-    if (ended) return
-    ended = true
-    unregister()
-    source.onReady(undefined)
-    source.close()
-  }
-  const finish = (lastFrame: Uint8Array) => {
-    if (ended) return
-    stop()
-    sink.end(lastFrame)
-  }
-  const run = (): void => {
-    while (!ended) {
-      const take = source.poll()
-      if (take === undefined) return source.onReady(pump)
-      if (take === "end") return finish(doneFrame)
-      if (take instanceof ProviderError) return finish(errorFrame(take))
-      if (take instanceof StreamDefect) {
-        Runtime.runFork(options.runtime)(Effect.logError("unhandled failure in stream", take.cause))
-        return finish(errorFrame(new InternalError({ requestId: options.requestId })))
-      }
-      const text = framesOf(take, options.includeUsage)
-      // An empty batch (e.g. only usage nobody asked for) writes nothing: take the next one.
-      if (text.length > 0 && !sink.write(text)) return
-    }
-  }
-  const { around } = sink
-  const pump = around === undefined ? run : () => around(run)
-  unregister = options.onTerminate(() => finish(errorFrame(new ShuttingDown())))
-  return { pump, stop }
-}
-
-/**
- * The SSE body of a committed chat completion as a Node Readable, for a platform response: it takes batches from
- * the source as the client reads (so a slow client slows the upstream) and pushes each batch's frames in one
- * piece. Destroying it (the client left) closes the source.
- */
-export const sseBody = (source: ChunkSource, options: SseOptions): Readable => {
-  const { pump, stop } = makePump(source, options, {
-    write: (text) => body.push(text),
-    end: (lastFrame) => {
-      body.push(lastFrame)
-      body.push(null)
-    }
-  })
-  const body: Readable = new Readable({
-    read: pump,
-    destroy(error, callback) {
-      stop()
-      callback(error)
-    }
-  })
-  return body
-}
+/** Time a response ended at its deadline gets to flush its error frame before its socket is destroyed. */
+export const flushGraceMs = 1000
 
 /** The part of a Node ServerResponse the SSE writer uses. */
 export interface SseResponse {
@@ -139,32 +112,76 @@ export interface SseResponse {
   end(lastFrame: Uint8Array): unknown
   cork(): void
   uncork(): void
-  once(event: "drain" | "close", listener: () => void): unknown
+  destroy(): unknown
+  once(event: "drain" | "close" | "finish", listener: () => void): unknown
   readonly writableEnded: boolean
+  readonly writableFinished: boolean
 }
 
 /**
  * Writes the SSE frames of a committed chat completion straight to a response whose headers are sent: what is
  * ready is written in one corked burst (one socket write for a fast upstream's batches and `[DONE]`), then each
  * batch as it arrives; a full socket pauses the pump until `drain`. A response closed before the end (the client
- * left) closes the source.
+ * left) closes the source; so does every ending. Nothing it does can throw past it: a chunk that cannot be framed
+ * ends the stream with an internal-error frame, logged.
  */
 export const writeSse = (source: ChunkSource, options: SseOptions, response: SseResponse): void => {
-  const { pump, stop } = makePump(source, options, {
-    write: (text) => {
-      if (response.write(text)) return true
-      response.once("drain", pump)
-      return false
-    },
-    end: (lastFrame) => {
-      response.end(lastFrame)
-    },
-    around: (run) => {
+  let ended = false
+  let unregister = () => {}
+  let cancelDeadline = () => {}
+  const stop = () => {
+    if (ended) return
+    ended = true
+    unregister()
+    cancelDeadline()
+    source.onReady(undefined)
+    source.close()
+  }
+  const finish = (lastFrame: Uint8Array) => {
+    if (ended) return
+    stop()
+    response.end(lastFrame)
+  }
+  const defect = (cause: Cause.Cause<unknown>) => {
+    options.logDefect(cause)
+    finish(errorFrame(new InternalError({ requestId: options.requestId })))
+  }
+  const run = (): void => {
+    while (!ended) {
+      const take = source.poll()
+      if (take === undefined) return source.onReady(pump)
+      if (take === "end") return finish(doneFrame)
+      if (take instanceof ProviderError) return finish(errorFrame(take))
+      if (take instanceof StreamDefect) return defect(take.cause)
+      const text = framesOf(take, options.includeUsage)
+      // An empty batch (e.g. only usage nobody asked for) writes nothing: take the next one.
+      if (text.length > 0 && !response.write(text)) {
+        response.once("drain", pump)
+        return
+      }
+    }
+  }
+  function pump(): void {
+    try {
       response.cork()
       run()
+    } catch (thrown) {
+      defect(Cause.die(thrown))
+    } finally {
       if (!response.writableEnded) response.uncork()
     }
-  })
+  }
+  const { deadline } = options
+  if (deadline !== undefined) {
+    cancelDeadline = deadline.timer.after(deadline.at - deadline.timer.now(), () => {
+      finish(errorFrame(deadline.onTimeout()))
+      const cancelFlush = deadline.timer.after(flushGraceMs, () => {
+        if (!response.writableFinished) response.destroy()
+      })
+      response.once("close", cancelFlush)
+    })
+  }
+  unregister = options.onTerminate(() => finish(errorFrame(new ShuttingDown())))
   response.once("close", stop)
   pump()
 }

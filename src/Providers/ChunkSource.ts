@@ -7,7 +7,7 @@
  */
 import { Cause, Chunk, Effect, Exit, Fiber, Option, Runtime, Scope } from "effect"
 import type { ChatCompletionChunk } from "../OpenAi/Schemas.js"
-import { ProviderError } from "./Provider.js"
+import { ProviderError } from "./ProviderError.js"
 
 /** A bug found while reading a stream (a defect in a provider): logged with its cause, answered as an internal error. */
 export class StreamDefect {

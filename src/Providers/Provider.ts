@@ -1,83 +1,83 @@
 /**
- * The interface every upstream dialect implements, and the one error they fail with.
+ * The interface every upstream dialect implements, the one error they fail with, and the adapter that turns a
+ * provider written as an Effect and a Stream (what library users write) into it.
  */
-import { Data } from "effect"
+import { Context, Effect, Scope, Stream } from "effect"
 import type { Redacted } from "effect"
-import type { Effect, Stream } from "effect"
-import type { ChunkSource } from "./ChunkSource.js"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
+import { fromPull, pullOf, releaseOf } from "./ChunkSource.js"
+import type { ChunkSource } from "./ChunkSource.js"
+import { within } from "./Deadline.js"
+import type { Deadline } from "./Deadline.js"
+
+export type { Deadline } from "./Deadline.js"
+export { isFallbackWorthy, isRetryable, ProviderError } from "./ProviderError.js"
+export type { ProviderErrorReason } from "./ProviderError.js"
+import type { ProviderError } from "./ProviderError.js"
 
 /**
- * Why an upstream call failed, decided once at the provider boundary. Retries, fallbacks and the HTTP error
- * table read the reason, never an upstream status.
- */
-export type ProviderErrorReason =
-  | "RateLimited"
-  | "QuotaExhausted"
-  | "Authentication"
-  | "InvalidRequest"
-  | "NotFound"
-  | "ContentPolicy"
-  | "Unavailable"
-  | "Timeout"
-  | "MalformedResponse"
-
-/** An upstream failure with its semantic reason. `message` is safe to show to the client. */
-export class ProviderError extends Data.TaggedError("ProviderError")<{
-  readonly reason: ProviderErrorReason
-  readonly message: string
-  /** Which provider kind failed, e.g. `anthropic`. */
-  readonly provider: string
-  /** The upstream HTTP status, when there was one. */
-  readonly status?: number | undefined
-  /** How long the upstream asked us to wait, from `retry-after-ms` or `retry-after`. */
-  readonly retryAfterMs?: number | undefined
-  /** The upstream's `param` / `code`, passed on for the caller's own mistakes. */
-  readonly param?: string | null | undefined
-  readonly code?: string | null | undefined
-}> {}
-
-const retryableReasons: ReadonlySet<ProviderErrorReason> = new Set(["RateLimited", "Unavailable", "Timeout"])
-
-/** Worth another attempt at the same deployment: 408, 409, 429, 5xx, connection failures, timeouts. */
-export const isRetryable = (error: ProviderError): boolean => retryableReasons.has(error.reason)
-
-const callerMistakes: ReadonlySet<ProviderErrorReason> = new Set(["InvalidRequest", "NotFound", "ContentPolicy"])
-
-/**
- * Worth trying another deployment or a fallback model: anything but the caller's own mistakes, which would
- * fail the same way everywhere.
- */
-export const isFallbackWorthy = (error: ProviderError): boolean => !callerMistakes.has(error.reason)
-
-/** When an attempt must be over (epoch milliseconds, live clock), and the failure it then ends with. */
-export interface AttemptDeadline {
-  readonly at: number
-  readonly onTimeout: () => ProviderError
-}
-
-/**
- * One upstream deployment speaking one dialect. `request.model` is already the upstream model id.
- *
- * `stream` is lazy: nothing is sent until it is pulled, so the router can retry it as a whole until its
- * first chunk arrives. Interrupting either call aborts the upstream request.
- *
- * `completeBy` and `open` are optional fast paths the router prefers. They end by the deadline they are given
- * (aborting the upstream call), so the router needs no timer fiber per attempt — a fixed cost the benchmark showed
- * at ~10 % of a streamed request.
+ * One upstream deployment speaking one dialect, as the Router calls it. `request.model` is already the upstream
+ * model id. Each call ends by its `deadline` (when given), failing with `deadline.onTimeout()` and aborting the
+ * upstream; interrupting it aborts the upstream too.
  */
 export interface Provider {
+  /** One non-streamed completion. */
+  readonly complete: (request: ChatCompletionRequest, deadline?: Deadline) => Effect.Effect<ChatCompletion, ProviderError>
+  /**
+   * Connects a streamed completion and hands it over as a ChunkSource, which the caller must close. The deadline
+   * bounds the connection; the caller bounds the reads that follow.
+   */
+  readonly open: (request: ChatCompletionRequest, deadline?: Deadline) => Effect.Effect<ChunkSource, ProviderError>
+}
+
+/**
+ * A provider written with Effects and Streams: what a library user brings. `stream` must be lazy (nothing sent
+ * until pulled) so that it can be retried until its first chunk. `fromStream` adapts it.
+ */
+export interface StreamProvider {
   readonly complete: (request: ChatCompletionRequest) => Effect.Effect<ChatCompletion, ProviderError>
   readonly stream: (request: ChatCompletionRequest) => Stream.Stream<ChatCompletionChunk, ProviderError>
-  /** `complete`, failing with `deadline.onTimeout()` when it is not done by `deadline.at`. */
-  readonly completeBy?: (request: ChatCompletionRequest, deadline: AttemptDeadline) => Effect.Effect<ChatCompletion, ProviderError>
-  /**
-   * The same as `stream` without the Stream: connects (interrupting it aborts the attempt; past `deadline`, when
-   * given, it fails with its timeout) and hands over the connected stream as a ChunkSource, which the caller must
-   * close. The data phase then runs no fiber per batch.
-   */
-  readonly open?: (request: ChatCompletionRequest, deadline?: AttemptDeadline) => Effect.Effect<ChunkSource, ProviderError>
 }
+
+/**
+ * Adapts a `StreamProvider`, once, at registration: its completion is bounded by a timer that interrupts it, its
+ * stream is pulled through a ChunkSource (a fiber per pull; the built-in HTTP providers need none).
+ */
+export const fromStream = (provider: StreamProvider): Provider => ({
+  complete: (request, deadline) => within(provider.complete(request), deadline),
+  // The runtime is taken outside the uninterruptible region: the pulls it runs must stay interruptible.
+  open: (request) =>
+    Effect.flatMap(Effect.runtime<never>(), (runtime) =>
+      Effect.uninterruptible(
+        Effect.gen(function* () {
+          const scope = yield* Scope.make()
+          const pull = yield* Scope.extend(Stream.toPull(provider.stream(request)), scope)
+          return fromPull(pull, runtime, scope)
+        })
+      )
+    )
+})
+
+/** Whether a value is already a `Provider` (has `open`) rather than a `StreamProvider`. */
+export const isProvider = (value: Provider | StreamProvider): value is Provider => "open" in value
+
+/** A `Provider` as is, or a `StreamProvider` adapted. */
+export const toProvider = (value: Provider | StreamProvider): Provider => (isProvider(value) ? value : fromStream(value))
+
+/** A provider's stream as an Effect Stream: connects when pulled, closes the upstream when it ends. */
+export const streamOf = (
+  provider: Provider,
+  request: ChatCompletionRequest,
+  deadline?: Deadline
+): Stream.Stream<ChatCompletionChunk, ProviderError> =>
+  Stream.unwrapScoped(
+    Effect.map(Effect.acquireRelease(provider.open(request, deadline), releaseOf), (source) =>
+      Stream.repeatEffectChunkOption(pullOf(source))
+    )
+  )
+
+/** One provider as a service, for apps that compose a single provider's Layer (e.g. `MockProvider.layer`). */
+export class ChatProvider extends Context.Tag("llm-proxy/ChatProvider")<ChatProvider, Provider>() {}
 
 /** Where one deployment's upstream lives and how to authenticate to it; read from the model registry. */
 export interface UpstreamTarget {

@@ -9,7 +9,10 @@ import * as Anthropic from "../Providers/Anthropic/Provider.js"
 import * as Gemini from "../Providers/Gemini/Provider.js"
 import * as Mock from "../Providers/Mock/Provider.js"
 import * as OpenAiCompatible from "../Providers/OpenAiCompatible/Provider.js"
-import type { Provider } from "../Providers/Provider.js"
+import { toProvider } from "../Providers/Provider.js"
+import type { Provider, StreamProvider } from "../Providers/Provider.js"
+import { makeScrubber, scrubbed } from "../Providers/Scrub.js"
+import type { UpstreamTransport } from "../Providers/Upstream/Transport.js"
 import { builtInRegistry, readRegistryFile, RegistryError, RouterSettings } from "./RegistryFile.js"
 import type { ModelEntry, ProviderKind, RegistryFile } from "./RegistryFile.js"
 import { Schema } from "effect"
@@ -45,10 +48,13 @@ export interface Registry {
 /** The model registry service. */
 export class ModelRegistry extends Context.Tag("llm-proxy/ModelRegistry")<ModelRegistry, Registry>() {}
 
-/** A deployment given directly, for tests and embedding apps that bring their own Provider. */
+/**
+ * A deployment given directly, for tests and embedding apps that bring their own provider: a `Provider`, or an
+ * Effect-and-Stream `StreamProvider`, adapted once here.
+ */
 export interface StaticDeployment {
   readonly name: string
-  readonly provider: Provider
+  readonly provider: Provider | StreamProvider
   readonly upstreamModel?: string
   readonly providerKind?: string
   readonly weight?: number
@@ -68,7 +74,7 @@ export const makeRegistry = (
       providerKind: entry.providerKind ?? "custom",
       upstreamModel: entry.upstreamModel ?? entry.name,
       weight: entry.weight ?? 1,
-      provider: entry.provider
+      provider: toProvider(entry.provider)
     })
     for (const fallback of entry.fallbacks ?? []) if (!model.fallbacks.includes(fallback)) model.fallbacks.push(fallback)
     byName.set(entry.name, model)
@@ -89,7 +95,7 @@ const providerFor = (
   entry: ModelEntry,
   apiKey: Redacted.Redacted<string> | undefined,
   mockTokenDelayMs: number
-): Effect.Effect<Provider> => {
+): Effect.Effect<Provider, never, UpstreamTransport> => {
   const target = { baseUrl: entry.base_url ?? defaultBaseUrls[entry.provider], apiKey, headers: entry.headers ?? {} }
   switch (entry.provider) {
     case "openai":
@@ -103,12 +109,17 @@ const providerFor = (
   }
 }
 
-/** Builds a registry from a registry file, reading each deployment's key from its `api_key_env`. */
+/**
+ * Builds a registry from a registry file, reading each deployment's key from its `api_key_env`. Every provider's
+ * failures are scrubbed of every secret the gateway holds: its upstream keys and `extraSecrets` (the client keys).
+ */
 export const fromFile = (
   file: RegistryFile,
-  mockTokenDelayMs: number
-): Effect.Effect<Registry, RegistryError | ConfigError.ConfigError> =>
+  mockTokenDelayMs: number,
+  extraSecrets: ReadonlyArray<Redacted.Redacted<string>> = []
+): Effect.Effect<Registry, RegistryError | ConfigError.ConfigError, UpstreamTransport> =>
   Effect.gen(function* () {
+    const secrets: Array<string> = extraSecrets.map(Redacted.value)
     const deployments = yield* Effect.forEach(file.models, (entry, index) =>
       Effect.gen(function* () {
         const apiKey =
@@ -122,6 +133,7 @@ export const fromFile = (
                     })
                 )
               )
+        if (apiKey !== undefined) secrets.push(Redacted.value(apiKey))
         return {
           name: entry.name,
           provider: yield* providerFor(entry, apiKey, mockTokenDelayMs),
@@ -132,20 +144,24 @@ export const fromFile = (
         }
       })
     )
-    return makeRegistry(deployments, file.settings)
+    const scrub = makeScrubber(secrets)
+    return makeRegistry(
+      deployments.map((deployment) => ({ ...deployment, provider: scrubbed(deployment.provider, scrub) })),
+      file.settings
+    )
   })
 
 /** The registry from `CONFIG_FILE`, or the built-in `mock` model without it. */
 export const layer: Layer.Layer<
   ModelRegistry,
   RegistryError | ConfigError.ConfigError,
-  ProxyConfig | FileSystem.FileSystem
+  ProxyConfig | FileSystem.FileSystem | UpstreamTransport
 > = Layer.effect(
   ModelRegistry,
   Effect.gen(function* () {
     const config = yield* ProxyConfig
     const file = Option.isSome(config.configFile) ? yield* readRegistryFile(config.configFile.value) : builtInRegistry
-    return yield* fromFile(file, config.mockTokenDelayMs)
+    return yield* fromFile(file, config.mockTokenDelayMs, [config.internalApiKey])
   })
 )
 

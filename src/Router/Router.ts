@@ -2,15 +2,18 @@
  * Router: model name → deployments, weighted load balancing, retries on a Schedule, fallbacks, deadlines and,
  * for streams, the commit point (the first upstream chunk is in hand before the client sees a 200).
  */
-import { Cause, Chunk, Clock, Context, Duration, Effect, Exit, Fiber, Layer, Option, Random, Runtime, Schedule, Scope, Stream } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Layer, Random, Schedule, Stream } from "effect"
 import { ModelNotFound } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
-import { fromPull, pullOf, releaseOf, StreamDefect } from "../Providers/ChunkSource.js"
+import { pullOf, releaseOf, StreamDefect } from "../Providers/ChunkSource.js"
 import type { ChunkSource, Take } from "../Providers/ChunkSource.js"
 import { isFallbackWorthy, isRetryable, ProviderError } from "../Providers/Provider.js"
-import { bounded } from "../Providers/Upstream.js"
-import type { AttemptDeadline, Provider } from "../Providers/Provider.js"
+import { bounded } from "../Providers/Deadline.js"
+import type { Deadline } from "../Providers/Deadline.js"
+import { usageOf } from "../OpenAi/Wire.js"
+import { Timer } from "../Timer.js"
+import type { TimerService } from "../Timer.js"
 import { ModelRegistry } from "./Registry.js"
 import type { Deployment, Registry } from "./Registry.js"
 import type { RouterSettings } from "./RegistryFile.js"
@@ -37,12 +40,10 @@ export interface RoutedStream extends Served {
    * the request's deadline; the end or a failure releases the upstream.
    */
   readonly source: ChunkSource
-  /** The next batch of `source` as an Effect; fails with `None` at the end. */
-  readonly next: Effect.Effect<Chunk.Chunk<ChatCompletionChunk>, Option.Option<ProviderError>>
-  /** The same batches as a Stream. */
+  /** The same batches as a Stream, which releases the upstream when it ends. */
   readonly chunks: Stream.Stream<ChatCompletionChunk, ProviderError>
-  /** Releases the upstream connection now; for a caller that may drop `chunks` without running it. */
-  readonly release: Effect.Effect<void>
+  /** When the request must be over: a consumer that cannot keep up is cut off there too. */
+  readonly deadline: Deadline
 }
 
 /** Routes chat requests to deployments. */
@@ -127,7 +128,7 @@ const candidatesFor = (
  * `Retry-After` replaces the computed delay, and such a wait that would end past the deadline is not started;
  * a computed wait is cut short at the deadline.
  */
-export const retrySchedule = (settings: RouterSettings, deadline: number) =>
+export const retrySchedule = (settings: RouterSettings, deadline: number, timer: TimerService) =>
   Schedule.exponential(Duration.millis(settings.retry.initial_delay_ms)).pipe(
     Schedule.jittered,
     Schedule.modifyDelay((delay) => Duration.min(delay, Duration.millis(settings.retry.max_delay_ms))),
@@ -137,13 +138,9 @@ export const retrySchedule = (settings: RouterSettings, deadline: number) =>
     Schedule.modifyDelay((error: ProviderError, delay) =>
       error.retryAfterMs === undefined ? delay : Duration.millis(error.retryAfterMs)
     ),
-    Schedule.checkEffect((error: ProviderError) =>
-      Effect.map(Clock.currentTimeMillis, (now) => now + (error.retryAfterMs ?? 0) < deadline)
-    ),
+    Schedule.check((error: ProviderError) => timer.now() + (error.retryAfterMs ?? 0) < deadline),
     // A backoff never sleeps past the deadline: the attempt that would start there fails with Timeout instead.
-    Schedule.modifyDelayEffect((_: ProviderError, delay) =>
-      Effect.map(Clock.currentTimeMillis, (now) => Duration.min(delay, Duration.millis(Math.max(0, deadline - now))))
-    )
+    Schedule.modifyDelay((_: ProviderError, delay) => Duration.min(delay, Duration.millis(Math.max(0, deadline - timer.now()))))
   )
 
 /** The request as the deployment's upstream should see it. */
@@ -159,6 +156,7 @@ const firstSuccess = <A>(
   settings: RouterSettings,
   deadline: number,
   cooldowns: Cooldowns,
+  timer: TimerService,
   attempt: (deployment: Deployment) => Effect.Effect<A, ProviderError>
 ): Effect.Effect<{ readonly value: A; readonly deployment: Deployment; readonly attempts: number }, ProviderError> =>
   Effect.suspend(() => {
@@ -180,99 +178,45 @@ const firstSuccess = <A>(
       }
       const gaveUp = (error: ProviderError): Effect.Effect<Found, ProviderError> => {
         if (!isFallbackWorthy(error)) return Effect.fail(error)
-        return Effect.clockWith((clock) => {
-          cooldowns.failed(deployment, clock.unsafeCurrentTimeMillis())
-          return index + 1 < candidates.length
-            ? Effect.logDebug("falling back").pipe(
-                Effect.annotateLogs({ from: deployment.name, reason: error.reason }),
-                Effect.zipRight(tryFrom(index + 1))
-              )
-            : Effect.fail(error)
-        })
+        cooldowns.failed(deployment, timer.now())
+        return index + 1 < candidates.length
+          ? Effect.logDebug("falling back").pipe(
+              Effect.annotateLogs({ from: deployment.name, reason: error.reason }),
+              Effect.zipRight(tryFrom(index + 1))
+            )
+          : Effect.fail(error)
       }
-      return Effect.matchEffect(call, {
-        onSuccess: succeeded,
-        // The schedule is built only once an attempt has failed: the common case pays nothing for it.
-        onFailure: (firstError) => {
-          outcome(firstError.reason)
-          let replayed = false
-          const again = Effect.suspend(() =>
-            replayed ? Effect.tapError(call, (error) => Effect.sync(() => outcome(error.reason))) : ((replayed = true), Effect.fail(firstError))
-          )
-          return Effect.matchEffect(Effect.retry(again, retrySchedule(settings, deadline)), { onSuccess: succeeded, onFailure: gaveUp })
-        }
-      })
+      /** After a failed attempt: the schedule decides whether (and when) to call again, fed each failure in turn. */
+      const retryAfter = (firstError: ProviderError): Effect.Effect<Found, ProviderError> =>
+        Effect.flatMap(Schedule.driver(retrySchedule(settings, deadline, timer)), (driver) => {
+          const afterFailure = (error: ProviderError): Effect.Effect<Found, ProviderError> => {
+            outcome(error.reason)
+            return Effect.matchEffect(driver.next(error), {
+              onFailure: () => gaveUp(error),
+              onSuccess: () => Effect.matchEffect(call, { onSuccess: succeeded, onFailure: afterFailure })
+            })
+          }
+          return afterFailure(firstError)
+        })
+      // The schedule is built only once an attempt has failed: the common case pays nothing for it.
+      return Effect.matchEffect(call, { onSuccess: succeeded, onFailure: retryAfter })
     }
     return tryFrom(0)
   })
 
+/** Usage as reported, or none when its counts are not counts (a client never sees, nor is billed, garbage). */
+const withValidUsage = <A extends { readonly usage?: unknown }>(value: A): A => {
+  if (value.usage === undefined || value.usage === null) return value
+  const usage = usageOf(value.usage)
+  if (usage === value.usage) return value
+  if (usage !== undefined) return { ...value, usage }
+  const { usage: _dropped, ...rest } = value
+  return rest as A
+}
+
 /** Renames the model on every answer to the public name that served it. */
 const renamed = <A extends { readonly model: string }>(value: A, name: string): A =>
   value.model === name ? value : { ...value, model: name }
-
-/** The clock every Effect runtime starts with; tests swap in a TestClock. */
-const liveClock = Effect.runSync(Effect.clock)
-
-/**
- * `Effect.timeoutFail`, cheaper on the live clock. The standard combinator races two fibers, which the benchmark
- * showed as ~80 µs of every request; one fork and a timer do the same. Under any other clock (a TestClock) the
- * standard combinator keeps time with it.
- */
-export const withDeadline = <A, E>(
-  effect: Effect.Effect<A, E>,
-  ms: number,
-  onTimeout: () => E
-): Effect.Effect<A, E> =>
-  Effect.clockWith((clock) =>
-    clock !== liveClock
-      ? Effect.timeoutFail(effect, { duration: ms, onTimeout })
-      : Effect.flatMap(Effect.fork(effect), (fiber) =>
-          Effect.async<A, E>((resume) => {
-            let settled = false
-            const settle = (outcome: Effect.Effect<A, E>) => {
-              if (settled) return
-              settled = true
-              clearTimeout(timer)
-              resume(outcome)
-            }
-            const timer = setTimeout(() => settle(Effect.zipRight(Fiber.interrupt(fiber), Effect.fail(onTimeout()))), ms)
-            fiber.addObserver((exit) => settle(exit))
-            return Effect.suspend(() => {
-              settled = true
-              clearTimeout(timer)
-              return Fiber.interrupt(fiber)
-            })
-          })
-        )
-  )
-
-/**
- * Calls `fire` after `ms` on the given clock: a plain timer on the live clock, a sleeping fiber under any other (a
- * TestClock), so that tests keep time with it. Returns the cancellation.
- */
-const schedule = (clock: Clock.Clock, runtime: Runtime.Runtime<never>, ms: number, fire: () => void): (() => void) => {
-  if (clock === liveClock) {
-    const timer = setTimeout(fire, ms)
-    return () => clearTimeout(timer)
-  }
-  const fiber = Runtime.runFork(runtime)(Effect.zipRight(clock.sleep(Duration.millis(ms)), Effect.sync(fire)))
-  return () => fiber.unsafeInterruptAsFork(fiber.id())
-}
-
-/** The provider's connected stream: its own `open`, or its `stream` pulled through a source. */
-const openSource = (provider: Provider, request: ChatCompletionRequest): Effect.Effect<ChunkSource, ProviderError> =>
-  provider.open !== undefined
-    ? provider.open(request)
-    : // The runtime is taken outside the uninterruptible region: the pulls it runs must stay interruptible.
-      Effect.flatMap(Effect.runtime<never>(), (runtime) =>
-        Effect.uninterruptible(
-          Effect.gen(function* () {
-            const scope = yield* Scope.make()
-            const pull = yield* Scope.extend(Stream.toPull(provider.stream(request)), scope)
-            return fromPull(pull, runtime, scope)
-          })
-        )
-      )
 
 /**
  * The first non-empty batch of a source, or its end; empty batches are not a first token. With a deadline, the
@@ -280,7 +224,7 @@ const openSource = (provider: Provider, request: ChatCompletionRequest): Effect.
  */
 const firstTake = (
   source: ChunkSource,
-  deadline?: AttemptDeadline
+  deadline?: Deadline
 ): Effect.Effect<ReadonlyArray<ChatCompletionChunk> | "end", ProviderError> =>
   bounded(deadline, (settle) => {
     const attempt = (): boolean => {
@@ -310,7 +254,7 @@ interface Connected {
 /** Opens a source and reads its first batch; on failure or interruption the source is released. */
 const openAndTakeFirst = (
   open: Effect.Effect<ChunkSource, ProviderError>,
-  deadline?: AttemptDeadline
+  deadline?: Deadline
 ): Effect.Effect<Connected, ProviderError> =>
   Effect.uninterruptibleMask((restore) =>
     Effect.flatMap(restore(open), (source) =>
@@ -321,62 +265,30 @@ const openAndTakeFirst = (
     )
   )
 
-/**
- * Connects to the upstream and reads up to its first chunk, within `timeoutMs`. A provider with `open` keeps the
- * time itself on the live clock; otherwise (or under a TestClock) a timer fiber does.
- */
-const connect = (
-  provider: Provider,
-  request: ChatCompletionRequest,
-  timeoutMs: number,
-  onTimeout: () => ProviderError
-): Effect.Effect<Connected, ProviderError> =>
-  Effect.clockWith((clock) => {
-    if (clock === liveClock && provider.open !== undefined) {
-      const deadline = { at: Date.now() + timeoutMs, onTimeout }
-      return openAndTakeFirst(provider.open(request, deadline), deadline)
-    }
-    return withDeadline(openAndTakeFirst(openSource(provider, request)), timeoutMs, onTimeout)
-  })
-
-/** One non-streamed attempt within `timeoutMs`: the provider's own `completeBy` on the live clock, else a timer fiber. */
-const completeWithin = (
-  provider: Provider,
-  request: ChatCompletionRequest,
-  timeoutMs: number,
-  onTimeout: () => ProviderError
-): Effect.Effect<ChatCompletion, ProviderError> =>
-  Effect.clockWith((clock) =>
-    clock === liveClock && provider.completeBy !== undefined
-      ? provider.completeBy(request, { at: Date.now() + timeoutMs, onTimeout })
-      : withDeadline(provider.complete(request), timeoutMs, onTimeout)
-  )
-
-/** The router over the registry. */
+/** The router over the registry, its deadlines kept by the Timer. */
 export const make = Effect.gen(function* () {
   const registry = yield* ModelRegistry
+  const timer = yield* Timer
   const { settings } = registry
   const requestMs = settings.timeouts.request_ms
   const firstTokenMs = settings.timeouts.first_token_ms
   const cooldowns = makeCooldowns(settings.cooldown)
+  const requestTimeout = () => timeoutError(`request within ${requestMs} ms`)
 
-  /**
-   * Each attempt is bounded by what is left of the request's deadline (and, for streams, by `first_token_ms`), so
-   * no separate race over the whole request is needed; an attempt that would start past the deadline does not.
-   */
-  const bounded = <A>(deadline: number, attempt: (remainingMs: number) => Effect.Effect<A, ProviderError>) =>
-    Effect.clockWith((clock) => {
-      const now = clock.unsafeCurrentTimeMillis()
-      return now >= deadline ? Effect.fail(timeoutError(`request within ${requestMs} ms`)) : attempt(deadline - now)
-    })
+  /** A deadline on the Timer, `ms` from now. */
+  const deadlineIn = (ms: number, onTimeout: () => ProviderError): Deadline => ({ at: timer.now() + ms, timer, onTimeout })
 
-  /** Orders the candidates for the request's model and tries them, each attempt bounded by the deadline. */
+  /** Orders the candidates for the request's model and tries them; no attempt starts past the request's deadline. */
   const route = <A>(request: ChatCompletionRequest, attempt: (deployment: Deployment, remainingMs: number) => Effect.Effect<A, ProviderError>) =>
-    Effect.flatMap(Clock.currentTimeMillis, (now) => {
+    Effect.suspend(() => {
+      const now = timer.now()
       const deadline = now + requestMs
       return Effect.flatMap(candidatesFor(registry, request.model, cooldowns, now), (candidates) =>
-        firstSuccess(candidates, settings, deadline, cooldowns, (deployment) =>
-          bounded(deadline, (remainingMs) => attempt(deployment, remainingMs))
+        firstSuccess(candidates, settings, deadline, cooldowns, timer, (deployment) =>
+          Effect.suspend(() => {
+            const remainingMs = deadline - timer.now()
+            return remainingMs <= 0 ? Effect.fail(requestTimeout()) : attempt(deployment, remainingMs)
+          })
         ).pipe(Effect.map((result) => ({ ...result, deadline })))
       )
     })
@@ -385,45 +297,34 @@ export const make = Effect.gen(function* () {
   const complete = (request: ChatCompletionRequest) =>
     Effect.gen(function* () {
       const result = yield* route(request, (deployment, remainingMs) =>
-        completeWithin(deployment.provider, forDeployment(request, deployment), remainingMs, () =>
-          timeoutError(`request within ${requestMs} ms`)
-        )
+        deployment.provider.complete(forDeployment(request, deployment), deadlineIn(remainingMs, requestTimeout))
       )
-      Metrics.recordUsage(result.deployment.name, result.value.usage)
-      return {
-        completion: renamed(result.value, result.deployment.name),
-        deployment: result.deployment,
-        attempts: result.attempts
-      }
+      const completion = withValidUsage(result.value)
+      return { completion: renamed(completion, result.deployment.name), deployment: result.deployment, attempts: result.attempts }
     })
 
   const stream = (request: ChatCompletionRequest) =>
     Effect.gen(function* () {
       const result = yield* route(request, (deployment, remainingMs) => {
         // Waiting for the first token ends at first_token_ms, or sooner at the request's deadline.
-        const [limitMs, what] =
-          remainingMs < firstTokenMs ? [remainingMs, `request within ${requestMs} ms`] : [firstTokenMs, `first token within ${firstTokenMs} ms`]
-        return connect(deployment.provider, forDeployment(request, deployment), limitMs, () => timeoutError(what))
+        const deadline =
+          remainingMs < firstTokenMs
+            ? deadlineIn(remainingMs, requestTimeout)
+            : deadlineIn(firstTokenMs, () => timeoutError(`first token within ${firstTokenMs} ms`))
+        return openAndTakeFirst(deployment.provider.open(forDeployment(request, deployment), deadline), deadline)
       })
-      const source = committedSource(result.value, result.deployment.name, result.deadline, yield* Effect.clock, yield* Effect.runtime<never>())
-      const next = pullOf(source)
-      const release = releaseOf(source)
-      const chunks = Stream.repeatEffectChunkOption(next).pipe(Stream.ensuring(release))
-      return { source, next, chunks, release, deployment: result.deployment, attempts: result.attempts }
+      const source = committedSource(result.value, result.deployment.name, result.deadline)
+      const chunks = Stream.repeatEffectChunkOption(pullOf(source)).pipe(Stream.ensuring(releaseOf(source)))
+      const deadline: Deadline = { at: result.deadline, timer, onTimeout: requestTimeout }
+      return { source, chunks, deadline, deployment: result.deployment, attempts: result.attempts }
     })
 
   /**
    * The data phase of a committed stream: the first batch, then the upstream's, renamed to the public name with
-   * their usage counted. A wait for the next batch ends at first_token_ms, and never past the request's deadline.
-   * The end, a failure or `close` releases the upstream.
+   * their usage checked and counted. A wait for the next batch ends at first_token_ms, and never past the request's
+   * deadline. The end, a failure or `close` releases the upstream.
    */
-  const committedSource = (
-    connected: Connected,
-    name: string,
-    deadline: number,
-    clock: Clock.Clock,
-    runtime: Runtime.Runtime<never>
-  ): ChunkSource => {
+  const committedSource = (connected: Connected, name: string, deadline: number): ChunkSource => {
     const upstream = connected.source
     let first: ReadonlyArray<ChatCompletionChunk> | "end" | undefined = connected.first
     let ended: Take<ChatCompletionChunk> | undefined
@@ -439,10 +340,7 @@ export const make = Effect.gen(function* () {
       return take
     }
     const renamedBatch = (batch: ReadonlyArray<ChatCompletionChunk>): ReadonlyArray<ChatCompletionChunk> =>
-      batch.map((chunk) => {
-        Metrics.recordUsage(name, chunk.usage)
-        return renamed(chunk, name)
-      })
+      batch.map((chunk) => renamed(withValidUsage(chunk), name))
     const poll = (): Take<ChatCompletionChunk> | undefined => {
       if (ended !== undefined) return ended
       if (first !== undefined) {
@@ -458,14 +356,14 @@ export const make = Effect.gen(function* () {
       stopTimer()
       if (wake === undefined) return upstream.onReady(undefined)
       if (ended !== undefined || first !== undefined) return wake()
-      const remainingMs = deadline - clock.unsafeCurrentTimeMillis()
+      const remainingMs = deadline - timer.now()
       const timeout = () =>
         timeoutError(remainingMs <= firstTokenMs ? `request within ${requestMs} ms` : `next chunk within ${firstTokenMs} ms`)
       if (remainingMs <= 0) {
         end(timeout())
         return wake()
       }
-      cancelTimer = schedule(clock, runtime, Math.min(firstTokenMs, remainingMs), () => {
+      cancelTimer = timer.after(Math.min(firstTokenMs, remainingMs), () => {
         cancelTimer = undefined
         upstream.onReady(undefined)
         end(timeout())

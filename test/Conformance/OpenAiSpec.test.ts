@@ -12,7 +12,7 @@ import * as Yaml from "yaml"
 import { ChatCompletion, ChatCompletionChunk } from "../../src/OpenAi/Schemas.js"
 import * as Mock from "../../src/Providers/Mock/Provider.js"
 import { ProviderError } from "../../src/Providers/Provider.js"
-import type { Provider } from "../../src/Providers/Provider.js"
+import type { StreamProvider } from "../../src/Providers/Provider.js"
 import * as Registry from "../../src/Router/Registry.js"
 import { startGateway } from "../support/Gateway.js"
 import type { RunningGateway } from "../support/Gateway.js"
@@ -146,8 +146,8 @@ const postChat = (gateway: RunningGateway, body: unknown, raw?: string) =>
     body: raw ?? JSON.stringify(body)
   })
 
-const mock = Mock.make({ tokenDelayMs: 0 })
-const failing = (error: ProviderError): Provider => ({ complete: () => Effect.fail(error), stream: () => Stream.fail(error) })
+const mock = Mock.streamProvider({ tokenDelayMs: 0 })
+const failing = (error: ProviderError): StreamProvider => ({ complete: () => Effect.fail(error), stream: () => Stream.fail(error) })
 
 const registry = Registry.layerStatic(
   [

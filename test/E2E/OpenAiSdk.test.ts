@@ -6,7 +6,7 @@ import { Effect, Stream } from "effect"
 import OpenAI from "openai"
 import type { APIError, RateLimitError } from "openai"
 import type { ChatCompletionChunk } from "openai/resources/chat/completions"
-import type { Provider } from "../../src/Providers/Provider.js"
+import type { StreamProvider } from "../../src/Providers/Provider.js"
 import { ProviderError } from "../../src/Providers/Provider.js"
 import * as Registry from "../../src/Router/Registry.js"
 import { startGateway, testKey } from "../support/Gateway.js"
@@ -18,7 +18,7 @@ const sdk = (baseUrl: string, apiKey = testKey) => new OpenAI({ baseURL: `${base
 
 
 /** A provider that always fails with `error`, counting its calls. */
-const failing = (error: ProviderError, calls: { count: number }): Provider => ({
+const failing = (error: ProviderError, calls: { count: number }): StreamProvider => ({
   complete: () =>
     Effect.suspend(() => {
       calls.count++
@@ -192,7 +192,7 @@ describe("the openai SDK against the gateway", () => {
         choices: [{ index: 0, delta: { role: "assistant" as const, content: "partial" }, finish_reason: null, logprobs: null }]
       }
       const broken = new ProviderError({ reason: "Unavailable", message: "the response broke off", provider: "custom" })
-      const provider: Provider = {
+      const provider: StreamProvider = {
         complete: () => Effect.fail(broken),
         stream: () => Stream.concat(Stream.make(first), Stream.fail(broken))
       }

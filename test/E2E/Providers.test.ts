@@ -3,7 +3,8 @@
  * base_url and api_key_env), spoken to with the official openai SDK: Anthropic and Gemini answers come back in
  * OpenAI's shape, and an OpenAI-compatible upstream is a faithful pass-through.
  */
-import { NodeFileSystem, NodeHttpClient } from "@effect/platform-node"
+import { NodeFileSystem } from "@effect/platform-node"
+import * as Transport from "../../src/Providers/Upstream/Transport.js"
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer } from "effect"
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
@@ -132,7 +133,7 @@ const setup = Effect.gen(function* () {
   const path = join(dir, "registry.yaml")
   writeFileSync(path, registryYaml)
   const registry = Layer.effect(ModelRegistry, Effect.flatMap(readRegistryFile(path), (file) => fromFile(file, 0))).pipe(
-    Layer.provide(Layer.merge(NodeFileSystem.layer, NodeHttpClient.layerUndici)),
+    Layer.provide(Layer.merge(NodeFileSystem.layer, Transport.layer())),
     Layer.orDie
   )
   const gateway = yield* startGateway({ registry, settings: { shutdownGraceMs: 100 } })

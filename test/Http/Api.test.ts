@@ -4,7 +4,7 @@ import { connect } from "node:net"
 import type { ChatCompletionRequest } from "../../src/OpenAi/Schemas.js"
 import * as Mock from "../../src/Providers/Mock/Provider.js"
 import { ProviderError } from "../../src/Providers/Provider.js"
-import type { Provider, ProviderErrorReason } from "../../src/Providers/Provider.js"
+import type { StreamProvider, ProviderErrorReason } from "../../src/Providers/Provider.js"
 import * as Registry from "../../src/Router/Registry.js"
 import { startGateway, testKey } from "../support/Gateway.js"
 import type { RunningGateway } from "../support/Gateway.js"
@@ -92,16 +92,16 @@ interface CompletionShape {
   readonly usage: { readonly prompt_tokens: number; readonly completion_tokens: number; readonly total_tokens: number }
 }
 
-const mock = Mock.make({ tokenDelayMs: 0 })
+const mock = Mock.streamProvider({ tokenDelayMs: 0 })
 
 /** A provider that fails every call with the given error. */
-const failing = (error: ProviderError): Provider => ({
+const failing = (error: ProviderError): StreamProvider => ({
   complete: () => Effect.fail(error),
   stream: () => Stream.fail(error)
 })
 
 /** A provider that streams its first chunks and then fails. */
-const failingMidStream = (error: ProviderError): Provider => ({
+const failingMidStream = (error: ProviderError): StreamProvider => ({
   complete: mock.complete,
   stream: (request) => Stream.concat(Stream.take(mock.stream(request), 2), Stream.fail(error))
 })
@@ -109,7 +109,7 @@ const failingMidStream = (error: ProviderError): Provider => ({
 const secret = "SECRET-INTERNAL-DETAIL /srv/app/config.ts:42"
 
 /** A provider with a bug. */
-const dying: Provider = {
+const dying: StreamProvider = {
   complete: () => Effect.die(new Error(secret)),
   stream: () => Stream.die(new Error(secret))
 }
@@ -309,7 +309,7 @@ describe("chat completions", () => {
   it.scopedLive("forwards unknown request fields to the provider, and the upstream model name", () =>
     Effect.gen(function* () {
       const received: Array<ChatCompletionRequest> = []
-      const recording: Provider = {
+      const recording: StreamProvider = {
         complete: (request) => Effect.zipRight(Effect.sync(() => received.push(request)), mock.complete(request)),
         stream: (request) => Stream.unwrap(Effect.as(Effect.sync(() => received.push(request)), mock.stream(request)))
       }
@@ -401,9 +401,26 @@ describe("bad input", () => {
     Effect.gen(function* () {
       const gateway = yield* startGateway()
       const error = expectError(yield* get(gateway, "/v1/embeddings"), 404, "unknown_url", null)
-      expect(error.message).toBe("Invalid URL (GET /v1/embeddings)")
-      expectError(yield* call(gateway, "/nothing/here?x=1", { method: "DELETE" }), 404, "unknown_url", null)
-      expectError(yield* call(gateway, "/v1/chat/completions"), 404, "unknown_url", null)
+      expect(error.message).toMatch(/^Invalid URL \(GET \/v1\/embeddings\)\. This gateway serves .*POST \/v1\/chat\/completions/)
+      const query = expectError(yield* call(gateway, "/nothing/here?x=1", { method: "DELETE" }), 404, "unknown_url", null)
+      expect(query.message).not.toContain("x=1")
+    }))
+
+  it.scopedLive("a known route with another method is 405 with Allow, not 404", () =>
+    Effect.gen(function* () {
+      const gateway = yield* startGateway()
+      for (const method of ["GET", "PUT", "DELETE", "OPTIONS", "PATCH"]) {
+        const answer = yield* call(gateway, "/v1/chat/completions", { method, headers: gateway.auth })
+        const error = expectError(answer, 405, "method_not_allowed", null)
+        expect(answer.headers.get("allow")).toBe("POST")
+        expect(error.message).toContain(method)
+      }
+      const models = yield* call(gateway, "/v1/models", { method: "POST", headers: { ...gateway.auth, "content-type": "application/json" }, body: "{}" })
+      expectError(models, 405, "method_not_allowed", null)
+      expect(models.headers.get("allow")).toBe("GET")
+      const model = yield* call(gateway, "/v1/models/mock", { method: "DELETE", headers: gateway.auth })
+      expect(model.status).toBe(405)
+      expect(model.headers.get("allow")).toBe("GET")
     }))
 
   it.scopedLive("a body over MAX_BODY_BYTES is 413 from the headers alone, before the body is sent", () =>

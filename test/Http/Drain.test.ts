@@ -5,14 +5,14 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Deferred, Effect, Exit, Scope, Stream } from "effect"
 import * as Registry from "../../src/Router/Registry.js"
-import type { Provider } from "../../src/Providers/Provider.js"
+import type { StreamProvider } from "../../src/Providers/Provider.js"
 import { startGateway } from "../support/Gateway.js"
 
 describe("drain at shutdown", () => {
   it.live("answers a completion still pending at the end of the grace period with a 503 envelope", () =>
     Effect.gen(function* () {
       const called = yield* Deferred.make<void>()
-      const hanging: Provider = {
+      const hanging: StreamProvider = {
         complete: () => Effect.zipRight(Deferred.succeed(called, undefined), Effect.never),
         stream: () => Stream.never
       }

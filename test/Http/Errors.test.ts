@@ -60,7 +60,7 @@ describe("describeError: the gateway's own failures", () => {
   it("RouteNotFound is 404 unknown_url naming the method and path", () => {
     const description = describeError(new RouteNotFound({ method: "DELETE", path: "/v1/nothing" }))
     expectEnvelope(description, 404, "invalid_request_error", "unknown_url")
-    expect(description.body.error.message).toBe("Invalid URL (DELETE /v1/nothing)")
+    expect(description.body.error.message).toMatch(/^Invalid URL \(DELETE \/v1\/nothing\)\. This gateway serves /)
   })
 
   it("LengthRequired is 411", () => {

@@ -12,6 +12,8 @@ import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import { afterEach, vi } from "vitest"
 import * as Config from "../../src/Config.js"
+import * as ChatCore from "../../src/Core/Chat.js"
+import * as Auth from "../../src/Http/Auth.js"
 import * as Lifecycle from "../../src/Http/Lifecycle.js"
 import * as Server from "../../src/Http/Server.js"
 import * as Mock from "../../src/Providers/Mock/Provider.js"
@@ -100,7 +102,9 @@ describe("the Api's own chat handler (the Api mounted without the hot path)", ()
     yield* Layer.build(
       HttpApiBuilder.serve().pipe(
         Layer.provide(Server.ApiLive),
+        Layer.provide(ChatCore.layer),
         Layer.provide(Router.layer),
+        Layer.provide(Auth.layer),
         Layer.provide(registry),
         Layer.provide(Lifecycle.layer),
         Layer.provide(NodeHttpServer.layer(() => server, { port: 0, host: "127.0.0.1" })),

@@ -94,7 +94,7 @@ describe("GET /openapi.json", () => {
     Effect.gen(function* () {
       const { spec } = yield* loadSpec
       const responses = at(spec, "paths", "/v1/chat/completions", "post", "responses")
-      expect(Object.keys(responses).sort()).toEqual(["200", "400", "401", "404", "413", "429", "502", "503", "504"])
+      expect(Object.keys(responses).sort()).toEqual(["200", "400", "401", "404", "411", "413", "429", "500", "502", "503", "504"])
     }))
 
   it.scopedLive("declares the header key and bearer schemes, required on all but /health", () =>

@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Exit, Logger, Option, Scope } from "effect"
+import { Cause, Chunk, Deferred, Effect, Exit, Logger, Option, Runtime, Scope } from "effect"
 import { EventEmitter } from "node:events"
-import type { Readable } from "node:stream"
-import { dataFrame, doneFrame, framesOf, sseBody, sseHeaders, writeSse } from "../../src/Http/Sse.js"
+import { Readable } from "node:stream"
+import { dataFrame, doneFrame, framesOf, sseHeaders, writeSse } from "../../src/Http/Sse.js"
 import type { SseOptions, SseResponse } from "../../src/Http/Sse.js"
 import type { ChatCompletionChunk, Usage } from "../../src/OpenAi/Schemas.js"
 import { fromPull } from "../../src/Providers/ChunkSource.js"
@@ -80,7 +80,7 @@ const harness = (settings: { readonly includeUsage?: boolean; readonly requestId
     const options: SseOptions = {
       includeUsage: settings.includeUsage ?? false,
       requestId: settings.requestId ?? "req-test",
-      runtime,
+      logDefect: (cause: Cause.Cause<unknown>) => Runtime.runFork(runtime)(Effect.logError("unhandled failure in stream", cause)),
       onTerminate: (terminate) => {
         terminators.add(terminate)
         return () => {
@@ -114,6 +114,50 @@ const harness = (settings: { readonly includeUsage?: boolean; readonly requestId
       unregistered: () => unregistered
     }
   })
+
+// --- the writer over a stand-in socket ---------------------------------------------------------------------------
+
+/**
+ * The fast path's writer (`writeSse`) over a Readable standing in for the socket: each write is one push, a full
+ * buffer waits for the next read (the socket's drain), the writer starts at the first read, and destroying the
+ * Readable is the client leaving (before the writer started, the caller closes the source, as the hot path does).
+ */
+const sseBody = (source: ChunkSource, options: SseOptions): Readable => {
+  const events = new EventEmitter()
+  let started = false
+  let ended = false
+  const response: SseResponse = {
+    write: (text) => body.push(text),
+    end: (lastFrame) => {
+      ended = true
+      body.push(lastFrame)
+      body.push(null)
+    },
+    cork: () => {},
+    uncork: () => {},
+    destroy: () => body.destroy(),
+    once: (event, listener) => events.once(event, listener),
+    get writableEnded() {
+      return ended
+    },
+    get writableFinished() {
+      return ended
+    }
+  }
+  const body: Readable = new Readable({
+    read() {
+      if (started) return void events.emit("drain")
+      started = true
+      writeSse(source, options, response)
+    },
+    destroy(error, callback) {
+      if (started) events.emit("close")
+      else source.close()
+      callback(error)
+    }
+  })
+  return body
+}
 
 // --- reading the body ------------------------------------------------------------------------------------------
 
@@ -198,7 +242,7 @@ describe("framesOf", () => {
   })
 })
 
-describe("sseBody", () => {
+describe("writeSse over a socket read on demand", () => {
   for (const mode of ["sync", "async"] as const) {
     it.effect(`writes one frame per chunk and one piece per batch, then [DONE] (${mode} pulls)`, () =>
       Effect.gen(function* () {
@@ -353,7 +397,6 @@ describe("sseBody", () => {
       const hanging = yield* hangingPull
       const { next, pulls } = pullsOf([batch(first), batch(content("still thinking")), hanging.step])
       const body = sseBody(h.source(next), h.options)
-      expect(h.registered()).toBe(1)
       const twoSeen = yield* Deferred.make<void>()
       let seen = 0
       const reading = yield* Effect.fork(
@@ -364,6 +407,7 @@ describe("sseBody", () => {
       // both chunks are written while the stream is still open, and the third pull hangs
       yield* Deferred.await(twoSeen).pipe(Effect.timeout("2 seconds"))
       yield* Deferred.await(hanging.started).pipe(Effect.timeout("2 seconds"))
+      expect(h.registered()).toBe(1)
       expect(h.released()).toBe(0)
       h.terminateAll()
       const { text } = yield* reading.await.pipe(Effect.flatten, Effect.timeout("2 seconds"))
@@ -380,16 +424,19 @@ describe("sseBody", () => {
       expect(h.released()).toBe(1)
     }))
 
-  it.live("ends with the shutdown frame alone when terminate fires before the body is read", () =>
+  it.live("ends with the shutdown frame alone when terminate fires before the first chunk", () =>
     Effect.gen(function* () {
       const h = yield* harness()
-      const { next, pulls } = pullsOf([batch(first)])
+      const hanging = yield* hangingPull
+      const { next, pulls } = pullsOf([hanging.step])
       const body = sseBody(h.source(next), h.options)
+      const reading = yield* Effect.fork(readAll(body))
+      yield* Deferred.await(hanging.started).pipe(Effect.timeout("2 seconds"))
       h.terminateAll()
-      expect(h.released()).toBe(1)
-      const { text } = yield* readAll(body).pipe(Effect.timeout("2 seconds"))
+      const { text } = yield* reading.await.pipe(Effect.flatten, Effect.timeout("2 seconds"))
       expect(payloads(text).map(parsed)).toEqual([shuttingDownEnvelope])
-      expect(pulls()).toBe(0)
+      expect(pulls()).toBe(1)
+      yield* Deferred.await(hanging.interrupted).pipe(Effect.timeout("2 seconds"))
       yield* settle
       expect(h.released()).toBe(1)
     }))
@@ -465,7 +512,7 @@ describe("writeSse (the hot path's writer)", () => {
     let flushes = 0
     let pending = 0
     let ended = false
-    const response: SseResponse & { readonly writableEnded: boolean } = {
+    const response: SseResponse = {
       write: (text) => {
         writes.push(text)
         pending++
@@ -485,7 +532,11 @@ describe("writeSse (the hot path's writer)", () => {
         if (corked > 0 && --corked === 0) flushes++
       },
       once: (event, listener) => events.once(event, listener),
+      destroy: () => events.emit("close"),
       get writableEnded() {
+        return ended
+      },
+      get writableFinished() {
         return ended
       }
     }

@@ -1,14 +1,16 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Fiber, Ref, Stream, TestClock } from "effect"
 import type { ChatCompletionChunk, ChatCompletionRequest } from "../../src/OpenAi/Schemas.js"
-import { answer, make, tokenize } from "../../src/Providers/Mock/Provider.js"
+import * as fc from "fast-check"
+import { answer, countTokens, make, maxOutputChars, maxStreamedDeltas, tokenize } from "../../src/Providers/Mock/Provider.js"
+import { streamOf } from "../../src/Providers/Provider.js"
 
 const mock = make({ tokenDelayMs: 0 })
 
 const request = (content: ChatCompletionRequest["messages"][number]["content"], extra: Partial<ChatCompletionRequest> = {}) =>
   ({ model: "mock", messages: [{ role: "user", content }], ...extra }) as ChatCompletionRequest
 
-const collect = (req: ChatCompletionRequest) => Effect.map(Stream.runCollect(mock.stream(req)), Chunk.toReadonlyArray)
+const collect = (req: ChatCompletionRequest) => Effect.map(Stream.runCollect(streamOf(mock, req)), Chunk.toReadonlyArray)
 
 /** Content of one choice, concatenated over every chunk. */
 const streamedContent = (chunks: ReadonlyArray<ChatCompletionChunk>, index = 0): string =>
@@ -28,6 +30,45 @@ describe("tokenize", () => {
     expect(tokenize("")).toEqual([])
     expect(tokenize("   ")).toEqual([])
   })
+})
+
+describe("countTokens", () => {
+  it.prop("counts what tokenize finds, without building the tokens", [fc.string({ unit: "grapheme-composite" })], ([text]) => {
+    expect(countTokens(text)).toBe(tokenize(text).length)
+  })
+
+  it.prop("counts every kind of whitespace as a separator", [fc.array(fc.constantFrom("a", "bc", " ", "\t", "\n", "\u00a0", "\u2003", "\u3000", "\ufeff", "\u2028"))], ([parts]) => {
+    const text = parts.join("")
+    expect(countTokens(text)).toBe(tokenize(text).length)
+  })
+})
+
+describe("mock provider: bounded output", () => {
+  it.effect("cuts a huge echo times n to the output bound, with finish_reason length", () =>
+    Effect.gen(function* () {
+      const huge = "word ".repeat(800_000)
+      const completion = yield* mock.complete(request(huge, { n: 128 }))
+      expect(completion.choices).toHaveLength(128)
+      const total = completion.choices.reduce((sum, choice) => sum + (choice.message.content ?? "").length, 0)
+      expect(total).toBeLessThanOrEqual(maxOutputChars)
+      expect(completion.choices.every((choice) => choice.finish_reason === "length")).toBe(true)
+      expect(completion.usage?.prompt_tokens).toBe(800_000)
+    }))
+
+  it.effect("streams at most maxStreamedDeltas content deltas over all choices", () =>
+    Effect.gen(function* () {
+      const chunks = yield* collect(request("w ".repeat(50_000), { n: 8, stream: true }))
+      const deltas = chunks.flatMap((chunk) => chunk.choices).filter((choice) => (choice.delta.content ?? "").length > 0).length
+      expect(deltas).toBeLessThanOrEqual(maxStreamedDeltas)
+      expect(choiceChunks(chunks).at(-1)?.choices.every((choice) => choice.finish_reason === "length")).toBe(true)
+    }))
+
+  it.effect("answers a small request in full", () =>
+    Effect.gen(function* () {
+      const completion = yield* mock.complete(request("just a few words", { n: 2 }))
+      expect(completion.choices.map((choice) => choice.message.content)).toEqual(["just a few words", "just a few words"])
+      expect(completion.choices.every((choice) => choice.finish_reason === "stop")).toBe(true)
+    }))
 })
 
 describe("mock provider: completions", () => {
@@ -210,8 +251,7 @@ describe("mock provider: streams", () => {
     Effect.gen(function* () {
       const slow = make({ tokenDelayMs: 100 })
       const received = yield* Ref.make<ReadonlyArray<ChatCompletionChunk>>([])
-      const fiber = yield* slow
-        .stream(request("alpha beta gamma"))
+      const fiber = yield* streamOf(slow, request("alpha beta gamma"))
         .pipe(
           Stream.runForEach((chunk) => Ref.update(received, (all) => [...all, chunk])),
           Effect.fork

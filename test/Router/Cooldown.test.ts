@@ -5,7 +5,8 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Layer, Stream, TestClock } from "effect"
 import type { ChatCompletion, ChatCompletionRequest } from "../../src/OpenAi/Schemas.js"
 import { ProviderError } from "../../src/Providers/Provider.js"
-import type { Provider, ProviderErrorReason } from "../../src/Providers/Provider.js"
+import type { StreamProvider, ProviderErrorReason } from "../../src/Providers/Provider.js"
+import * as Timer from "../../src/Timer.js"
 import * as Registry from "../../src/Router/Registry.js"
 import type { RouterSettings } from "../../src/Router/RegistryFile.js"
 import * as Router from "../../src/Router/Router.js"
@@ -23,7 +24,7 @@ const completion = (model: string): ChatCompletion => ({
 /** A provider that counts its calls and fails with `reason`, or answers when `reason` is undefined. */
 const counting = (reason: ProviderErrorReason | undefined) => {
   const calls = { count: 0 }
-  const provider: Provider = {
+  const provider: StreamProvider = {
     complete: (req) =>
       Effect.suspend(() => {
         calls.count++
@@ -36,7 +37,7 @@ const counting = (reason: ProviderErrorReason | undefined) => {
   return { calls, provider }
 }
 
-const routerWith = (broken: Provider, healthy: Provider, cooldown: Partial<RouterSettings["cooldown"]>) =>
+const routerWith = (broken: StreamProvider, healthy: StreamProvider, cooldown: Partial<RouterSettings["cooldown"]>) =>
   Router.layer.pipe(
     Layer.provide(
       Registry.layerStatic(
@@ -51,7 +52,8 @@ const routerWith = (broken: Provider, healthy: Provider, cooldown: Partial<Route
           cooldown: { failures: 2, duration_ms: 10_000, ...cooldown }
         }
       )
-    )
+    ),
+    Layer.provide(Timer.layerTest)
   )
 
 const completeOnce = Effect.flatMap(Router.Router, (router) => router.complete(request))

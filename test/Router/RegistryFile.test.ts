@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
-import { FetchHttpClient } from "@effect/platform"
+import * as Transport from "../../src/Providers/Upstream/Transport.js"
 import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either } from "effect"
@@ -219,7 +219,7 @@ describe("readRegistryFile", () => {
 describe("fromFile", () => {
   const build = (env: ReadonlyArray<readonly [string, string]>) =>
     fromFile(decoded(example), 0).pipe(
-      Effect.provide(FetchHttpClient.layer),
+      Effect.provide(Transport.layer()),
       Effect.withConfigProvider(ConfigProvider.fromMap(new Map(env)))
     )
 
@@ -252,7 +252,7 @@ describe("fromFile", () => {
   it.effect("builds the built-in registry without any variable", () =>
     Effect.gen(function* () {
       const registry = yield* fromFile(builtInRegistry, 0).pipe(
-        Effect.provide(FetchHttpClient.layer),
+        Effect.provide(Transport.layer()),
         Effect.withConfigProvider(ConfigProvider.fromMap(new Map()))
       )
       expect(registry.models.map((model) => model.name)).toEqual(["mock"])

@@ -3,7 +3,9 @@ import { Channel, Chunk, Clock, Context, Effect, Either, Exit, Fiber, Layer, Opt
 import type { ModelNotFound } from "../../src/Errors.js"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../../src/OpenAi/Schemas.js"
 import { ProviderError } from "../../src/Providers/Provider.js"
-import type { Provider, ProviderErrorReason } from "../../src/Providers/Provider.js"
+import { toProvider } from "../../src/Providers/Provider.js"
+import type { StreamProvider, ProviderErrorReason } from "../../src/Providers/Provider.js"
+import * as Timer from "../../src/Timer.js"
 import { layerStatic, makeRegistry } from "../../src/Router/Registry.js"
 import type { Deployment, StaticDeployment } from "../../src/Router/Registry.js"
 import type { RouterSettings } from "../../src/Router/RegistryFile.js"
@@ -46,7 +48,7 @@ interface Call {
 }
 
 interface Fake {
-  readonly provider: Provider
+  readonly provider: StreamProvider
   readonly calls: Array<Call>
   /** How many of its streams have been finalized (upstream released). */
   readonly released: { count: number }
@@ -132,7 +134,7 @@ const withRouter = <A, E>(
   body: (router: RouterService) => Effect.Effect<A, E>
 ): Effect.Effect<A, E> =>
   Effect.flatMap(RouterModule.Router, body).pipe(
-    Effect.provide(RouterModule.layer.pipe(Layer.provide(layerStatic(deployments, settings))))
+    Effect.provide(RouterModule.layer.pipe(Layer.provide(layerStatic(deployments, settings)), Layer.provide(Timer.layerTest)))
   )
 
 /**
@@ -474,7 +476,7 @@ describe("weighted load balancing", () => {
     providerKind: "custom",
     upstreamModel: name,
     weight,
-    provider: makeFake(name, {}).provider
+    provider: toProvider(makeFake(name, {}).provider)
   })
 
   it.effect("puts a 3:1 deployment first about 75% of the time", () =>
@@ -750,7 +752,7 @@ describe("Router.stream", () => {
 
   it.effect("fails a non-streamed request with Timeout at request_ms", () =>
     Effect.gen(function* () {
-      const slow: Provider = { complete: () => Effect.never, stream: () => Stream.never }
+      const slow: StreamProvider = { complete: () => Effect.never, stream: () => Stream.never }
       yield* withRouter([{ name: "a", provider: slow }], settingsWith({}, { request_ms: 5000 }), (router) =>
         Effect.gen(function* () {
           const fiber = yield* Effect.fork(Effect.flip(router.complete(requestFor("a"))))

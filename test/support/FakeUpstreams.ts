@@ -5,7 +5,7 @@
  *
  * Start one with `startUpstream(dialect, script)` inside a Scope; closing the scope stops it.
  */
-import { NodeHttpClient } from "@effect/platform-node"
+import * as Transport from "../../src/Providers/Upstream/Transport.js"
 import { Effect, Layer } from "effect"
 import type { Scope } from "effect"
 import { readFileSync } from "node:fs"
@@ -259,7 +259,7 @@ export const registryFromDocument = (raw: unknown): Layer.Layer<ModelRegistry> =
       const file = yield* decodeRegistry(raw, "test registry")
       return yield* fromFile(file, 0)
     })
-  ).pipe(Layer.provide(NodeHttpClient.layerUndici), Layer.orDie)
+  ).pipe(Layer.provide(Transport.layer()), Layer.orDie)
 
 // ---------------------------------------------------------------------------------------------------------------
 // Generic replies

@@ -27,7 +27,16 @@ export interface GatewayOptions {
   /** The registry; default: the built-in `mock` model. */
   readonly registry?: Layer.Layer<ModelRegistry>
   readonly settings?: Partial<ProxySettings>
+  /**
+   * Which transport serves chat: `fast` (the node:http fast path in front of the HttpApi, as `npm start` runs it)
+   * or `api` (the HttpApi's own handler, as an app that mounts the Api gets it). Default `fast`.
+   */
+  readonly mount?: Mount
 }
+
+/** The two ways the gateway's chat is mounted; contract tests run over both. */
+export type Mount = "fast" | "api"
+export const mounts: ReadonlyArray<Mount> = ["fast", "api"]
 
 /** Builds and starts the gateway in the current scope; closing the scope drains and stops it. */
 export const startGateway = (options: GatewayOptions = {}): Effect.Effect<RunningGateway, never, Scope.Scope> =>
@@ -36,7 +45,7 @@ export const startGateway = (options: GatewayOptions = {}): Effect.Effect<Runnin
       options.registry ??
       Registry.layerStatic([{ name: "mock", providerKind: "mock", provider: Mock.make({ tokenDelayMs: 0 }) }])
     const context = yield* Layer.build(
-      App.serveWith(registry).pipe(
+      (options.mount === "api" ? App.serveApiOnlyWith(registry) : App.serveWith(registry)).pipe(
         Layer.provide(Config.layerTest({ port: 0, host: "127.0.0.1", ...options.settings }))
       )
     ).pipe(Effect.orDie)

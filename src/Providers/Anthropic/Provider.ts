@@ -1,42 +1,44 @@
 /**
  * The Anthropic Messages API as a `Provider`: translate, `POST /v1/messages`, translate back.
  */
-import { Clock, Effect, Either, Redacted } from "effect"
+import { Clock, Effect, Either, Layer, Redacted } from "effect"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
-import type { AttemptDeadline, Provider, UpstreamTarget } from "../Provider.js"
-import { eventSource, parseEventData, postJson, readJson, runMachine, streamFromOpen } from "../Upstream.js"
-import type { SseEvent } from "../Upstream.js"
+import { chunksOfCompletion } from "../../OpenAi/Wire.js"
+import { fromItems } from "../ChunkSource.js"
+import { ChatProvider } from "../Provider.js"
+import type { Deadline, Provider, UpstreamTarget } from "../Provider.js"
+import { eventSource, parseEventData, runMachine } from "../Upstream/EventSource.js"
+import type { SseEvent } from "../Upstream/SseDecoder.js"
+import { malformed, mediaTypeOf, postJson, readJson, UpstreamTransport } from "../Upstream/Transport.js"
+import { providerName, responseFormatToolName, toAnthropicRequest } from "./Request.js"
+import { decodeAnthropicMessage, fromAnthropicMessage } from "./Response.js"
+import type { CompletionContext } from "./Response.js"
 import * as StreamTranslate from "./StreamTranslate.js"
-import {
-  decodeAnthropicMessage,
-  fromAnthropicMessage,
-  providerName,
-  responseFormatToolName,
-  toAnthropicRequest
-} from "./Translate.js"
-import type { CompletionContext } from "./Translate.js"
 
 /** Anthropic's API root, as its SDK spells it (without `/v1`). */
 export const defaultBaseUrl = "https://api.anthropic.com"
 
 const anthropicVersion = "2023-06-01"
 
-/**
- * Builds a provider for one Anthropic deployment. `defaultMaxTokens` (4096 unless given) fills Anthropic's
- * required `max_tokens` when the request sets neither `max_completion_tokens` nor `max_tokens`.
- */
-export const make = (
-  target: UpstreamTarget,
-  options?: { readonly defaultMaxTokens?: number }
-): Effect.Effect<Provider> =>
-  Effect.gen(function* () {
+/** How a deployment talks to Anthropic. */
+export interface AnthropicOptions {
+  /** Fills Anthropic's required `max_tokens` when the request sets neither `max_completion_tokens` nor `max_tokens`. */
+  readonly defaultMaxTokens?: number
+}
+
+/** Builds a provider for one Anthropic deployment, on the injected upstream transport. */
+export const make = (target: UpstreamTarget, options?: AnthropicOptions): Effect.Effect<Provider, never, UpstreamTransport> =>
+  Effect.map(UpstreamTransport, (transport): Provider => {
     const translateOptions = { defaultMaxTokens: options?.defaultMaxTokens ?? 4096 }
-    const url = `${target.baseUrl.replace(/\/+$/, "")}/v1/messages`
-    const headers: Record<string, string> = {
-      "anthropic-version": anthropicVersion,
-      ...target.headers,
-      "content-type": "application/json",
-      ...(target.apiKey !== undefined ? { "x-api-key": Redacted.value(target.apiKey) } : {})
+    const endpoint = {
+      provider: providerName,
+      url: `${target.baseUrl.replace(/\/+$/, "")}/v1/messages`,
+      headers: {
+        "anthropic-version": anthropicVersion,
+        ...target.headers,
+        "content-type": "application/json",
+        ...(target.apiKey !== undefined ? { "x-api-key": Redacted.value(target.apiKey) } : {})
+      }
     }
 
     const context = (request: ChatCompletionRequest) =>
@@ -50,27 +52,41 @@ export const make = (
         })
       )
 
-    const completeBy = (request: ChatCompletionRequest, deadline?: AttemptDeadline) =>
+    const complete = (request: ChatCompletionRequest, deadline?: Deadline) =>
       Effect.gen(function* () {
         const body = yield* toAnthropicRequest(request, translateOptions)
-        const response = yield* postJson(providerName, url, headers, body, undefined, deadline)
-        const message = yield* Effect.flatMap(readJson(providerName, response, deadline), decodeAnthropicMessage)
+        const response = yield* postJson(transport, endpoint, JSON.stringify(body), deadline)
+        const message = yield* Effect.flatMap(readJson(transport, providerName, response, deadline), decodeAnthropicMessage)
         return fromAnthropicMessage(message, yield* context(request))
-      }).pipe(Effect.withSpan("Anthropic.complete"))
+      })
 
-    const open = (request: ChatCompletionRequest, deadline?: AttemptDeadline) =>
+    const open = (request: ChatCompletionRequest, deadline?: Deadline) =>
       Effect.gen(function* () {
         const body = yield* toAnthropicRequest(request, translateOptions)
         const ctx = yield* context(request)
-        const response = yield* postJson(providerName, url, headers, { ...body, stream: true }, undefined, deadline)
+        const response = yield* postJson(transport, endpoint, JSON.stringify({ ...body, stream: true }), deadline)
+        const media = mediaTypeOf(response)
+        if (media === "application/json") {
+          // An upstream that answered the whole message: told as the stream it would have sent.
+          const message = yield* Effect.flatMap(readJson(transport, providerName, response, deadline), decodeAnthropicMessage)
+          return fromItems(chunksOfCompletion(fromAnthropicMessage(message, ctx)))
+        }
+        if (media !== "text/event-stream" && media !== "") {
+          response.body.destroy()
+          return yield* Effect.fail(malformed(providerName, `a ${media.slice(0, 60)} body to a stream request`))
+        }
         const machine = runMachine(
           StreamTranslate.initialState(ctx),
           (state, event: SseEvent) =>
             Either.flatMap(parseEventData(providerName, event.data), (data) => StreamTranslate.step(state, { event: event.event, data })),
           (state) => Either.map(StreamTranslate.finish(state), ([, chunks]) => chunks)
         )
-        return eventSource(providerName, response, machine.feedAll, machine.atEnd)
+        return eventSource(transport, providerName, response, machine.feedAll, machine.atEnd)
       })
 
-    return { complete: (request) => completeBy(request), completeBy, stream: streamFromOpen(open), open } satisfies Provider
+    return { complete, open }
   })
+
+/** One Anthropic deployment as a `ChatProvider` layer. */
+export const layer = (target: UpstreamTarget, options?: AnthropicOptions): Layer.Layer<ChatProvider, never, UpstreamTransport> =>
+  Layer.effect(ChatProvider, make(target, options))

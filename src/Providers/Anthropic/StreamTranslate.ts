@@ -8,9 +8,10 @@ import { Either, Schema } from "effect"
 import type { ChatCompletionChunk, FinishReason } from "../../OpenAi/Schemas.js"
 import { ProviderError } from "../Provider.js"
 import type { ProviderErrorReason } from "../Provider.js"
-import { malformed } from "../Upstream.js"
-import { AnthropicUsage, finishReasonFor, providerName, usageFrom } from "./Translate.js"
-import type { CompletionContext } from "./Translate.js"
+import { malformed } from "../Upstream/Transport.js"
+import { providerName } from "./Request.js"
+import { AnthropicUsage, finishReasonFor, usageFrom } from "./Response.js"
+import type { CompletionContext } from "./Response.js"
 
 /** One decoded SSE event: its name and its parsed JSON data. */
 export interface AnthropicStreamEvent {

@@ -7,17 +7,8 @@
 import { Either } from "effect"
 import type { ChatCompletionChunk, FinishReason, Usage } from "../../OpenAi/Schemas.js"
 import { ProviderError } from "../Provider.js"
-import {
-  blockedPromptError,
-  decodeGeminiResponse,
-  errorFromBody,
-  finishReasonOf,
-  isErrorBody,
-  partsOf,
-  provider,
-  toolCallId,
-  usageOf
-} from "./Translate.js"
+import { errorFromBody, isErrorBody, provider } from "./Errors.js"
+import { blockedPromptError, decodeGeminiResponse, finishReasonOf, partsOf, toolCallId, usageOf } from "./Response.js"
 
 /** What every chunk of one completion shares. */
 export interface StreamContext {

@@ -2,7 +2,7 @@
  * The built-in deterministic `mock` model: it answers with the last user message, word by word. The same
  * request always gets the same answer, so it serves with zero configuration and doubles as the fake in tests.
  */
-import { Clock, Effect, Stream } from "effect"
+import { Clock, Effect, Layer, Stream } from "effect"
 import type {
   ChatCompletion,
   ChatCompletionChunk,
@@ -12,7 +12,8 @@ import type {
   ToolCall,
   Usage
 } from "../../OpenAi/Schemas.js"
-import type { Provider } from "../Provider.js"
+import { ChatProvider, fromStream } from "../Provider.js"
+import type { Provider, StreamProvider } from "../Provider.js"
 
 /** How the mock behaves. */
 export interface MockOptions {
@@ -20,8 +21,29 @@ export interface MockOptions {
   readonly tokenDelayMs: number
 }
 
+/**
+ * The most the mock writes for one request: characters of echo over all choices, and content deltas over all
+ * choices of a stream (each streamed token repeats its chunk's envelope per choice). A huge message with `n: 128`
+ * is answered cut short with `finish_reason: "length"`, never with hundreds of megabytes.
+ */
+export const maxOutputChars = 1024 * 1024
+export const maxStreamedDeltas = 16 * 1024
+
 /** Splits text into word tokens, each keeping the whitespace that follows it, so tokens concatenate back. */
 export const tokenize = (text: string): ReadonlyArray<string> => text.match(/\s*\S+\s*/g) ?? []
+
+/** How many word tokens `tokenize` would find, counted without building them (prompts may be megabytes). */
+export const countTokens = (text: string): number => {
+  let count = 0
+  let inWord = false
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index)
+    const space = code === 32 || (code >= 9 && code <= 13) || code === 0xa0 || code === 0xfeff || code === 0x2028 || code === 0x2029 || (code >= 0x2000 && code <= 0x200a) || code === 0x1680 || code === 0x202f || code === 0x205f || code === 0x3000
+    if (!space && !inWord) count++
+    inWord = !space
+  }
+  return count
+}
 
 const messageText = (message: ChatMessage): string => {
   const content = message.content
@@ -47,8 +69,12 @@ const forcedToolName = (request: ChatCompletionRequest): string | undefined => {
 /** The answer to a request, computed without I/O: the same request gives the same answer. */
 export const answer = (request: ChatCompletionRequest): MockAnswer => {
   const lastUser = [...request.messages].reverse().find((message) => message.role === "user")
-  const echo = lastUser === undefined ? "Hello from the mock model." : messageText(lastUser)
-  const promptTokens = request.messages.reduce((sum, message) => sum + tokenize(messageText(message)).length, 0)
+  const choices = request.n ?? 1
+  const fullEcho = lastUser === undefined ? "Hello from the mock model." : messageText(lastUser)
+  // Cut to the output bound: the text kept ends at a token boundary, and the answer says it was cut.
+  const echo = fullEcho.length * choices > maxOutputChars ? fullEcho.slice(0, Math.floor(maxOutputChars / choices)) : fullEcho
+  const cutByBound = echo.length < fullEcho.length
+  const promptTokens = request.messages.reduce((sum, message) => sum + countTokens(messageText(message)), 0)
   const toolName = forcedToolName(request)
   if (toolName !== undefined) {
     const toolCall: ToolCall = {
@@ -65,11 +91,11 @@ export const answer = (request: ChatCompletionRequest): MockAnswer => {
     }
   }
   const all = tokenize(echo)
-  const limit = request.max_completion_tokens ?? request.max_tokens ?? Number.POSITIVE_INFINITY
+  const limit = Math.min(request.max_completion_tokens ?? request.max_tokens ?? Number.POSITIVE_INFINITY, Math.floor(maxStreamedDeltas / choices))
   const tokens = all.length > limit ? all.slice(0, limit) : all
   return {
     tokens,
-    finishReason: all.length > limit ? "length" : "stop",
+    finishReason: all.length > limit || cutByBound ? "length" : "stop",
     toolCall: undefined,
     usage: { prompt_tokens: promptTokens, completion_tokens: tokens.length, total_tokens: promptTokens + tokens.length }
   }
@@ -137,7 +163,9 @@ const stream = (options: MockOptions) => (request: ChatCompletionRequest): Strea
         toolCall === undefined
           ? result.tokens.map((token) => everyChoice({ content: token }))
           : [everyChoice({ tool_calls: [{ index: 0, id: toolCall.id, type: "function", function: { name: toolCall.function.name, arguments: toolCall.function.arguments } }] })]
+      // Small batches, so that a long answer is written as it goes rather than built whole.
       const paced = Stream.fromIterable(body).pipe(
+        Stream.rechunk(64),
         options.tokenDelayMs > 0 ? Stream.tap(() => Effect.sleep(options.tokenDelayMs)) : (self) => self
       )
       return Stream.make(everyChoice({ role: "assistant", content: "" })).pipe(
@@ -152,8 +180,14 @@ const stream = (options: MockOptions) => (request: ChatCompletionRequest): Strea
     })
   )
 
-/** A mock provider; `request.model` is reported back as the model. */
-export const make = (options: MockOptions): Provider => ({
+/** The mock as an Effect and a Stream; `request.model` is reported back as the model. */
+export const streamProvider = (options: MockOptions): StreamProvider => ({
   complete,
   stream: stream(options)
 })
+
+/** The mock as the Router calls it. */
+export const make = (options: MockOptions): Provider => fromStream(streamProvider(options))
+
+/** The mock as a `ChatProvider` layer. */
+export const layer = (options: MockOptions = { tokenDelayMs: 0 }): Layer.Layer<ChatProvider> => Layer.succeed(ChatProvider, make(options))

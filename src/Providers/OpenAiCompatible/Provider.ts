@@ -1,26 +1,27 @@
 /**
  * OpenAI and every OpenAI-compatible server (vLLM, Ollama, OpenRouter, Groq, LM Studio…): a pass-through.
- * Unknown request and response fields survive both ways; only the upstream key is added.
+ * Unknown request and response fields survive both ways; only the upstream key is added. What comes back is
+ * checked against the spec's shapes (OpenAi/Wire.ts) before a client sees it.
  */
-import { Effect, Redacted } from "effect"
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../../OpenAi/Schemas.js"
-import { ProviderError } from "../Provider.js"
-import type { AttemptDeadline, Provider, UpstreamTarget } from "../Provider.js"
-import { eventSource, malformed, parseErrorBody, postJson, readJson, reasonForStatus, streamFromOpen } from "../Upstream.js"
-import type { EventBatch, SseEvent } from "../Upstream.js"
+import { Effect, Layer, Redacted } from "effect"
+import type { ChatCompletionChunk, ChatCompletionRequest } from "../../OpenAi/Schemas.js"
+import { chunkOf, chunksOfCompletion, completionOf } from "../../OpenAi/Wire.js"
+import { fromItems } from "../ChunkSource.js"
+import { ChatProvider, ProviderError } from "../Provider.js"
+import type { Deadline, Provider, UpstreamTarget } from "../Provider.js"
+import { eventSource } from "../Upstream/EventSource.js"
+import type { EventBatch } from "../Upstream/EventSource.js"
+import type { SseEvent } from "../Upstream/SseDecoder.js"
+import { errorDetailsOf, reasonForStatus } from "../Upstream/Status.js"
+import { malformed, mediaTypeOf, parseBoundedJson, postJson, readJson, UpstreamTransport } from "../Upstream/Transport.js"
+import type { TransportService, UpstreamResponse } from "../Upstream/Transport.js"
 
 export const defaultBaseUrl = "https://api.openai.com/v1"
 const provider = "openai"
 
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null
-
-const isCompletion = (value: unknown): value is ChatCompletion => isObject(value) && Array.isArray(value["choices"])
-
-const isChunk = (value: unknown): value is ChatCompletionChunk => isObject(value) && Array.isArray(value["choices"])
-
 /** An `{"error":{...}}` payload sent inside a 200 stream, as OpenAI and vLLM do. */
-const inStreamError = (payload: Record<string, unknown>): ProviderError => {
-  const details = parseErrorBody(JSON.stringify(payload))
+const inStreamError = (payload: unknown): ProviderError => {
+  const details = errorDetailsOf(payload)
   const status = typeof details.code === "string" && /^\d{3}$/.test(details.code) ? Number(details.code) : 500
   return new ProviderError({
     reason: reasonForStatus(status, details),
@@ -30,61 +31,84 @@ const inStreamError = (payload: Record<string, unknown>): ProviderError => {
   })
 }
 
+const hasError = (payload: unknown): boolean =>
+  typeof payload === "object" && payload !== null && (payload as { error?: unknown }).error !== undefined && (payload as { error?: unknown }).error !== null
+
 /** A `data:` payload as a chunk, or the failure it stands for. */
 const decodeChunk = (data: string): ChatCompletionChunk | ProviderError => {
-  let payload: unknown
-  try {
-    payload = JSON.parse(data)
-  } catch {
-    return malformed(provider, "an SSE event whose data is not JSON")
-  }
-  if (isObject(payload) && payload["error"] !== undefined) return inStreamError(payload)
-  return isChunk(payload) ? payload : malformed(provider, "a stream event that is not a chat.completion.chunk")
+  const payload = parseBoundedJson(data)
+  if (payload === undefined) return malformed(provider, "an SSE event whose data is not JSON")
+  if (hasError(payload)) return inStreamError(payload)
+  const chunk = chunkOf(payload)
+  return typeof chunk === "string" ? malformed(provider, `a stream event with ${chunk}`) : chunk
 }
 
 const endedEarly = new ProviderError({ reason: "Unavailable", message: `${provider} upstream stream ended early`, provider })
 
-/** A provider for one OpenAI-compatible deployment. */
-export const make = (target: UpstreamTarget): Effect.Effect<Provider> =>
-  Effect.gen(function* () {
+/** The decoder of one stream: a stream that stops with neither `[DONE]` nor a finish reason broke off upstream. */
+const streamDecoder = () => {
+  let finished = false
+  const decode = (events: ReadonlyArray<SseEvent>): EventBatch<ChatCompletionChunk> => {
+    const chunks: Array<ChatCompletionChunk> = []
+    for (const event of events) {
+      if (event.data.trim() === "[DONE]") return { items: chunks, done: true }
+      const chunk = decodeChunk(event.data)
+      if (chunk instanceof ProviderError) return chunk
+      if (!finished) for (const choice of chunk.choices) if (choice.finish_reason != null) finished = true
+      chunks.push(chunk)
+    }
+    return { items: chunks, done: false }
+  }
+  return { decode, atEnd: () => (finished ? [] : endedEarly) }
+}
+
+/** A JSON completion as a stream: some servers ignore `stream: true` and answer JSON. */
+const jsonAsStream = (transport: TransportService, response: UpstreamResponse, deadline: Deadline | undefined) =>
+  Effect.flatMap(readJson(transport, provider, response, deadline), (body) => {
+    if (hasError(body)) return Effect.fail(inStreamError(body))
+    const completion = completionOf(body)
+    return typeof completion === "string"
+      ? Effect.fail(malformed(provider, `a JSON answer to a stream request with ${completion}`))
+      : Effect.succeed(fromItems(chunksOfCompletion(completion)))
+  })
+
+/** A provider for one OpenAI-compatible deployment, on the injected upstream transport. */
+export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, UpstreamTransport> =>
+  Effect.map(UpstreamTransport, (transport): Provider => {
     const url = `${target.baseUrl.replace(/\/+$/, "")}/chat/completions`
     const headers: Record<string, string> = {
       ...target.headers,
       accept: "application/json",
+      "content-type": "application/json",
       ...(target.apiKey === undefined ? {} : { authorization: `Bearer ${Redacted.value(target.apiKey)}` })
     }
-    const streamHeaders = { ...headers, accept: "text/event-stream" }
+    const json = { provider, url, headers }
+    const eventStream = { provider, url, headers: { ...headers, accept: "text/event-stream" } }
 
-    const completeBy = (request: ChatCompletionRequest, deadline?: AttemptDeadline) =>
-      postJson(provider, url, headers, { ...request, stream: false }, undefined, deadline).pipe(
-        Effect.flatMap((response) => readJson(provider, response, deadline)),
-        Effect.flatMap((body) =>
-          isCompletion(body) ? Effect.succeed(body) : Effect.fail(malformed(provider, "a body that is not a chat.completion"))
-        )
+    const complete = (request: ChatCompletionRequest, deadline?: Deadline) =>
+      postJson(transport, json, JSON.stringify({ ...request, stream: false }), deadline).pipe(
+        Effect.flatMap((response) => readJson(transport, provider, response, deadline)),
+        Effect.flatMap((body) => {
+          const completion = completionOf(body)
+          return typeof completion === "string" ? Effect.fail(malformed(provider, completion)) : Effect.succeed(completion)
+        })
       )
 
-    const decodeEvents = () => {
-      // A stream that stops with neither [DONE] nor a finish reason broke off upstream.
-      let finished = false
-      const decode = (events: ReadonlyArray<SseEvent>): EventBatch<ChatCompletionChunk> => {
-        const chunks: Array<ChatCompletionChunk> = []
-        for (const event of events) {
-          if (event.data.trim() === "[DONE]") return { items: chunks, done: true }
-          const chunk = decodeChunk(event.data)
-          if (chunk instanceof ProviderError) return chunk
-          finished = finished || chunk.choices.some((choice) => choice.finish_reason != null)
-          chunks.push(chunk)
+    const open = (request: ChatCompletionRequest, deadline?: Deadline) =>
+      Effect.flatMap(postJson(transport, eventStream, JSON.stringify({ ...request, stream: true }), deadline), (response) => {
+        const media = mediaTypeOf(response)
+        // Unlabelled bodies are read as SSE: they claim nothing else.
+        if (media === "text/event-stream" || media === "") {
+          const { atEnd, decode } = streamDecoder()
+          return Effect.succeed(eventSource(transport, provider, response, decode, atEnd))
         }
-        return { items: chunks, done: false }
-      }
-      return { decode, atEnd: () => (finished ? [] : endedEarly) }
-    }
-
-    const open = (request: ChatCompletionRequest, deadline?: AttemptDeadline) =>
-      Effect.flatMap(postJson(provider, url, streamHeaders, { ...request, stream: true }, undefined, deadline), (response) => {
-        const { atEnd, decode } = decodeEvents()
-        return Effect.succeed(eventSource(provider, response, decode, atEnd))
+        if (media === "application/json") return jsonAsStream(transport, response, deadline)
+        response.body.destroy()
+        return Effect.fail(malformed(provider, `a ${media.slice(0, 60) || "unlabelled"} body to a stream request`))
       })
 
-    return { complete: (request) => completeBy(request), completeBy, stream: streamFromOpen(open), open }
+    return { complete, open }
   })
+
+/** One OpenAI-compatible deployment as a `ChatProvider` layer. */
+export const layer = (target: UpstreamTarget): Layer.Layer<ChatProvider, never, UpstreamTransport> => Layer.effect(ChatProvider, make(target))

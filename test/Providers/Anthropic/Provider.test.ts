@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs"
 import { createServer } from "node:http"
 import type { IncomingHttpHeaders, Server, ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
-import { NodeHttpClient } from "@effect/platform-node"
+import { streamOf } from "../../../src/Providers/Provider.js"
+import * as Transport from "../../../src/Providers/Upstream/Transport.js"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Either, Redacted, Stream } from "effect"
 import { afterAll, beforeAll } from "vitest"
@@ -139,11 +140,11 @@ const lastFor = (model: string): Captured => {
 }
 
 const complete = (req: ChatCompletionRequest, upstream: UpstreamTarget = target()) =>
-  Effect.flatMap(make(upstream), (provider) => provider.complete(req)).pipe(Effect.provide(NodeHttpClient.layerUndici))
+  Effect.flatMap(make(upstream), (provider) => provider.complete(req)).pipe(Effect.provide(Transport.layer()))
 
 const stream = (req: ChatCompletionRequest, upstream: UpstreamTarget = target()) =>
-  Stream.unwrap(Effect.map(make(upstream), (provider) => provider.stream(req))).pipe(
-    Stream.provideLayer(NodeHttpClient.layerUndici)
+  Stream.unwrap(Effect.map(make(upstream), (provider) => streamOf(provider, req))).pipe(
+    Stream.provideLayer(Transport.layer())
   )
 
 const collect = (req: ChatCompletionRequest) =>
@@ -198,7 +199,7 @@ describe("Anthropic provider against a real HTTP upstream", () => {
       expect(sent?.url).toBe("/v1/messages")
       expect(sent?.headers["x-api-key"]).toBeUndefined()
       expect(sent?.body["max_tokens"]).toBe(321)
-    }).pipe(Effect.provide(NodeHttpClient.layerUndici)))
+    }).pipe(Effect.provide(Transport.layer())))
 
   it.live("streams the recorded text answer with stream: true upstream", () =>
     Effect.gen(function* () {

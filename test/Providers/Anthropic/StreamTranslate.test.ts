@@ -3,10 +3,10 @@ import { describe, expect, it } from "@effect/vitest"
 import { Either, Schema } from "effect"
 import { ChatCompletionChunk } from "../../../src/OpenAi/Schemas.js"
 import type { ProviderError } from "../../../src/Providers/Provider.js"
-import { makeSseDecoder } from "../../../src/Providers/Upstream.js"
+import { makeSseDecoder } from "../../../src/Providers/Upstream/SseDecoder.js"
 import { finish, initialState, step } from "../../../src/Providers/Anthropic/StreamTranslate.js"
 import type { AnthropicStreamEvent, StreamState } from "../../../src/Providers/Anthropic/StreamTranslate.js"
-import type { CompletionContext } from "../../../src/Providers/Anthropic/Translate.js"
+import type { CompletionContext } from "../../../src/Providers/Anthropic/Response.js"
 
 const ctx: CompletionContext = { id: "chatcmpl-stream", created: 1_700_000_000, model: "claude-test" }
 

@@ -3,14 +3,10 @@ import { Either, Schema } from "effect"
 import { ChatCompletion } from "../../../src/OpenAi/Schemas.js"
 import type { ChatCompletionRequest } from "../../../src/OpenAi/Schemas.js"
 import type { ProviderError } from "../../../src/Providers/Provider.js"
-import {
-  decodeAnthropicMessage,
-  finishReasonFor,
-  fromAnthropicMessage,
-  responseFormatToolName,
-  toAnthropicRequest
-} from "../../../src/Providers/Anthropic/Translate.js"
-import type { AnthropicMessage, AnthropicRequestBody } from "../../../src/Providers/Anthropic/Translate.js"
+import { responseFormatToolName, toAnthropicRequest } from "../../../src/Providers/Anthropic/Request.js"
+import type { AnthropicRequestBody } from "../../../src/Providers/Anthropic/Request.js"
+import { decodeAnthropicMessage, finishReasonFor, fromAnthropicMessage } from "../../../src/Providers/Anthropic/Response.js"
+import type { AnthropicMessage } from "../../../src/Providers/Anthropic/Response.js"
 
 const options = { defaultMaxTokens: 4096 }
 

@@ -1,5 +1,4 @@
-import type { HttpClient } from "@effect/platform"
-import { NodeHttpClient } from "@effect/platform-node"
+import * as Transport from "../../../src/Providers/Upstream/Transport.js"
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Either, Redacted, Stream } from "effect"
 import { readFileSync } from "node:fs"
@@ -9,6 +8,7 @@ import type { AddressInfo } from "node:net"
 import { fileURLToPath } from "node:url"
 import type { ChatCompletionChunk, ChatCompletionRequest } from "../../../src/OpenAi/Schemas.js"
 import { make } from "../../../src/Providers/Gemini/Provider.js"
+import { streamOf } from "../../../src/Providers/Provider.js"
 import type { UpstreamTarget } from "../../../src/Providers/Provider.js"
 import type { GeminiRecording } from "../../support/FakeUpstreams.js"
 
@@ -155,11 +155,11 @@ const request = (model: string, extra: Partial<ChatCompletionRequest> = {}): Cha
 const provider = (overrides: Partial<UpstreamTarget> = {}) => make(target(overrides))
 
 /** A test against the fake upstream; the client layer must outlive the provider built from it. */
-const live = (name: string, test: () => Effect.Effect<void, unknown, HttpClient.HttpClient>) =>
-  it.live(name, () => Effect.provide(test(), NodeHttpClient.layerUndici))
+const live = (name: string, test: () => Effect.Effect<void, unknown, Transport.UpstreamTransport>) =>
+  it.live(name, () => Effect.provide(test(), Transport.layer()))
 
 const collect = (model: string) =>
-  Effect.flatMap(provider(), (gemini) => Stream.runCollect(gemini.stream(request(model)))).pipe(
+  Effect.flatMap(provider(), (gemini) => Stream.runCollect(streamOf(gemini, request(model)))).pipe(
     Effect.map((chunks): ReadonlyArray<ChatCompletionChunk> => Chunk.toReadonlyArray(chunks))
   )
 const contentOf = (chunks: ReadonlyArray<ChatCompletionChunk>) =>
@@ -206,7 +206,7 @@ describe("Gemini provider against a real HTTP upstream", () => {
   live("sends nothing until the stream is pulled", () =>
     Effect.gen(function*() {
       const gemini = yield* provider()
-      const stream = gemini.stream(request("gemini-2.0-flash"))
+      const stream = streamOf(gemini, request("gemini-2.0-flash"))
       yield* Effect.sleep("20 millis")
       expect(captured).toHaveLength(0)
       yield* Stream.runDrain(stream)

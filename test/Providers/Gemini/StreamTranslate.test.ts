@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url"
 import type { ChatCompletionChunk } from "../../../src/OpenAi/Schemas.js"
 import type { ProviderError } from "../../../src/Providers/Provider.js"
 import { finish, initial, step } from "../../../src/Providers/Gemini/StreamTranslate.js"
-import { makeSseDecoder } from "../../../src/Providers/Upstream.js"
+import { makeSseDecoder } from "../../../src/Providers/Upstream/SseDecoder.js"
 
 const fixtures = fileURLToPath(new URL("../../fixtures/gemini/", import.meta.url))
 const rawStream = (name: string): string => readFileSync(`${fixtures}vertexai-sdk-test-data/googleai/${name}`, "utf8")

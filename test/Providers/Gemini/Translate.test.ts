@@ -4,8 +4,10 @@ import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import type { ChatCompletionRequest } from "../../../src/OpenAi/Schemas.js"
 import type { ProviderError } from "../../../src/Providers/Provider.js"
-import { errorFromBody, fromGeminiResponse, toGeminiRequest } from "../../../src/Providers/Gemini/Translate.js"
-import type { GeminiRequestBody } from "../../../src/Providers/Gemini/Translate.js"
+import { errorFromBody } from "../../../src/Providers/Gemini/Errors.js"
+import { toGeminiRequest } from "../../../src/Providers/Gemini/Request.js"
+import type { GeminiRequestBody } from "../../../src/Providers/Gemini/Request.js"
+import { fromGeminiResponse } from "../../../src/Providers/Gemini/Response.js"
 
 const fixtures = fileURLToPath(new URL("../../fixtures/gemini/", import.meta.url))
 const googleai = (name: string): unknown =>

@@ -1,0 +1,264 @@
+/**
+ * Pure translation of an OpenAI chat request into Gemini's `generateContent` request (Generative Language API,
+ * v1beta).
+ */
+import { Either } from "effect"
+import type {
+  ChatCompletionRequest,
+  ChatMessage,
+  ToolChoice,
+  UserContentPart
+} from "../../OpenAi/Schemas.js"
+import { ProviderError } from "../Provider.js"
+
+import { provider } from "./Errors.js"
+
+export interface GeminiPart {
+  readonly text?: string
+  readonly inlineData?: { readonly mimeType: string; readonly data: string }
+  readonly fileData?: { readonly fileUri: string; readonly mimeType?: string }
+  readonly functionCall?: { readonly name: string; readonly args: Readonly<Record<string, unknown>> }
+  readonly functionResponse?: { readonly name: string; readonly response: Readonly<Record<string, unknown>> }
+}
+
+export interface GeminiContent {
+  readonly role: "user" | "model"
+  readonly parts: ReadonlyArray<GeminiPart>
+}
+
+export interface GeminiGenerationConfig {
+  readonly temperature?: number
+  readonly topP?: number
+  readonly maxOutputTokens?: number
+  readonly stopSequences?: ReadonlyArray<string>
+  readonly candidateCount?: number
+  readonly seed?: number
+  readonly presencePenalty?: number
+  readonly frequencyPenalty?: number
+  readonly responseMimeType?: string
+  /** Plain JSON Schema; `responseSchema` would want Gemini's OpenAPI subset instead. */
+  readonly responseJsonSchema?: Readonly<Record<string, unknown>>
+}
+
+export interface GeminiFunctionDeclaration {
+  readonly name: string
+  readonly description?: string
+  readonly parameters?: Readonly<Record<string, unknown>>
+}
+
+export interface GeminiToolConfig {
+  readonly functionCallingConfig: {
+    readonly mode: "NONE" | "AUTO" | "ANY"
+    readonly allowedFunctionNames?: ReadonlyArray<string>
+  }
+}
+
+/** The body of `POST /v1beta/models/{model}:generateContent` (the model travels in the path, not here). */
+export interface GeminiRequestBody {
+  readonly contents: ReadonlyArray<GeminiContent>
+  readonly systemInstruction?: { readonly parts: ReadonlyArray<GeminiPart> }
+  readonly generationConfig: GeminiGenerationConfig
+  readonly tools?: ReadonlyArray<{ readonly functionDeclarations: ReadonlyArray<GeminiFunctionDeclaration> }>
+  readonly toolConfig?: GeminiToolConfig
+}
+
+const invalidRequest = (message: string, param?: string): ProviderError =>
+  new ProviderError({ reason: "InvalidRequest", message, provider, param: param ?? null })
+
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
+const parseJson = (text: string): unknown => {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
+const textOf = (content: string | ReadonlyArray<{ readonly type: string; readonly text?: string; readonly refusal?: string }>): string =>
+  typeof content === "string" ? content : content.map((part) => part.text ?? part.refusal ?? "").join("")
+
+const dataUrlPattern = /^data:([^;,]*)((?:;[^;,]*)*),(.*)$/s
+
+/** `data:<mime>[;base64],<payload>` as Gemini's inline data, or `undefined` when `url` is not a data URL. */
+const inlineDataOf = (url: string): GeminiPart | undefined => {
+  const match = dataUrlPattern.exec(url)
+  if (match === null) return undefined
+  const [, mime, params, payload] = match
+  const isBase64 = (params ?? "").split(";").includes("base64")
+  const data = isBase64 ? (payload ?? "") : Buffer.from(decodeURIComponent(payload ?? ""), "utf8").toString("base64")
+  return { inlineData: { mimeType: mime || "application/octet-stream", data } }
+}
+
+const imageMimeTypes: Readonly<Record<string, string>> = {
+  png: "image/png",
+  jpg: "image/jpeg",
+  jpeg: "image/jpeg",
+  gif: "image/gif",
+  webp: "image/webp",
+  heic: "image/heic",
+  heif: "image/heif"
+}
+
+const guessImageMimeType = (url: string): string | undefined => {
+  const path = url.split(/[?#]/)[0] ?? ""
+  const extension = path.slice(path.lastIndexOf(".") + 1).toLowerCase()
+  return imageMimeTypes[extension]
+}
+
+const userPart = (part: UserContentPart, at: string): Either.Either<GeminiPart, ProviderError> => {
+  switch (part.type) {
+    case "text":
+      return Either.right({ text: part.text })
+    case "image_url": {
+      const url = part.image_url.url
+      const inline = inlineDataOf(url)
+      if (inline !== undefined) return Either.right(inline)
+      const mimeType = guessImageMimeType(url)
+      return Either.right({ fileData: mimeType === undefined ? { fileUri: url } : { fileUri: url, mimeType } })
+    }
+    case "input_audio":
+      return Either.right({ inlineData: { mimeType: `audio/${part.input_audio.format}`, data: part.input_audio.data } })
+    case "file": {
+      const inline = part.file.file_data === undefined ? undefined : inlineDataOf(part.file.file_data)
+      return inline !== undefined
+        ? Either.right(inline)
+        : Either.left(invalidRequest("gemini accepts file parts only as data: URLs in file_data", at))
+    }
+  }
+}
+
+/**
+ * Gemini wants `args` as an object. Arguments that are not a JSON object (a model's broken output echoed back in
+ * history) are kept as a string rather than failing the whole conversation.
+ */
+const argsOf = (raw: string): Readonly<Record<string, unknown>> => {
+  if (raw.trim() === "") return {}
+  const parsed = parseJson(raw)
+  return isRecord(parsed) ? parsed : { arguments: raw }
+}
+
+const assistantParts = (message: Extract<ChatMessage, { role: "assistant" }>): ReadonlyArray<GeminiPart> => {
+  const parts: Array<GeminiPart> = []
+  const text = message.content === undefined || message.content === null ? "" : textOf(message.content)
+  if (text.length > 0) parts.push({ text })
+  for (const call of message.tool_calls ?? []) {
+    parts.push({ functionCall: { name: call.function.name, args: argsOf(call.function.arguments) } })
+  }
+  return parts
+}
+
+const toolResponseOf = (text: string): Readonly<Record<string, unknown>> => {
+  const parsed = parseJson(text)
+  return isRecord(parsed) ? parsed : { content: text }
+}
+
+/** Appends `parts` as a turn of `role`, merging into the previous turn when it has the same role. */
+const appendTurn = (contents: Array<GeminiContent>, role: GeminiContent["role"], parts: ReadonlyArray<GeminiPart>): void => {
+  if (parts.length === 0) return
+  const last = contents[contents.length - 1]
+  if (last !== undefined && last.role === role) {
+    contents[contents.length - 1] = { role, parts: [...last.parts, ...parts] }
+  } else {
+    contents.push({ role, parts })
+  }
+}
+
+const generationConfigOf = (request: ChatCompletionRequest): GeminiGenerationConfig => {
+  const config: { -readonly [K in keyof GeminiGenerationConfig]: GeminiGenerationConfig[K] } = {}
+  if (request.temperature != null) config.temperature = request.temperature
+  if (request.top_p != null) config.topP = request.top_p
+  const maxTokens = request.max_completion_tokens ?? request.max_tokens
+  if (maxTokens != null) config.maxOutputTokens = maxTokens
+  if (request.stop != null) config.stopSequences = typeof request.stop === "string" ? [request.stop] : request.stop
+  if (request.n != null) config.candidateCount = request.n
+  if (request.seed != null) config.seed = request.seed
+  if (request.presence_penalty != null) config.presencePenalty = request.presence_penalty
+  if (request.frequency_penalty != null) config.frequencyPenalty = request.frequency_penalty
+  const format = request.response_format
+  if (format?.type === "json_object" || format?.type === "json_schema") config.responseMimeType = "application/json"
+  if (format?.type === "json_schema" && format.json_schema.schema !== undefined) {
+    config.responseJsonSchema = format.json_schema.schema
+  }
+  return config
+}
+
+const toolConfigOf = (choice: ToolChoice): GeminiToolConfig => {
+  if (choice === "none") return { functionCallingConfig: { mode: "NONE" } }
+  if (choice === "auto") return { functionCallingConfig: { mode: "AUTO" } }
+  if (choice === "required") return { functionCallingConfig: { mode: "ANY" } }
+  return { functionCallingConfig: { mode: "ANY", allowedFunctionNames: [choice.function.name] } }
+}
+
+/** Gemini rejects an OBJECT schema with no properties; a function without parameters simply omits them. */
+const hasNoProperties = (parameters: Readonly<Record<string, unknown>>): boolean =>
+  isRecord(parameters["properties"]) && Object.keys(parameters["properties"]).length === 0
+
+/**
+ * Translates an OpenAI chat request into Gemini's `generateContent` body. Fails with `InvalidRequest` for what
+ * Gemini cannot be told: a tool message whose `tool_call_id` no earlier assistant tool call carries (Gemini needs
+ * the function's name), or a file part that is not inline data.
+ */
+export const toGeminiRequest = (request: ChatCompletionRequest): Either.Either<GeminiRequestBody, ProviderError> =>
+  Either.gen(function*() {
+    const system: Array<GeminiPart> = []
+    const contents: Array<GeminiContent> = []
+    const toolNames = new Map<string, string>()
+
+    for (const [position, message] of request.messages.entries()) {
+      switch (message.role) {
+        case "system":
+        case "developer":
+          system.push({ text: textOf(message.content) })
+          break
+        case "user": {
+          const parts: Array<GeminiPart> = []
+          if (typeof message.content === "string") {
+            parts.push({ text: message.content })
+          } else {
+            for (const [index, part] of message.content.entries()) {
+              parts.push(yield* userPart(part, `messages[${position}].content[${index}]`))
+            }
+          }
+          appendTurn(contents, "user", parts)
+          break
+        }
+        case "assistant":
+          for (const call of message.tool_calls ?? []) toolNames.set(call.id, call.function.name)
+          appendTurn(contents, "model", assistantParts(message))
+          break
+        case "tool": {
+          const name = toolNames.get(message.tool_call_id)
+          if (name === undefined) {
+            return yield* Either.left(
+              invalidRequest(
+                `tool message refers to tool_call_id '${message.tool_call_id}', which no earlier assistant tool call has`,
+                `messages[${position}].tool_call_id`
+              )
+            )
+          }
+          appendTurn(contents, "user", [{ functionResponse: { name, response: toolResponseOf(textOf(message.content)) } }])
+          break
+        }
+      }
+    }
+
+    const declarations = (request.tools ?? []).map((tool): GeminiFunctionDeclaration => {
+      const { description, name, parameters } = tool.function
+      return {
+        name,
+        ...(description === undefined ? {} : { description }),
+        ...(parameters === undefined || hasNoProperties(parameters) ? {} : { parameters })
+      }
+    })
+
+    const body: GeminiRequestBody = {
+      contents,
+      ...(system.length === 0 ? {} : { systemInstruction: { parts: system } }),
+      generationConfig: generationConfigOf(request),
+      ...(declarations.length === 0 ? {} : { tools: [{ functionDeclarations: declarations }] }),
+      ...(declarations.length === 0 || request.tool_choice === undefined ? {} : { toolConfig: toolConfigOf(request.tool_choice) })
+    }
+    return body
+  })

@@ -1,0 +1,167 @@
+/**
+ * Pure translation of a Gemini `GenerateContentResponse` into an OpenAI chat completion.
+ */
+import { Either, Schema } from "effect"
+import type {
+  ChatCompletion,
+  FinishReason,
+  ToolCall,
+  Usage } from "../../OpenAi/Schemas.js"
+import { ProviderError } from "../Provider.js"
+import { malformed } from "../Upstream/Transport.js"
+
+import { provider } from "./Errors.js"
+
+const GeminiResponsePart = Schema.Struct({
+  text: Schema.optional(Schema.String),
+  thought: Schema.optional(Schema.Boolean),
+  functionCall: Schema.optional(
+    Schema.Struct({
+      name: Schema.String,
+      args: Schema.optional(Schema.Record({ key: Schema.String, value: Schema.Unknown }))
+    })
+  )
+})
+
+const GeminiCandidate = Schema.Struct({
+  index: Schema.optional(Schema.Int),
+  content: Schema.optional(Schema.Struct({ parts: Schema.optional(Schema.Array(GeminiResponsePart)) })),
+  finishReason: Schema.optional(Schema.String)
+})
+export type GeminiCandidate = typeof GeminiCandidate.Type
+
+const GeminiUsageMetadata = Schema.Struct({
+  promptTokenCount: Schema.optional(Schema.Number),
+  candidatesTokenCount: Schema.optional(Schema.Number),
+  thoughtsTokenCount: Schema.optional(Schema.Number),
+  totalTokenCount: Schema.optional(Schema.Number),
+  cachedContentTokenCount: Schema.optional(Schema.Number)
+})
+export type GeminiUsageMetadata = typeof GeminiUsageMetadata.Type
+
+/** The part of a `GenerateContentResponse` (unary body or one stream frame) this proxy reads. */
+export const GeminiResponse = Schema.Struct({
+  candidates: Schema.optional(Schema.Array(GeminiCandidate)),
+  promptFeedback: Schema.optional(
+    Schema.Struct({ blockReason: Schema.optional(Schema.String), blockReasonMessage: Schema.optional(Schema.String) })
+  ),
+  usageMetadata: Schema.optional(GeminiUsageMetadata)
+})
+export type GeminiResponse = typeof GeminiResponse.Type
+
+const decodeResponse = Schema.decodeUnknownEither(GeminiResponse)
+
+/** Decodes one `GenerateContentResponse`, failing with `MalformedResponse` when it does not have that shape. */
+export const decodeGeminiResponse = (body: unknown): Either.Either<GeminiResponse, ProviderError> =>
+  Either.mapLeft(decodeResponse(body), () => malformed(provider, "a body that is not a GenerateContentResponse"))
+
+const contentFilterReasons: ReadonlySet<string> = new Set([
+  "SAFETY",
+  "RECITATION",
+  "BLOCKLIST",
+  "PROHIBITED_CONTENT",
+  "SPII",
+  "IMAGE_SAFETY",
+  "IMAGE_PROHIBITED_CONTENT",
+  "IMAGE_RECITATION"
+])
+
+/** Gemini's `finishReason` as OpenAI's; `STOP` after function calls is `tool_calls`. */
+export const finishReasonOf = (finishReason: string, producedToolCalls: boolean): FinishReason => {
+  if (finishReason === "MAX_TOKENS") return "length"
+  if (contentFilterReasons.has(finishReason)) return "content_filter"
+  return producedToolCalls ? "tool_calls" : "stop"
+}
+
+/**
+ * `usageMetadata` as OpenAI usage. Thinking tokens are billed as output, so they count as completion tokens and
+ * are reported again as `reasoning_tokens`.
+ */
+export const usageOf = (metadata: GeminiUsageMetadata): Usage => {
+  const prompt = metadata.promptTokenCount ?? 0
+  const completion = (metadata.candidatesTokenCount ?? 0) + (metadata.thoughtsTokenCount ?? 0)
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: completion,
+    total_tokens: metadata.totalTokenCount ?? prompt + completion,
+    ...(metadata.cachedContentTokenCount === undefined
+      ? {}
+      : { prompt_tokens_details: { cached_tokens: metadata.cachedContentTokenCount } }),
+    ...(metadata.thoughtsTokenCount === undefined
+      ? {}
+      : { completion_tokens_details: { reasoning_tokens: metadata.thoughtsTokenCount } })
+  }
+}
+
+/** A prompt Gemini refused outright: no candidates, and `promptFeedback` saying why. */
+export const blockedPromptError = (response: GeminiResponse): ProviderError | undefined => {
+  const feedback = response.promptFeedback
+  if ((response.candidates?.length ?? 0) > 0 || feedback === undefined) return undefined
+  if (feedback.blockReason === undefined && feedback.blockReasonMessage === undefined) return undefined
+  const reason = feedback.blockReason ?? "BLOCK_REASON_UNSPECIFIED"
+  const detail = feedback.blockReasonMessage === undefined ? "" : `: ${feedback.blockReasonMessage}`
+  return new ProviderError({
+    reason: "ContentPolicy",
+    message: `gemini blocked the prompt (blockReason ${reason})${detail}`,
+    provider,
+    code: reason
+  })
+}
+
+/** The id of the `ordinal`-th tool call of choice `choice`, unique per completion id and stable for it. */
+export const toolCallId = (completionId: string, choice: number, ordinal: number): string =>
+  `call_${completionId.replace(/^chatcmpl-/, "").replace(/[^A-Za-z0-9]/g, "").slice(0, 24)}_${choice}_${ordinal}`
+
+/** A candidate's parts; a candidate may come without content, or content without parts. */
+export const partsOf = (candidate: GeminiCandidate) => candidate.content?.parts ?? []
+
+const choiceOf = (candidate: GeminiCandidate, position: number, completionId: string) => {
+  const index = candidate.index ?? position
+  const parts = partsOf(candidate)
+  const texts = parts.filter((part) => part.text !== undefined && part.thought !== true).map((part) => part.text ?? "")
+  const toolCalls: Array<ToolCall> = []
+  for (const part of parts) {
+    if (part.functionCall === undefined) continue
+    toolCalls.push({
+      id: toolCallId(completionId, index, toolCalls.length),
+      type: "function",
+      function: { name: part.functionCall.name, arguments: JSON.stringify(part.functionCall.args ?? {}) }
+    })
+  }
+  return {
+    index,
+    message: {
+      role: "assistant" as const,
+      content: texts.length > 0 ? texts.join("") : toolCalls.length > 0 ? null : "",
+      refusal: null,
+      ...(toolCalls.length === 0 ? {} : { tool_calls: toolCalls })
+    },
+    finish_reason: finishReasonOf(candidate.finishReason ?? "STOP", toolCalls.length > 0),
+    logprobs: null
+  }
+}
+
+/**
+ * Translates a unary `generateContent` body into a `chat.completion`. A prompt blocked before any candidate
+ * fails with `ContentPolicy`; a body with neither candidates nor a block reason fails with `MalformedResponse`.
+ */
+export const fromGeminiResponse = (
+  body: unknown,
+  ctx: { readonly id: string; readonly created: number; readonly model: string }
+): Either.Either<ChatCompletion, ProviderError> =>
+  Either.gen(function*() {
+    const response = yield* decodeGeminiResponse(body)
+    const blocked = blockedPromptError(response)
+    if (blocked !== undefined) return yield* Either.left(blocked)
+    const candidates = response.candidates ?? []
+    if (candidates.length === 0) return yield* Either.left(malformed(provider, "a response with no candidates"))
+    const completion: ChatCompletion = {
+      id: ctx.id,
+      object: "chat.completion",
+      created: ctx.created,
+      model: ctx.model,
+      choices: candidates.map((candidate, position) => choiceOf(candidate, position, ctx.id)),
+      ...(response.usageMetadata === undefined ? {} : { usage: usageOf(response.usageMetadata) })
+    }
+    return completion
+  })

@@ -1,0 +1,301 @@
+/**
+ * The upstream transport: one pooled undici dispatcher, scoped (closed with its layer) and injectable (a test may
+ * pass undici's MockAgent), with the bounds every upstream answer is read under. undici directly rather than
+ * through HttpClient: the gateway's hot path is this call, and the wrapper's cost showed in the profiles.
+ */
+import { Context, Effect, Layer } from "effect"
+import { ProxyConfig } from "../../Config.js"
+import { Agent, request } from "undici"
+import type { Dispatcher } from "undici"
+import type { Readable } from "node:stream"
+import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib"
+import { bounded } from "../Deadline.js"
+import type { Deadline } from "../Deadline.js"
+import { ProviderError } from "../ProviderError.js"
+import { clientVisibleMessage, parseErrorBody, reasonForStatus, retryAfterMillis } from "./Status.js"
+
+/** How much of an upstream answer the gateway reads before it calls the answer malformed. */
+export interface TransportLimits {
+  /** A whole non-streamed body (after decompression). */
+  readonly maxResponseBytes: number
+  /** One server-sent event of a stream. */
+  readonly maxEventBytes: number
+  /** Decoded stream data held for a client that reads slower than the upstream writes; past it the upstream waits. */
+  readonly streamBufferBytes: number
+}
+
+export const defaultLimits: TransportLimits = {
+  maxResponseBytes: 64 * 1024 * 1024,
+  maxEventBytes: 16 * 1024 * 1024,
+  streamBufferBytes: 1024 * 1024
+}
+
+/** The dispatcher upstream requests go through, and the bounds they are read under. */
+export interface TransportService {
+  readonly dispatcher: Dispatcher
+  readonly limits: TransportLimits
+}
+
+/** The upstream transport service. */
+export class UpstreamTransport extends Context.Tag("llm-proxy/UpstreamTransport")<UpstreamTransport, TransportService>() {}
+
+/** An undici Agent: one keep-alive pool per upstream origin, closed (its sockets destroyed) with the scope. */
+export const makeAgent = Effect.acquireRelease(
+  Effect.sync(() => new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connect: { timeout: 10_000 } })),
+  (agent) => Effect.promise(() => agent.destroy().catch(() => undefined))
+)
+
+/** The pooled transport with the given limits (defaults otherwise). */
+export const layer = (limits: Partial<TransportLimits> = {}): Layer.Layer<UpstreamTransport> =>
+  Layer.scoped(
+    UpstreamTransport,
+    Effect.map(makeAgent, (dispatcher) => ({ dispatcher, limits: { ...defaultLimits, ...limits } }))
+  )
+
+/** A transport over a dispatcher of the caller's (e.g. undici's MockAgent in a test); not closed here. */
+export const layerDispatcher = (dispatcher: Dispatcher, limits: Partial<TransportLimits> = {}): Layer.Layer<UpstreamTransport> =>
+  Layer.succeed(UpstreamTransport, { dispatcher, limits: { ...defaultLimits, ...limits } })
+
+/** Where one provider sends its requests. */
+export interface Endpoint {
+  /** The provider kind named in every failure, e.g. `anthropic`. */
+  readonly provider: string
+  readonly url: string
+  readonly headers: Readonly<Record<string, string>>
+}
+
+/** A dialect's own reading of an error body, for what the status alone cannot tell (e.g. Gemini's 400 for a bad key). */
+export type RefineError = (error: ProviderError, body: unknown) => ProviderError
+
+/** A 2xx upstream response whose body has not been read yet: read it, stream it, or destroy it. */
+export interface UpstreamResponse {
+  readonly status: number
+  readonly headers: Readonly<Record<string, string | undefined>>
+  /** The body, decompressed when the upstream labelled it gzip, deflate or br. */
+  readonly body: Readable
+}
+
+/** An upstream error body is read up to this many bytes; the rest is of no use to anyone. */
+const maxErrorBodyBytes = 64 * 1024
+
+const flattenHeaders = (headers: Dispatcher.ResponseData["headers"]): Record<string, string | undefined> => {
+  const flat: Record<string, string | undefined> = {}
+  for (const name in headers) {
+    const value = headers[name]
+    flat[name] = Array.isArray(value) ? value.join(", ") : value
+  }
+  return flat
+}
+
+/** The body as the upstream meant it: decompressed when labelled (undici does not decompress). */
+const decodedBody = (body: Readable, encoding: string | undefined): Readable => {
+  const label = encoding?.trim().toLowerCase()
+  if (label === undefined || label === "" || label === "identity") return body
+  const decompressor =
+    label === "gzip" || label === "x-gzip" ? createGunzip() : label === "deflate" ? createInflate() : label === "br" ? createBrotliDecompress() : undefined
+  if (decompressor === undefined) return body
+  body.on("error", (error) => decompressor.destroy(error))
+  decompressor.once("close", () => body.destroy())
+  return body.pipe(decompressor)
+}
+
+/** A body read to its end, cut at its limit, or broken off. */
+type ReadOutcome = { readonly text: string } | "over" | Error
+
+/**
+ * Reads a body as UTF-8 text, at most `limit` bytes: `"over"` past it (the body destroyed), or the transport error
+ * that broke it off. Destroying the body aborts the read.
+ */
+const readUpTo = (body: Readable, limit: number, onDone: (outcome: ReadOutcome) => void): void => {
+  const pieces: Array<Buffer> = []
+  let size = 0
+  let done = false
+  const finish = (outcome: ReadOutcome) => {
+    if (done) return
+    done = true
+    onDone(outcome)
+  }
+  body.on("data", (piece: Buffer) => {
+    size += piece.length
+    if (size > limit) {
+      finish("over")
+      body.destroy()
+      return
+    }
+    pieces.push(piece)
+  })
+  body.once("end", () => finish({ text: Buffer.concat(pieces, size).toString("utf8") }))
+  body.once("error", (error) => finish(error))
+  body.once("close", () => finish(new Error("body closed before its end")))
+}
+
+const transportCode = (error: unknown): string => {
+  if (typeof error !== "object" || error === null) return "unknown error"
+  const code = (error as { code?: unknown }).code
+  return typeof code === "string" ? code.slice(0, 64) : error instanceof Error ? error.name : "unknown error"
+}
+
+/** A transport failure (refused, reset, DNS, TLS) or a body that broke off. */
+export const errorFromTransport = (provider: string, error: unknown): ProviderError =>
+  new ProviderError({
+    reason: "Unavailable",
+    message: `${provider} upstream could not be reached or broke off (${transportCode(error)})`,
+    provider
+  })
+
+/** An answer that breaks the dialect: not retried (it would break the same way), but worth a fallback. */
+export const malformed = (provider: string, what: string): ProviderError =>
+  new ProviderError({ reason: "MalformedResponse", message: `${provider} upstream sent ${what}`, provider })
+
+/** Builds the `ProviderError` for a non-2xx upstream response from (a bounded part of) its body. */
+const describeFailure = (
+  provider: string,
+  response: UpstreamResponse,
+  text: string,
+  refine: RefineError | undefined
+): ProviderError => {
+  const details = parseErrorBody(text)
+  const error = new ProviderError({
+    reason: reasonForStatus(response.status, details),
+    message: clientVisibleMessage(provider, response.status, response.headers["content-type"] ?? "", details),
+    provider,
+    status: response.status,
+    retryAfterMs: retryAfterMillis(response.headers),
+    param: details.param ?? null,
+    code: details.code ?? null
+  })
+  if (refine === undefined) return error
+  try {
+    return refine(error, JSON.parse(text))
+  } catch {
+    return error
+  }
+}
+
+/**
+ * Sends `body` as JSON and resolves with a 2xx response; any other status becomes a `ProviderError`, which
+ * `refine` may sharpen from the parsed error body. Interrupting the caller, or reaching `deadline`, aborts the
+ * request; the deadline covers a stalled error body too.
+ */
+export const postJson = (
+  transport: TransportService,
+  endpoint: Endpoint,
+  body: string,
+  deadline: Deadline | undefined,
+  refine?: RefineError
+): Effect.Effect<UpstreamResponse, ProviderError> =>
+  bounded<UpstreamResponse>(deadline, (settle, isSettled) => {
+    const controller = new AbortController()
+    const { provider } = endpoint
+    request(endpoint.url, {
+      method: "POST",
+      headers: endpoint.headers,
+      body,
+      signal: controller.signal,
+      dispatcher: transport.dispatcher
+    }).then(
+      (response) => {
+        if (isSettled()) return response.body.destroy()
+        const headers = flattenHeaders(response.headers)
+        const upstream = { status: response.statusCode, headers, body: decodedBody(response.body, headers["content-encoding"]) }
+        if (upstream.status >= 200 && upstream.status < 300) return settle(Effect.succeed(upstream))
+        readUpTo(upstream.body, maxErrorBodyBytes, (outcome) => {
+          const text = typeof outcome === "object" && "text" in outcome ? outcome.text : ""
+          settle(Effect.fail(describeFailure(provider, upstream, text, refine)))
+        })
+      },
+      (error: unknown) => settle(Effect.fail(errorFromTransport(provider, error)))
+    )
+    return () => controller.abort()
+  })
+
+/** Reads a whole 2xx body as text, at most `maxResponseBytes`; interruption, or reaching `deadline`, destroys it. */
+export const readText = (
+  transport: TransportService,
+  provider: string,
+  response: UpstreamResponse,
+  deadline: Deadline | undefined
+): Effect.Effect<string, ProviderError> =>
+  bounded<string>(deadline, (settle) => {
+    const limit = transport.limits.maxResponseBytes
+    readUpTo(response.body, limit, (outcome) =>
+      settle(
+        outcome === "over"
+          ? Effect.fail(malformed(provider, `a body larger than ${limit} bytes`))
+          : "text" in outcome
+            ? Effect.succeed(outcome.text)
+            : Effect.fail(errorFromTransport(provider, outcome))
+      )
+    )
+    return () => response.body.destroy()
+  })
+
+/** The deepest nesting of objects and arrays a JSON answer or request may have; deeper is not a real answer. */
+export const maxJsonDepth = 200
+
+/** Whether a parsed JSON value nests deeper than `limit`; iterative, so a deep value cannot overflow the stack. */
+export const nestsDeeperThan = (value: unknown, limit: number): boolean => {
+  if (typeof value !== "object" || value === null) return false
+  const stack: Array<unknown> = [value]
+  const depths: Array<number> = [1]
+  while (stack.length > 0) {
+    const node = stack.pop()
+    const depth = depths.pop()!
+    if (depth > limit) return true
+    if (Array.isArray(node)) {
+      for (const item of node) {
+        if (typeof item === "object" && item !== null) {
+          stack.push(item)
+          depths.push(depth + 1)
+        }
+      }
+    } else {
+      for (const key in node as Record<string, unknown>) {
+        const item = (node as Record<string, unknown>)[key]
+        if (typeof item === "object" && item !== null) {
+          stack.push(item)
+          depths.push(depth + 1)
+        }
+      }
+    }
+  }
+  return false
+}
+
+/** Parses JSON text that must be a sane value: `undefined` when it is not JSON or nests too deep. */
+export const parseBoundedJson = (text: string): unknown => {
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return undefined
+  }
+  return nestsDeeperThan(value, maxJsonDepth) ? undefined : value
+}
+
+/** Reads a 2xx JSON body, failing with `MalformedResponse` when it is not JSON (or nests absurdly deep). */
+export const readJson = (
+  transport: TransportService,
+  provider: string,
+  response: UpstreamResponse,
+  deadline: Deadline | undefined
+): Effect.Effect<unknown, ProviderError> =>
+  Effect.flatMap(readText(transport, provider, response, deadline), (text) => {
+    const value = parseBoundedJson(text)
+    return value === undefined ? Effect.fail(malformed(provider, "a body that is not JSON")) : Effect.succeed(value)
+  })
+
+/** The media type of a response, lower-cased, without parameters. */
+export const mediaTypeOf = (response: UpstreamResponse): string =>
+  (response.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase()
+
+/** The pooled transport with the limits of ProxyConfig (`UPSTREAM_MAX_RESPONSE_BYTES` and the like). */
+export const layerConfig: Layer.Layer<UpstreamTransport, never, ProxyConfig> = Layer.unwrapEffect(
+  Effect.map(ProxyConfig, (config) =>
+    layer({
+      maxResponseBytes: config.upstreamMaxResponseBytes,
+      maxEventBytes: config.upstreamMaxEventBytes,
+      streamBufferBytes: config.upstreamStreamBufferBytes
+    })
+  )
+)
