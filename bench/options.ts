@@ -1,0 +1,78 @@
+/** The command line of `npm run bench`. */
+import { portkeyVersion } from "./portkey.js"
+import type { TargetName } from "./targets.js"
+
+export interface Options {
+  readonly peer: "portkey" | undefined
+  readonly durationS: number
+  readonly repeats: number
+  readonly warmupS: number
+  readonly only: ReadonlySet<TargetName>
+  readonly profile: boolean
+  readonly probeCount: number
+  readonly largeCount: number
+  readonly build: boolean
+  readonly quick: boolean
+}
+
+const usage = `usage: npm run bench -- [options]
+  --peer portkey       also measure @portkey-ai/gateway@${portkeyVersion} (installed into a temporary folder)
+  --duration S         seconds per load run (default 10; --quick: 3)
+  --repeats N          repeats of every load run, medians reported (default 3; --quick: 1)
+  --quick              --duration 3 --repeats 1, shorter warm-up and probes
+  --only LIST          comma-separated targets among direct, proxy, peer
+  --profile            also CPU-profile the proxy during a c=50 non-stream run (bench/results/profiles)
+  --probe-count N      streams in the time-to-first-token probe (default 100; --quick: 15)
+  --no-build           use the existing dist/ instead of running npm run build`
+
+export const parseOptions = (argv: ReadonlyArray<string>): Options => {
+  const value = (name: string): string | undefined => {
+    const index = argv.indexOf(name)
+    if (index < 0) return undefined
+    const next = argv[index + 1]
+    if (next === undefined || next.startsWith("--")) throw new Error(`${name} needs a value\n${usage}`)
+    return next
+  }
+  const positive = (name: string, fallback: number): number => {
+    const text = value(name)
+    if (text === undefined) return fallback
+    const parsed = Number(text)
+    if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`${name} must be a positive number, got "${text}"`)
+    return parsed
+  }
+  const known = new Set(["--peer", "--duration", "--repeats", "--quick", "--only", "--profile", "--probe-count", "--no-build", "--help", "-h"])
+  for (const arg of argv) {
+    if (arg.startsWith("-") && !known.has(arg)) throw new Error(`unknown option ${arg}\n${usage}`)
+  }
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(usage)
+    process.exit(0)
+  }
+  const quick = argv.includes("--quick")
+  const peerName = value("--peer")
+  if (peerName !== undefined && peerName !== "portkey") throw new Error(`--peer supports only "portkey", got "${peerName}"`)
+  const onlyText = value("--only")
+  const only = new Set<TargetName>()
+  for (const name of (onlyText ?? "direct,proxy,peer").split(",").map((part) => part.trim())) {
+    if (name !== "direct" && name !== "proxy" && name !== "peer" && name !== "portkey") {
+      throw new Error(`--only takes direct, proxy, peer; got "${name}"`)
+    }
+    only.add(name === "portkey" ? "peer" : name)
+  }
+  if (peerName === undefined) only.delete("peer")
+  if (onlyText !== undefined && onlyText.includes("peer") && peerName === undefined) {
+    throw new Error("--only peer needs --peer portkey")
+  }
+  return {
+    peer: peerName,
+    durationS: positive("--duration", quick ? 3 : 10),
+    repeats: Math.round(positive("--repeats", quick ? 1 : 3)),
+    warmupS: quick ? 2 : 3,
+    only,
+    profile: argv.includes("--profile"),
+    probeCount: Math.round(positive("--probe-count", quick ? 15 : 100)),
+    largeCount: quick ? 30 : 50,
+    build: !argv.includes("--no-build"),
+    quick
+  }
+}

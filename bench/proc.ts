@@ -1,0 +1,63 @@
+/** /proc readings of the gateway process (with `ps` fallbacks where there is no /proc). */
+import { execFileSync } from "node:child_process"
+import { readFileSync } from "node:fs"
+
+const clockTicks = (() => {
+  try {
+    const ticks = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim())
+    return Number.isFinite(ticks) && ticks > 0 ? ticks : 100
+  } catch {
+    return 100
+  }
+})()
+
+/** CPU time (user + system, all threads) of `pid` in seconds. */
+export const cpuSecondsOf = (pid: number): number => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8")
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+    // Fields after the command name start at field 3 (state); utime is field 14, stime field 15.
+    return (Number(fields[11]) + Number(fields[12])) / clockTicks
+  } catch {
+    const text = execFileSync("ps", ["-o", "cputime=", "-p", String(pid)], { encoding: "utf8" }).trim()
+    const [days, clock] = text.includes("-") ? text.split("-") : ["0", text]
+    const parts = (clock ?? "0").split(":").map(Number).reverse()
+    return Number(days) * 86_400 + (parts[0] ?? 0) + (parts[1] ?? 0) * 60 + (parts[2] ?? 0) * 3_600
+  }
+}
+
+/** Resident set size and its high-water mark, in MB. */
+export const memoryOf = (pid: number): { readonly rssMb: number; readonly hwmMb: number } => {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8")
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)`, "m").exec(status)?.[1] ?? Number.NaN)
+    return { rssMb: kb("VmRSS") / 1024, hwmMb: kb("VmHWM") / 1024 }
+  } catch {
+    const rss = Number(execFileSync("ps", ["-o", "rss=", "-p", String(pid)], { encoding: "utf8" }).trim()) / 1024
+    return { rssMb: rss, hwmMb: Number.NaN }
+  }
+}
+
+/**
+ * Busy and steal CPU time of the whole machine (all cores) in seconds, from /proc/stat; used to spot other
+ * work (tests, builds, noisy neighbours) running during a measurement.
+ */
+export const machineCpu = (): { readonly busyS: number; readonly stealS: number } | undefined => {
+  try {
+    const line = readFileSync("/proc/stat", "utf8").split("\n", 1)[0] ?? ""
+    // irq and softirq time is left out: the benchmark's own loopback traffic is processed there and
+    // is not charged to any process.
+    const [user, nice, system, , , , , steal] = line.trim().split(/\s+/).slice(1).map(Number)
+    return {
+      busyS: ((user ?? 0) + (nice ?? 0) + (system ?? 0)) / clockTicks,
+      stealS: (steal ?? 0) / clockTicks
+    }
+  } catch {
+    return undefined
+  }
+}
+
+export const ownCpuSeconds = (): number => {
+  const usage = process.cpuUsage()
+  return (usage.user + usage.system) / 1e6
+}

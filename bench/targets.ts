@@ -1,0 +1,137 @@
+/**
+ * What the benchmark measures: the bench upstream itself ("direct") and llm-proxy in front of it, each started
+ * as a child process and called through an `Endpoint`. Portkey's gateway, the peer, is in bench/portkey.ts.
+ */
+import type { ChildProcess } from "node:child_process"
+import { spawnSync } from "node:child_process"
+import { existsSync, writeFileSync } from "node:fs"
+import { join } from "node:path"
+import { rootDir } from "./paths.js"
+import { freePort, pinned, spawnTracked, startNodeFlags, stopChild, tail, tsxCommand, waitForHttp, waitForMessage } from "./processes.js"
+
+export type TargetName = "direct" | "proxy" | "peer"
+
+/** The order targets are measured and listed in. */
+export const targetOrder: ReadonlyArray<TargetName> = ["direct", "proxy", "peer"]
+
+/** The time-to-first-token probe's stream: this many chunks, this far apart. */
+export const ttftChunks = 20
+export const ttftDelayMs = 50
+
+export interface Upstream {
+  readonly child: ChildProcess
+  readonly origin: string
+}
+
+export const startUpstream = async (core: number, name: string): Promise<Upstream> => {
+  const child = spawnTracked(pinned(core, tsxCommand("upstream.ts")), { name, ipc: true })
+  const message = await waitForMessage(child, "listening", name)
+  const port = message["port"]
+  if (typeof port !== "number") throw new Error(`${name} reported no port`)
+  return { child, origin: `http://127.0.0.1:${port}` }
+}
+
+/** How one target is called: URL and headers of a chat request, and the model name to put in it. */
+export interface Endpoint {
+  readonly url: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly model: string
+}
+
+export type StreamShape = "fast" | "ttft"
+
+export interface RunningTarget {
+  readonly name: TargetName
+  readonly label: string
+  /** The process whose CPU and memory are measured (the gateway, or the upstream itself for "direct"). */
+  readonly pid: number
+  /** The upstream this target forwards to, if it is not the target itself (its CPU runs on the load core). */
+  readonly upstreamPid: number | undefined
+  readonly endpoint: (shape: StreamShape) => Endpoint
+  readonly stop: () => Promise<void>
+}
+
+export const ttftPath = `/bench/c${ttftChunks}-d${ttftDelayMs}`
+
+export const startDirect = async (): Promise<RunningTarget> => {
+  const upstream = await startUpstream(0, "direct upstream")
+  return {
+    name: "direct",
+    label: "direct (bench upstream)",
+    pid: upstream.child.pid ?? -1,
+    upstreamPid: undefined,
+    endpoint: (shape) => ({
+      url: `${upstream.origin}${shape === "ttft" ? ttftPath : ""}/v1/chat/completions`,
+      headers: {},
+      model: "bench"
+    }),
+    stop: () => stopChild(upstream.child)
+  }
+}
+
+export const buildProxy = () => {
+  console.log("building the proxy (npm run build)…")
+  const npm = process.platform === "win32" ? "npm.cmd" : "npm"
+  const result = spawnSync(npm, ["run", "build", "--silent"], { cwd: rootDir, stdio: "inherit" })
+  if (result.status !== 0) throw new Error(`npm run build failed (exit ${String(result.status)})`)
+}
+
+const proxyKey = "bench-key"
+
+export const startProxy = async (
+  backend: Upstream,
+  work: string,
+  extraNodeArgs: ReadonlyArray<string> = [],
+  tag = "proxy"
+): Promise<RunningTarget & { readonly child: ChildProcess }> => {
+  const configFile = join(work, "registry.yaml")
+  writeFileSync(
+    configFile,
+    [
+      "models:",
+      "  - name: bench",
+      "    provider: openai",
+      `    base_url: ${backend.origin}/v1`,
+      "  - name: bench-ttft",
+      "    provider: openai",
+      `    base_url: ${backend.origin}${ttftPath}/v1`,
+      ""
+    ].join("\n")
+  )
+  const port = await freePort()
+  const logFile = join(work, `${tag}.log`)
+  const entry = join(rootDir, "dist", "main.js")
+  if (!existsSync(entry)) throw new Error(`${entry} does not exist: build the proxy first`)
+  const child = spawnTracked(pinned(0, [process.execPath, ...startNodeFlags(), ...extraNodeArgs, entry]), {
+    name: tag,
+    logFile,
+    env: {
+      ...process.env,
+      NODE_ENV: "production",
+      INTERNAL_API_KEY: proxyKey,
+      LOG_LEVEL: "warn",
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      CONFIG_FILE: configFile
+    }
+  })
+  const origin = `http://127.0.0.1:${port}`
+  await waitForHttp(`${origin}/health`, child, "the proxy", logFile)
+  return {
+    name: "proxy",
+    label: "llm-proxy",
+    child,
+    pid: child.pid ?? -1,
+    upstreamPid: backend.child.pid,
+    endpoint: (shape) => ({
+      url: `${origin}/v1/chat/completions`,
+      headers: { authorization: `Bearer ${proxyKey}` },
+      model: shape === "ttft" ? "bench-ttft" : "bench"
+    }),
+    stop: async () => {
+      await stopChild(child, 20_000)
+      const log = tail(logFile, 2_000).trim()
+      if (log !== "") console.log(`  (${tag} log tail)\n${log.split("\n").map((line) => `    ${line}`).join("\n")}`)
+    }
+  }
+}
