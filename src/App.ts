@@ -25,16 +25,23 @@ const defaultKeyWarning = Layer.effectDiscard(
   )
 )
 
+/** What an app may swap in the gateway it serves. */
+export interface ServeOptions<EA, RA> {
+  /** Who may call: the operator key alone by default (`Auth.layer`). It guards every route, chat included. */
+  readonly authenticator?: Layer.Layer<Auth.Authenticator, EA, RA>
+}
+
 /** A server layer with everything behind it: chat core, router, registry, authenticator, lifecycle, logging. */
-const withServices = <E, R, E2, R2>(
+const withServices = <E, R, E2, R2, EA, RA>(
   server: Layer.Layer<never, E2, R2>,
-  registry: Layer.Layer<Registry.ModelRegistry, E, R>
+  registry: Layer.Layer<Registry.ModelRegistry, E, R>,
+  options: ServeOptions<EA, RA>
 ) =>
   server.pipe(
     Layer.provide(ChatCore.layer),
     Layer.provide(Router.layer),
     Layer.provide(registry),
-    Layer.provide(Auth.layer),
+    Layer.provide(options.authenticator ?? (Auth.layer as Layer.Layer<Auth.Authenticator, EA, RA | Config.ProxyConfig>)),
     Layer.provideMerge(Lifecycle.layer),
     Layer.provide(defaultKeyWarning),
     Layer.provide(Logging.layer)
@@ -44,11 +51,16 @@ const withServices = <E, R, E2, R2>(
  * The gateway serving on `HOST`:`PORT` with the given registry: the chat fast path in front of the HttpApi. Needs
  * ProxyConfig; provides the Lifecycle of its server (launch it).
  */
-export const serveWith = <E, R>(registry: Layer.Layer<Registry.ModelRegistry, E, R>) => withServices(Server.layer, registry)
+export const serveWith = <E, R, EA = never, RA = never>(
+  registry: Layer.Layer<Registry.ModelRegistry, E, R>,
+  options: ServeOptions<EA, RA> = {}
+) => withServices(Server.layer, registry, options)
 
 /** The same gateway with the HttpApi's own chat handler and no fast path in front. */
-export const serveApiOnlyWith = <E, R>(registry: Layer.Layer<Registry.ModelRegistry, E, R>) =>
-  withServices(Server.layerApiOnly, registry)
+export const serveApiOnlyWith = <E, R, EA = never, RA = never>(
+  registry: Layer.Layer<Registry.ModelRegistry, E, R>,
+  options: ServeOptions<EA, RA> = {}
+) => withServices(Server.layerApiOnly, registry, options)
 
 /** The gateway as `npm start` runs it: settings from the environment, registry from `CONFIG_FILE` or built in. */
 export const layer = serveWith(Registry.layer).pipe(

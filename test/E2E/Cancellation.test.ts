@@ -159,3 +159,30 @@ describe("client cancellation reaches the upstream", () => {
       yield* abortTwice(upstream, sendThenAbort)
     }))
 })
+
+describe("a client that leaves before the first token (finding 15)", () => {
+  // undici reconnects for an aborted request's slot and closes that connection at once, unwritten (measured: ~1 ms,
+  // 0 bytes): what must hold is that nothing is sent again and no connection is left open.
+  it.scopedLive("closes the upstream connection, sends nothing again, and leaves no connection open", () =>
+    Effect.gen(function* () {
+      const upstream = yield* startUpstream("openai", [stallAfter(OpenAi.streamFrames(["late"]), 0)])
+      const gateway = yield* gatewayFor(upstream)
+      for (let round = 1; round <= 3; round++) {
+        const controller = new AbortController()
+        const request = fetch(`${gateway.baseUrl}/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${testKey}`, "content-type": "application/json" },
+          body: JSON.stringify({ model: "m", messages: [{ role: "user", content: "hi" }], stream: true }),
+          signal: controller.signal
+        }).catch(() => undefined)
+        yield* upstream.awaitCalls(round)
+        yield* Effect.sleep("50 millis")
+        controller.abort()
+        yield* Effect.promise(() => request)
+        yield* closedAt(upstream, round - 1)
+      }
+      yield* Effect.sleep("300 millis")
+      expect(upstream.calls).toHaveLength(3)
+      expect(yield* upstream.openConnections).toBe(0)
+    }))
+})

@@ -44,6 +44,8 @@ export type Reply =
     }
   /** Reads the request and never answers. */
   | { readonly _tag: "Hang" }
+  /** Anything else a misbehaving upstream does, written by hand on the raw response. */
+  | { readonly _tag: "Raw"; readonly answer: (response: ServerResponse, call: UpstreamCall) => void }
 
 /** One request the upstream received, and what became of its connection. */
 export class UpstreamCall {
@@ -120,6 +122,10 @@ export interface FakeUpstream {
   readonly setScript: (script: Script) => void
   /** Waits until at least `count` requests have arrived. */
   readonly awaitCalls: (count: number) => Effect.Effect<ReadonlyArray<UpstreamCall>>
+  /** TCP connections open to this upstream now (idle keep-alive ones included). */
+  readonly openConnections: Effect.Effect<number>
+  /** TCP connections accepted so far. */
+  readonly acceptedConnections: () => number
 }
 
 const routes: Record<Dialect, RegExp> = {
@@ -151,9 +157,12 @@ export const startUpstream = (dialect: Dialect, initial: Script): Effect.Effect<
         timers.add(timer)
       }
 
-      const send = (res: ServerResponse, reply: Reply): void => {
+      const send = (res: ServerResponse, reply: Reply, call?: UpstreamCall): void => {
         switch (reply._tag) {
           case "Hang":
+            return
+          case "Raw":
+            if (call !== undefined) reply.answer(res, call)
             return
           case "Body": {
             const write = () => {
@@ -202,8 +211,15 @@ export const startUpstream = (dialect: Dialect, initial: Script): Effect.Effect<
           if (req.method !== "POST" || !routes[dialect].test(call.path)) {
             return send(res, notFound(dialect, `${req.method} ${call.path}`))
           }
-          send(res, pick(script, call))
+          send(res, pick(script, call), call)
         })
+      })
+      let accepted = 0
+      let open = 0
+      server.on("connection", (socket) => {
+        accepted++
+        open++
+        socket.once("close", () => open--)
       })
       await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve))
       const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
@@ -225,7 +241,9 @@ export const startUpstream = (dialect: Dialect, initial: Script): Effect.Effect<
             waiters.add(check)
             check()
             return Effect.sync(() => waiters.delete(check))
-          })
+          }),
+        openConnections: Effect.sync(() => open),
+        acceptedConnections: () => accepted
       }
       return { server, timers, upstream }
     }),
@@ -252,14 +270,14 @@ export const deploymentOf = (
  * A registry built exactly as CONFIG_FILE's contents are (`decodeRegistry` then `fromFile`), from the parsed
  * document `raw`. An invalid document is a defect: the test is wrong.
  */
-export const registryFromDocument = (raw: unknown): Layer.Layer<ModelRegistry> =>
+export const registryFromDocument = (raw: unknown, limits: Partial<Transport.TransportLimits> = {}): Layer.Layer<ModelRegistry> =>
   Layer.effect(
     ModelRegistry,
     Effect.gen(function* () {
       const file = yield* decodeRegistry(raw, "test registry")
       return yield* fromFile(file, 0)
     })
-  ).pipe(Layer.provide(Transport.layer()), Layer.orDie)
+  ).pipe(Layer.provide(Transport.layer(limits)), Layer.orDie)
 
 // ---------------------------------------------------------------------------------------------------------------
 // Generic replies
@@ -302,6 +320,9 @@ export const sse = (frames: ReadonlyArray<string>, options: SseOptions = {}): Re
   gapMs: options.gapMs ?? 1,
   then: options.then ?? "end"
 })
+
+/** An answer written by hand on the raw response. */
+export const raw = (answer: (response: ServerResponse, call: UpstreamCall) => void): Reply => ({ _tag: "Raw", answer })
 
 /** Never answers (a slow non-streamed upstream). */
 export const hang: Reply = { _tag: "Hang" }
