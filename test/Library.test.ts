@@ -5,7 +5,16 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Effect, Either, Layer, Redacted, Schema, Stream } from "effect"
 import type { AddressInfo } from "node:net"
-import { App, Config, Errors, Lifecycle, Provider, Registry, Router, Schemas } from "../src/index.js"
+import * as HttpApi from "@effect/platform/HttpApi"
+import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
+import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
+import * as HttpServer from "@effect/platform/HttpServer"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
+import { createServer } from "node:http"
+import { App, Config, Errors, Lifecycle, MockProvider, Provider, Registry, Router, Schemas, Sse } from "../src/index.js"
+import { ssePayloads } from "./support/Sse.js"
 
 /** The embedding app's own upstream: answers in upper case, streamed letter group by letter group. */
 const received: Array<Schemas.ChatCompletionRequest> = []
@@ -170,4 +179,65 @@ describe("llm-proxy as a library", () => {
         expect(missing.left._tag).toBe("ModelNotFound")
       }
     }).pipe(Effect.provide(RouterLive)))
+
+  /** An app's own HttpApi: one endpoint that streams whatever the ChatProvider in its context streams, as SSE. */
+  class StreamingApi extends HttpApi.make("house").add(
+    HttpApiGroup.make("chat").add(HttpApiEndpoint.post("stream", "/stream").setPayload(Schemas.ChatCompletionRequest).addSuccess(Schemas.ChatCompletion))
+  ) {}
+
+  const StreamingLive = HttpApiBuilder.group(StreamingApi, "chat", (handlers) =>
+    Effect.map(Provider.ChatProvider, (provider) =>
+      handlers.handle("stream", ({ payload }) =>
+        Effect.succeed(
+          HttpServerResponse.stream(Sse.encode(Provider.streamOf(provider, payload), { includeUsage: true }), {
+            contentType: "text/event-stream"
+          })
+        )
+      )
+    )
+  )
+
+  it.scopedLive("streams a provider Layer's Stream as SSE through an HttpApi of the app's own, with Sse.encode", () =>
+    Effect.gen(function* () {
+      const server = createServer()
+      yield* Layer.build(
+        HttpApiBuilder.serve().pipe(
+          Layer.provide(HttpApiBuilder.api(StreamingApi).pipe(Layer.provide(StreamingLive))),
+          Layer.provide(MockProvider.layer()),
+          HttpServer.withLogAddress,
+          Layer.provide(NodeHttpServer.layer(() => server, { port: 0, host: "127.0.0.1" }))
+        )
+      )
+      const { port } = server.address() as AddressInfo
+      const answer = yield* Effect.promise(async () => {
+        const response = await fetch(`http://127.0.0.1:${port}/stream`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ model: "mock", messages: [{ role: "user", content: "encode me please" }] })
+        })
+        return { status: response.status, type: response.headers.get("content-type"), text: await response.text() }
+      })
+      expect(answer.status).toBe(200)
+      expect(answer.type).toContain("text/event-stream")
+      const payloads = ssePayloads(answer.text)
+      expect(payloads.at(-1)).toBe("[DONE]")
+      const chunks = payloads.slice(0, -1).map((payload) => Schema.decodeUnknownSync(Schemas.ChatCompletionChunk)(payload))
+      expect(chunks.map((chunk) => chunk.choices[0]?.delta.content ?? "").join("")).toBe("encode me please")
+      // include_usage: the usage-only chunk comes last, before [DONE]
+      expect(chunks.at(-1)?.choices).toEqual([])
+      expect(chunks.at(-1)?.usage?.completion_tokens).toBe(3)
+    }))
+
+  it.effect("Sse.encode ends a failing stream with one error frame and no [DONE]", () =>
+    Effect.gen(function* () {
+      const failing = Stream.concat(
+        Stream.make({ id: "c", object: "chat.completion.chunk" as const, created: 1, model: "m", choices: [] }),
+        Stream.fail(new Provider.ProviderError({ reason: "Timeout", message: "too slow", provider: "house" }))
+      )
+      const bytes = yield* Stream.runCollect(Sse.encode(failing, { includeUsage: false }))
+      const text = Chunk.toReadonlyArray(bytes).map((piece) => new TextDecoder().decode(piece)).join("")
+      const payloads = ssePayloads(text)
+      expect(payloads).toHaveLength(2)
+      expect(payloads.at(-1)).toMatchObject({ error: { code: "upstream_timeout", type: "timeout_error" } })
+    }))
 })
