@@ -12,16 +12,17 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
-import { Cause, Effect, Exit, Layer, LogLevel } from "effect"
+import { Cause, Effect, Either, Exit, Layer, LogLevel, Option } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { ProxyConfig } from "../Config.js"
 import { InternalError, MethodNotAllowed, RouteNotFound, ShuttingDown, Unauthorized } from "../Errors.js"
 import { Api } from "./Api.js"
 import * as Auth from "./Auth.js"
 import * as Docs from "./Docs.js"
-import { bodyProblem, hasBody, invalidRequestOf, pathOf, requestIdOf, unparsableBody } from "./Edge.js"
+import { bodyProblem, hasBody, invalidRequestOf, parseJsonBody, pathOf, requestIdOf, unparsableBody } from "./Edge.js"
 import type { DecodeIssue } from "./Edge.js"
 import { errorResponse } from "./Errors.js"
+import type { GatewayError } from "./Errors.js"
 import * as Handlers from "./Handlers.js"
 import * as HotPath from "./HotPath.js"
 import { drainOnShutdown, Lifecycle } from "./Lifecycle.js"
@@ -123,17 +124,26 @@ export const makeEdge: Effect.Effect<(app: HttpApp.Default) => HttpApp.Default, 
         const rejection = lifecycle.isDraining()
           ? new ShuttingDown()
           : (methodProblem(request) ?? bodyProblem(request.method, request.headers, config.maxBodyBytes))
+        // One request object for the edge and the app: its body text is read once and cached on it.
+        const labelled = labelledAsJson(request)
+        const served = app.pipe(
+          // The app writes its own response: a pre-response handler is how a header reaches it.
+          HttpApp.withPreResponseHandler((_request, response) => Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId))),
+          Effect.provideService(HttpServerRequest.HttpServerRequest, labelled),
+          Effect.provideService(RequestId, requestId)
+        )
+        const refused = (error: GatewayError) => Effect.succeed(HttpServerResponse.setHeader(errorResponse(error), "x-request-id", requestId))
         const answered =
           rejection !== undefined
-            ? Effect.succeed(HttpServerResponse.setHeader(errorResponse(rejection), "x-request-id", requestId))
-            : app.pipe(
-                // The app writes its own response: a pre-response handler is how a header reaches it.
-                HttpApp.withPreResponseHandler((_request, response) =>
-                  Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId))
-                ),
-                Effect.provideService(HttpServerRequest.HttpServerRequest, labelledAsJson(request)),
-                Effect.provideService(RequestId, requestId)
-              )
+            ? refused(rejection)
+            : hasBody(request.method)
+              ? // The platform parses the body again (from its cached text); this parse only bounds its nesting, which
+                // the platform's decoder and error formatter would otherwise recurse through.
+                Effect.flatMap(Effect.either(labelled.text), (text) => {
+                  const problem = Either.isRight(text) ? Either.getLeft(parseJsonBody(text.right)) : Option.none()
+                  return Option.isSome(problem) ? refused(problem.value) : served
+                })
+              : served
         return (accessLog ? accessLogged(answered, request, requestId) : answered).pipe(Effect.annotateLogs("requestId", requestId))
       })
   }

@@ -3,10 +3,11 @@
  * real misbehaving upstream (or a hostile client) over real sockets. After each, the same gateway still serves.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, LogLevel } from "effect"
+import { vi } from "vitest"
 import { connect } from "node:net"
 import { gzipSync } from "node:zlib"
-import { startGateway, testKey } from "../support/Gateway.js"
+import { mounts, startGateway, testKey } from "../support/Gateway.js"
 import type { RunningGateway } from "../support/Gateway.js"
 import { deploymentOf, json, OpenAi, raw, registryFromDocument, sse, startUpstream, text } from "../support/FakeUpstreams.js"
 import type { Script } from "../support/FakeUpstreams.js"
@@ -24,6 +25,7 @@ const gatewayWith = (
     readonly timeouts?: Record<string, number>
     readonly fallback?: boolean
     readonly apiKeyEnv?: string
+    readonly logLevel?: LogLevel.LogLevel
   } = {}
 ) =>
   Effect.gen(function* () {
@@ -37,7 +39,10 @@ const gatewayWith = (
       deploymentOf("b", backup)
     ]
     const registry = registryFromDocument({ models, settings: { retry, timeouts: options.timeouts ?? {} } }, options.limits)
-    const gateway = yield* startGateway({ registry, settings: { shutdownGraceMs: 100 } })
+    const gateway = yield* startGateway({
+      registry,
+      settings: { shutdownGraceMs: 100, ...(options.logLevel === undefined ? {} : { logLevel: options.logLevel, logFormat: "json" as const }) }
+    })
     return { upstream, backup, gateway }
   })
 
@@ -216,14 +221,27 @@ describe("wrong outcomes that were (findings 11–14, 16)", () => {
     Effect.gen(function* () {
       const key = "sk-upstream-secret-4242424242"
       process.env["ROBUSTNESS_UPSTREAM_KEY"] = key
+      const lines: Array<string> = []
+      const spy = vi.spyOn(console, "log").mockImplementation((...args: Array<unknown>) => {
+        for (const arg of args) lines.push(typeof arg === "string" ? arg : JSON.stringify(arg))
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => spy.mockRestore()))
       const { gateway } = yield* gatewayWith(
-        [OpenAi.error(400, `Incorrect API key provided: ${key}. Check ${key}.`, { type: "invalid_request_error", code: "invalid_api_key" })],
-        { apiKeyEnv: "ROBUSTNESS_UPSTREAM_KEY" }
+        [
+          OpenAi.error(400, `Incorrect API key provided: ${key}. Check ${key}.`, { type: "invalid_request_error", code: "invalid_api_key" }),
+          sse([chunk({ role: "assistant", content: "" }), `data: {"error":{"message":"key ${key} revoked","code":"500"}}\n\n`])
+        ],
+        { apiKeyEnv: "ROBUSTNESS_UPSTREAM_KEY", logLevel: LogLevel.Debug }
       )
       const answer = yield* postChat(gateway.baseUrl, chatRequest("m"))
       expect(answer.status).toBe(400)
       expect(answer.text).not.toContain(key)
       expect(answer.text).toContain("[redacted]")
+      const streamed = yield* postChat(gateway.baseUrl, chatRequest("m", { stream: true }))
+      expect(streamError(streamed.text)?.message).toContain("[redacted]")
+      expect(streamed.text).not.toContain(key)
+      expect(lines.length).toBeGreaterThan(0)
+      expect(lines.join("\n")).not.toContain(key)
       delete process.env["ROBUSTNESS_UPSTREAM_KEY"]
     }))
 
@@ -265,5 +283,50 @@ describe("wrong outcomes that were (findings 11–14, 16)", () => {
       const error = expectEnvelope(yield* postChat(gateway.baseUrl, chatRequest("m", { stream: true })), 502, "upstream_malformed_response")
       expect(error.message).toContain("text/html")
       expect(upstream.calls).toHaveLength(1)
+    }))
+})
+
+describe("hostile client bodies (findings 9, 10)", () => {
+  for (const mount of mounts) it.scopedLive(`a body nested 2500 deep, or a deep value in any field, is a 400 — never a 500 or a stack overflow (${mount} mount)`, () =>
+    Effect.gen(function* () {
+      const gateway = yield* startGateway({ mount })
+      const deep = (depth: number) => JSON.parse(nested(depth)) as unknown
+      const bodies: ReadonlyArray<unknown> = [
+        deep(2500),
+        { model: "mock", messages: [{ role: "user", content: "hi" }], temperature: deep(2500) },
+        { model: "mock", messages: [{ role: "user", content: deep(2500) }] },
+        { model: deep(2500), messages: [{ role: "user", content: "hi" }] },
+        { model: "mock", messages: [{ role: "user", content: "hi" }], vendor_extra: deep(2500) },
+        { model: "mock", messages: [{ role: "user", content: "hi" }], vendor_extra: deep(150) }
+      ]
+      for (const body of bodies) {
+        const answer = yield* call(`${gateway.baseUrl}/v1/chat/completions`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${testKey}`, "content-type": "application/json" },
+          body: JSON.stringify(body)
+        })
+        expect(answer.status).toBe(400)
+        expectEnvelope(answer, 400)
+      }
+      // a real request with an unknown field nested a little is served
+      const fine = yield* postChat(gateway.baseUrl, chatRequest("mock", { vendor_extra: deep(20) }))
+      expect(fine.status).toBe(200)
+    }))
+
+  it.scopedLive("the mock with n: 128 and a 4 MB message answers within its output bound", () =>
+    Effect.gen(function* () {
+      const gateway = yield* startGateway({ settings: { maxBodyBytes: 8 * 1024 * 1024 } })
+      const message = "word ".repeat(800_000)
+      const answer = yield* postChat(gateway.baseUrl, { model: "mock", n: 128, messages: [{ role: "user", content: message }] })
+      expect(answer.status).toBe(200)
+      expect(answer.text.length).toBeLessThan(4 * 1024 * 1024)
+      const completion = JSON.parse(answer.text) as { readonly choices: ReadonlyArray<{ readonly finish_reason: string }> }
+      expect(completion.choices).toHaveLength(128)
+      expect(completion.choices.every((choice) => choice.finish_reason === "length")).toBe(true)
+      const streamed = yield* postChat(gateway.baseUrl, { model: "mock", n: 128, stream: true, messages: [{ role: "user", content: message }] })
+      expect(streamed.status).toBe(200)
+      expect(streamed.text.endsWith("data: [DONE]\n\n")).toBe(true)
+      expect(streamed.text.length).toBeLessThan(32 * 1024 * 1024)
+      yield* stillServes(gateway)
     }))
 })
