@@ -1,6 +1,6 @@
-/** /proc readings of the gateway process (with `ps` fallbacks where there is no /proc). */
+/** /proc readings of the gateway process (CPU and memory fall back to `ps` where there is no /proc). */
 import { execFileSync } from "node:child_process"
-import { readFileSync } from "node:fs"
+import { readdirSync, readFileSync, readlinkSync } from "node:fs"
 
 const clockTicks = (() => {
   try {
@@ -60,4 +60,54 @@ export const machineCpu = (): { readonly busyS: number; readonly stealS: number 
 export const ownCpuSeconds = (): number => {
   const usage = process.cpuUsage()
   return (usage.user + usage.system) / 1e6
+}
+
+/** The inodes of the sockets `pid` holds open (its `socket:[inode]` file descriptors); empty without /proc. */
+export const socketInodesOf = (pid: number): ReadonlyArray<string> => {
+  const inodes: Array<string> = []
+  try {
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const match = /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))
+        if (match?.[1] !== undefined) inodes.push(match[1])
+      } catch {
+        // closed between the listing and the read
+      }
+    }
+  } catch {
+    // no /proc, or the process is gone
+  }
+  return inodes
+}
+
+export interface TcpSocket {
+  readonly localPort: number
+  readonly remotePort: number
+  /** The kernel's state name, e.g. ESTABLISHED, CLOSE_WAIT, LISTEN. */
+  readonly state: string
+}
+
+const tcpStates = ["", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT", "LAST_ACK", "LISTEN", "CLOSING"]
+
+/** The TCP sockets among `inodes`, from /proc/net/tcp and tcp6 (other sockets, e.g. pipes' unix sockets, are left out). */
+export const tcpSocketsOf = (inodes: ReadonlyArray<string>): ReadonlyArray<TcpSocket> => {
+  const wanted = new Set(inodes)
+  const sockets: Array<TcpSocket> = []
+  for (const table of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text = ""
+    try {
+      text = readFileSync(table, "utf8")
+    } catch {
+      continue
+    }
+    for (const line of text.split("\n").slice(1)) {
+      // sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid timeout inode
+      const fields = line.trim().split(/\s+/)
+      const inode = fields[9]
+      if (inode === undefined || !wanted.has(inode)) continue
+      const port = (address: string | undefined) => parseInt(address?.split(":")[1] ?? "0", 16)
+      sockets.push({ localPort: port(fields[1]), remotePort: port(fields[2]), state: tcpStates[parseInt(fields[3] ?? "0", 16)] ?? "?" })
+    }
+  }
+  return sockets
 }

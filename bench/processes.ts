@@ -66,6 +66,8 @@ export interface SpawnOptions {
   readonly cwd?: string
   /** Where stdout and stderr go; the tail is shown when the process fails. */
   readonly logFile?: string
+  /** Where stderr goes instead, when it should be read apart from stdout. */
+  readonly stderrFile?: string
   readonly ipc?: boolean
 }
 
@@ -73,12 +75,14 @@ export const spawnTracked = (command: ReadonlyArray<string>, options: SpawnOptio
   const [file, ...args] = command
   if (file === undefined) throw new Error("empty command")
   const log = options.logFile === undefined ? "inherit" : openSync(options.logFile, "a")
+  const errorLog = options.stderrFile === undefined ? log : openSync(options.stderrFile, "a")
   const child = spawn(file, args, {
     cwd: options.cwd ?? rootDir,
     env: options.env ?? process.env,
-    stdio: ["ignore", log, log, ...(options.ipc === true ? (["ipc"] as const) : [])]
+    stdio: ["ignore", log, errorLog, ...(options.ipc === true ? (["ipc"] as const) : [])]
   })
   if (typeof log === "number") closeSync(log)
+  if (typeof errorLog === "number" && errorLog !== log) closeSync(errorLog)
   children.add(child)
   child.once("exit", () => children.delete(child))
   return child
