@@ -14,6 +14,7 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { createServer } from "node:http"
 import { App, Config, Errors, Lifecycle, MockProvider, Provider, Registry, Router, Schemas, Sse } from "../src/index.js"
+import { call, get, postChat } from "./support/Http.js"
 import { ssePayloads } from "./support/Sse.js"
 
 /** The embedding app's own upstream: answers in upper case, streamed letter group by letter group. */
@@ -86,53 +87,41 @@ describe("llm-proxy as a library", () => {
   it.scopedLive("serves the exported layers with the app's own provider over HTTP", () =>
     Effect.gen(function* () {
       const baseUrl = yield* serve
-      const headers = { authorization: `Bearer ${houseKey}`, "content-type": "application/json" }
-      const models = yield* Effect.promise(() => fetch(`${baseUrl}/v1/models`, { headers }).then((r) => r.json()))
-      expect(models).toMatchObject({ object: "list", data: [{ id: "house-model", object: "model", owned_by: "house" }] })
+      const key = { authorization: `Bearer ${houseKey}` }
+      const models = yield* get(`${baseUrl}/v1/models`, key)
+      expect(JSON.parse(models.text)).toMatchObject({ object: "list", data: [{ id: "house-model", object: "model", owned_by: "house" }] })
 
-      const completion = yield* Effect.promise(async () => {
-        const response = await fetch(`${baseUrl}/v1/chat/completions`, {
-          method: "POST",
-          headers,
-          body: JSON.stringify({ model: "house-model", messages: [{ role: "user", content: "shout this" }], house_flag: true })
-        })
-        return { status: response.status, provider: response.headers.get("x-llm-proxy-provider"), body: (await response.json()) as unknown }
-      })
+      const completion = yield* postChat(
+        baseUrl,
+        { model: "house-model", messages: [{ role: "user", content: "shout this" }], house_flag: true },
+        key
+      )
       expect(completion.status).toBe(200)
-      expect(completion.provider).toBe("house")
+      expect(completion.headers.get("x-llm-proxy-provider")).toBe("house")
       // decoded with the exported schemas, as the embedding app would
-      const decoded = Schema.decodeUnknownSync(Schemas.ChatCompletion)(completion.body)
+      const decoded = Schema.decodeUnknownSync(Schemas.ChatCompletion)(JSON.parse(completion.text))
       expect(decoded.choices[0]?.message.content).toBe("SHOUT THIS")
       expect(decoded.model).toBe("house-model")
       expect((received.at(-1) as unknown as Record<string, unknown>)["house_flag"]).toBe(true)
 
-      const streamed = yield* Effect.promise(async () => {
-        const response = await fetch(`${baseUrl}/v1/chat/completions`, {
-          method: "POST",
-          headers,
-          body: JSON.stringify({ model: "house-model", messages: [{ role: "user", content: "stream me now" }], stream: true })
-        })
-        return { status: response.status, type: response.headers.get("content-type"), text: await response.text() }
-      })
+      const streamed = yield* postChat(baseUrl, { model: "house-model", messages: [{ role: "user", content: "stream me now" }], stream: true }, key)
       expect(streamed.status).toBe(200)
-      expect(streamed.type).toContain("text/event-stream")
-      const frames = streamed.text.trimEnd().split("\n\n")
-      expect(frames.at(-1)).toBe("data: [DONE]")
-      const content = frames
+      expect(streamed.headers.get("content-type")).toContain("text/event-stream")
+      const payloads = ssePayloads(streamed.text)
+      expect(payloads.at(-1)).toBe("[DONE]")
+      const content = payloads
         .slice(0, -1)
-        .map((frame) => Schema.decodeUnknownSync(Schemas.ChatCompletionChunk)(JSON.parse(frame.slice("data: ".length))))
+        .map((payload) => Schema.decodeUnknownSync(Schemas.ChatCompletionChunk)(payload))
         .map((chunk) => chunk.choices[0]?.delta.content ?? "")
         .join("")
       expect(content).toBe("STREAM ME NOW")
 
       // the app's key is the one that counts: the default test key is refused
-      const refused = yield* Effect.promise(() =>
-        fetch(`${baseUrl}/v1/models`, { headers: { "x-internal-auth": "test-internal-key" } }).then((r) => r.status)
-      )
-      expect(refused).toBe(401)
+      const refused = yield* call(`${baseUrl}/v1/models`, { headers: { "x-internal-auth": "test-internal-key" } })
+      expect(refused.status).toBe(401)
       // the built-in mock is not there: the registry is the app's
-      const mockStatus = yield* Effect.promise(() => fetch(`${baseUrl}/v1/models/mock`, { headers }).then((r) => r.status))
-      expect(mockStatus).toBe(404)
+      const mock = yield* get(`${baseUrl}/v1/models/mock`, key)
+      expect(mock.status).toBe(404)
     }))
 
   const RouterLive = Router.layer.pipe(
@@ -209,16 +198,13 @@ describe("llm-proxy as a library", () => {
         )
       )
       const { port } = server.address() as AddressInfo
-      const answer = yield* Effect.promise(async () => {
-        const response = await fetch(`http://127.0.0.1:${port}/stream`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify({ model: "mock", messages: [{ role: "user", content: "encode me please" }] })
-        })
-        return { status: response.status, type: response.headers.get("content-type"), text: await response.text() }
+      const answer = yield* call(`http://127.0.0.1:${port}/stream`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "mock", messages: [{ role: "user", content: "encode me please" }] })
       })
       expect(answer.status).toBe(200)
-      expect(answer.type).toContain("text/event-stream")
+      expect(answer.headers.get("content-type")).toContain("text/event-stream")
       const payloads = ssePayloads(answer.text)
       expect(payloads.at(-1)).toBe("[DONE]")
       const chunks = payloads.slice(0, -1).map((payload) => Schema.decodeUnknownSync(Schemas.ChatCompletionChunk)(payload))

@@ -12,6 +12,7 @@ import type { AddressInfo } from "node:net"
 import { fileURLToPath } from "node:url"
 import { performance } from "node:perf_hooks"
 import { afterEach, beforeAll, describe, expect, it } from "vitest"
+import { completeFrames, isErrorFrame, ssePayloads, streamedContent } from "./support/Sse.js"
 
 const root = fileURLToPath(new URL("..", import.meta.url))
 const mainJs = fileURLToPath(new URL("../dist/main.js", import.meta.url))
@@ -112,7 +113,7 @@ interface StreamResult {
 }
 
 interface OpenStream {
-  /** Resolves once `count` `data:` frames have arrived. */
+  /** Resolves once `count` whole frames have arrived. */
   readonly frames: (count: number) => Promise<void>
   readonly result: Promise<StreamResult>
 }
@@ -123,10 +124,9 @@ const openStream = (port: number, words: number): OpenStream => {
   const body = JSON.stringify({ model: "mock", stream: true, messages: [{ role: "user", content }] })
   let text = ""
   const waiters: Array<{ count: number; resolve: () => void }> = []
-  const frameCount = () => text.split("\n\n").filter((frame) => frame.startsWith("data: ")).length
   const notify = () => {
     for (const waiter of [...waiters]) {
-      if (frameCount() >= waiter.count) {
+      if (completeFrames(text) >= waiter.count) {
         waiters.splice(waiters.indexOf(waiter), 1)
         waiter.resolve()
       }
@@ -166,20 +166,10 @@ const openStream = (port: number, words: number): OpenStream => {
     new Promise<void>((resolve, reject) => {
       waiters.push({ count, resolve })
       notify()
-      result.then(() => reject(new Error(`stream ended with ${frameCount()} frames, before ${count}:\n${text}`)), reject)
+      result.then(() => reject(new Error(`stream ended with ${completeFrames(text)} frames, before ${count}:\n${text}`)), reject)
     })
   return { frames, result }
 }
-
-/** The `data:` payloads of an SSE body, in order. */
-const dataFrames = (text: string): Array<string> =>
-  text
-    .split("\n\n")
-    .filter((frame) => frame.length > 0)
-    .map((frame) => {
-      expect(frame.startsWith("data: "), `not a data frame: ${frame}`).toBe(true)
-      return frame.slice("data: ".length)
-    })
 
 /** Tries a brand-new connection; resolves with the connect error's code, or "connected". */
 const tryNewConnection = (port: number): Promise<string> =>
@@ -227,14 +217,9 @@ describe("graceful shutdown of node dist/main.js", () => {
     expect(refusedAt, "refused before the stream ended").toBeLessThan(result.at)
     expect(result.status).toBe(200)
     expect(result.complete).toBe(true)
-    const frames = dataFrames(result.text)
-    expect(frames.at(-1)).toBe("[DONE]")
+    expect(ssePayloads(result.text).at(-1)).toBe("[DONE]")
     expect(result.text).not.toContain('"error"')
-    const content = frames
-      .slice(0, -1)
-      .map((frame) => (JSON.parse(frame) as { choices: Array<{ delta: { content?: string } }> }).choices[0]?.delta.content ?? "")
-      .join("")
-    expect(content).toBe(Array.from({ length: words }, (_, index) => `word${index}`).join(" "))
+    expect(streamedContent(result.text)).toBe(Array.from({ length: words }, (_, index) => `word${index}`).join(" "))
     expect(exited, gateway.output()).toMatchObject({ code: 0, signal: null })
     // It exits once the stream is done, without sitting out the rest of the grace period.
     expect(exited.at - sigtermAt).toBeLessThan(graceMs)
@@ -251,13 +236,12 @@ describe("graceful shutdown of node dist/main.js", () => {
     const exited = await gateway.exited
     expect(result.status).toBe(200)
     expect(result.complete).toBe(true)
-    const frames = dataFrames(result.text)
+    const frames = ssePayloads(result.text)
     expect(frames).not.toContain("[DONE]")
-    const errors = frames.filter((frame) => frame.startsWith('{"error"'))
+    const errors = frames.filter(isErrorFrame)
     expect(errors).toHaveLength(1)
     expect(frames.at(-1)).toBe(errors[0])
-    const { error } = JSON.parse(errors[0]!) as { error: { code: string; type: string; message: string } }
-    expect(error).toMatchObject({ code: "server_shutting_down", type: "server_error" })
+    expect(errors[0]?.error).toMatchObject({ code: "server_shutting_down", type: "server_error" })
     // Some tokens went out during the grace period, far from all of them.
     expect(frames.length).toBeGreaterThan(3)
     expect(frames.length).toBeLessThan(100)

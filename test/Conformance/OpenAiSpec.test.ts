@@ -15,7 +15,8 @@ import { ProviderError } from "../../src/Providers/Provider.js"
 import type { StreamProvider } from "../../src/Providers/Provider.js"
 import * as Registry from "../../src/Router/Registry.js"
 import { startGateway } from "../support/Gateway.js"
-import type { RunningGateway } from "../support/Gateway.js"
+import { call, get, postChat, postRaw } from "../support/Http.js"
+import { ssePayloads } from "../support/Sse.js"
 
 const fixture = (name: string): string => readFileSync(new URL(`../fixtures/openai/${name}`, import.meta.url), "utf8")
 
@@ -116,35 +117,11 @@ const recordings = (file: string): ReadonlyArray<Recording> => {
 const streamRecordings = recordings("ChatCompletionStream.test.ts.snap")
 const completionRecordings = recordings("parser.test.ts.snap")
 
-/** The JSON payloads of an SSE body, `[DONE]` excluded. */
-const ssePayloads = (body: string): ReadonlyArray<unknown> =>
-  body
-    .split(/\r?\n\r?\n/)
-    .map((frame) => frame.trim())
-    .filter((frame) => frame.startsWith("data: ") && frame !== "data: [DONE]")
-    .map((frame) => JSON.parse(frame.slice("data: ".length)) as unknown)
+/** The JSON payloads of an SSE body (its chunks, and an error frame if it ended with one): `[DONE]` left out. */
+const jsonPayloads = (body: string): ReadonlyArray<unknown> => ssePayloads(body).filter((payload) => payload !== "[DONE]")
 
 // ---------------------------------------------------------------------------------------------------------------
 // the gateway
-
-interface Answer {
-  readonly status: number
-  readonly contentType: string
-  readonly text: string
-}
-
-const call = (gateway: RunningGateway, path: string, init: RequestInit = {}) =>
-  Effect.promise(async (): Promise<Answer> => {
-    const response = await fetch(`${gateway.baseUrl}${path}`, init)
-    return { status: response.status, contentType: response.headers.get("content-type") ?? "", text: await response.text() }
-  })
-
-const postChat = (gateway: RunningGateway, body: unknown, raw?: string) =>
-  call(gateway, "/v1/chat/completions", {
-    method: "POST",
-    headers: { ...gateway.auth, "content-type": "application/json" },
-    body: raw ?? JSON.stringify(body)
-  })
 
 const mock = Mock.streamProvider({ tokenDelayMs: 0 })
 const failing = (error: ProviderError): StreamProvider => ({ complete: () => Effect.fail(error), stream: () => Stream.fail(error) })
@@ -241,7 +218,7 @@ describe("the spec helper", () => {
     expect(streamRecordings.length).toBe(4)
     expect(completionRecordings.length).toBe(6)
     for (const recording of streamRecordings) {
-      for (const chunk of ssePayloads(recording.body)) expectConforms("CreateChatCompletionStreamResponse", chunk)
+      for (const chunk of jsonPayloads(recording.body)) expectConforms("CreateChatCompletionStreamResponse", chunk)
     }
     for (const recording of completionRecordings) expectConforms("CreateChatCompletionResponse", JSON.parse(recording.body))
   })
@@ -252,7 +229,7 @@ describe("the gateway's responses against OpenAI's published schemas", () => {
     Effect.gen(function* () {
       const gateway = yield* startGateway({ registry })
       for (const request of requests) {
-        const answer = yield* postChat(gateway, request)
+        const answer = yield* postChat(gateway.baseUrl, request)
         expect(answer.status).toBe(200)
         expectConforms("CreateChatCompletionResponse", JSON.parse(answer.text))
       }
@@ -263,11 +240,11 @@ describe("the gateway's responses against OpenAI's published schemas", () => {
       const gateway = yield* startGateway({ registry })
       for (const request of requests) {
         for (const includeUsage of [false, true]) {
-          const answer = yield* postChat(gateway, { ...request, stream: true, stream_options: { include_usage: includeUsage } })
+          const answer = yield* postChat(gateway.baseUrl, { ...request, stream: true, stream_options: { include_usage: includeUsage } })
           expect(answer.status).toBe(200)
-          expect(answer.contentType).toContain("text/event-stream")
+          expect(answer.headers.get("content-type")).toContain("text/event-stream")
           expect(answer.text.endsWith("data: [DONE]\n\n")).toBe(true)
-          const chunks = ssePayloads(answer.text)
+          const chunks = jsonPayloads(answer.text)
           expect(chunks.length).toBeGreaterThan(1)
           for (const chunk of chunks) expectConforms("CreateChatCompletionStreamResponse", chunk)
         }
@@ -277,10 +254,10 @@ describe("the gateway's responses against OpenAI's published schemas", () => {
   it.scopedLive("GET /v1/models is a ListModelsResponse and /v1/models/mock a Model", () =>
     Effect.gen(function* () {
       const gateway = yield* startGateway({ registry })
-      const list = yield* call(gateway, "/v1/models", { headers: gateway.auth })
+      const list = yield* get(`${gateway.baseUrl}/v1/models`)
       expect(list.status).toBe(200)
       expectConforms("ListModelsResponse", JSON.parse(list.text))
-      const model = yield* call(gateway, "/v1/models/mock", { headers: gateway.auth })
+      const model = yield* get(`${gateway.baseUrl}/v1/models/mock`)
       expect(model.status).toBe(200)
       expectConforms("Model", JSON.parse(model.text))
     }))
@@ -289,27 +266,28 @@ describe("the gateway's responses against OpenAI's published schemas", () => {
     Effect.gen(function* () {
       const gateway = yield* startGateway({ registry, settings: { maxBodyBytes: 2048 } })
       const user = [{ role: "user", content: "x" }]
+      const { baseUrl } = gateway
       const answers = [
-        yield* postChat(gateway, undefined, "{not json"),
-        yield* postChat(gateway, { model: "mock", messages: [{ role: "bot", content: "x" }] }),
-        yield* postChat(gateway, { model: "mock", messages: user, temperature: 5 }),
-        yield* call(gateway, "/v1/models", {}),
-        yield* call(gateway, "/v1/models/nope", { headers: gateway.auth }),
-        yield* call(gateway, "/v1/nothing", { headers: gateway.auth }),
-        yield* postChat(gateway, { model: "nope", messages: user }),
-        yield* postChat(gateway, { model: "mock", messages: [{ role: "user", content: "x".repeat(4000) }] }),
-        yield* postChat(gateway, { model: "limited", messages: user }),
-        yield* postChat(gateway, { model: "broken", messages: user, stream: true }),
-        yield* postChat(gateway, { model: "buggy", messages: user })
+        yield* postRaw(`${baseUrl}/v1/chat/completions`, "{not json"),
+        yield* postChat(baseUrl, { model: "mock", messages: [{ role: "bot", content: "x" }] }),
+        yield* postChat(baseUrl, { model: "mock", messages: user, temperature: 5 }),
+        yield* call(`${baseUrl}/v1/models`),
+        yield* get(`${baseUrl}/v1/models/nope`),
+        yield* get(`${baseUrl}/v1/nothing`),
+        yield* postChat(baseUrl, { model: "nope", messages: user }),
+        yield* postChat(baseUrl, { model: "mock", messages: [{ role: "user", content: "x".repeat(4000) }] }),
+        yield* postChat(baseUrl, { model: "limited", messages: user }),
+        yield* postChat(baseUrl, { model: "broken", messages: user, stream: true }),
+        yield* postChat(baseUrl, { model: "buggy", messages: user })
       ]
       expect(answers.map((answer) => answer.status)).toEqual([400, 400, 400, 401, 404, 404, 404, 413, 429, 502, 500])
       for (const answer of answers) {
-        expect(answer.contentType).toContain("application/json")
+        expect(answer.headers.get("content-type")).toContain("application/json")
         expectConforms("ErrorResponse", JSON.parse(answer.text))
       }
-      const cut = yield* postChat(gateway, { model: "cut", messages: [{ role: "user", content: "a b c" }], stream: true })
+      const cut = yield* postChat(baseUrl, { model: "cut", messages: [{ role: "user", content: "a b c" }], stream: true })
       expect(cut.status).toBe(200)
-      const payloads = ssePayloads(cut.text)
+      const payloads = jsonPayloads(cut.text)
       const last = payloads.at(-1)
       expect(cut.text).not.toContain("[DONE]")
       expectConforms("ErrorResponse", last)
@@ -335,7 +313,7 @@ describe("the gateway's schemas accept what the real API sends (openai-node reco
     let usageOnly = 0
     let total = 0
     for (const recording of streamRecordings) {
-      const chunks = ssePayloads(recording.body)
+      const chunks = jsonPayloads(recording.body)
       expect(recording.body.trimEnd().endsWith("data: [DONE]")).toBe(true)
       for (const raw of chunks) {
         const decoded = decodeChunk(raw)
@@ -351,7 +329,7 @@ describe("the gateway's schemas accept what the real API sends (openai-node reco
   it("reassembles the recorded stream into the content the API answered", () => {
     const works = streamRecordings.find((recording) => recording.name === ".stream() works 1")
     expect(works).toBeDefined()
-    const content = ssePayloads(works?.body ?? "")
+    const content = jsonPayloads(works?.body ?? "")
       .map((raw) => decodeChunk(raw))
       .flatMap((chunk) => chunk.choices.map((choice) => choice.delta.content ?? ""))
       .join("")

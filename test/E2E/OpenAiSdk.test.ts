@@ -14,9 +14,6 @@ import { attempt, collect, contentOf } from "../support/Sdk.js"
 
 const sdk = (baseUrl: string, apiKey = testKey) => new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey, maxRetries: 0, timeout: 5_000 })
 
-
-
-
 /** A provider that always fails with `error`, counting its calls. */
 const failing = (error: ProviderError, calls: { count: number }): StreamProvider => ({
   complete: () =>

@@ -16,9 +16,11 @@ import * as Yaml from "yaml"
 import { fromFile, ModelRegistry } from "../../src/Router/Registry.js"
 import { readRegistryFile } from "../../src/Router/RegistryFile.js"
 import { startGateway, testKey } from "../support/Gateway.js"
-import { Anthropic, Gemini, json, OpenAi, splitFrames, startUpstream } from "../support/FakeUpstreams.js"
+import { Anthropic, Gemini, json, OpenAi, startUpstream } from "../support/FakeUpstreams.js"
 import type { FakeUpstream, Reply, UpstreamCall } from "../support/FakeUpstreams.js"
+import { postChat } from "../support/Http.js"
 import { attempt, collect, contentOf } from "../support/Sdk.js"
+import { ssePayloads } from "../support/Sse.js"
 
 const keys = {
   E2E_ANTHROPIC_KEY: "sk-ant-upstream-secret",
@@ -143,9 +145,6 @@ const setup = Effect.gen(function* () {
 
 // --- helpers -------------------------------------------------------------------------------------------------
 
-
-
-
 const finishReasons = (chunks: ReadonlyArray<ChatCompletionChunk>) =>
   chunks.flatMap((chunk) => chunk.choices.flatMap((choice) => (choice.finish_reason === null ? [] : [choice.finish_reason])))
 
@@ -165,13 +164,6 @@ const toolCallsOf = (chunks: ReadonlyArray<ChatCompletionChunk>) => {
   }
   return [...calls.values()]
 }
-
-/** The data payloads of an SSE body, parsed (`[DONE]` kept as text). */
-const payloads = (body: string): ReadonlyArray<unknown> =>
-  splitFrames(body).map((frame) => {
-    const data = frame.replace(/^data: /, "").trim()
-    return data === "[DONE]" ? data : (JSON.parse(data) as unknown)
-  })
 
 const weatherTool: ChatCompletionTool = {
   type: "function",
@@ -431,20 +423,19 @@ describe("OpenAI-compatible upstream through the gateway", () => {
         ["stream-works.txt", "works"],
         ["stream-content-logprobs.txt", "content-logprobs"]
       ] as const) {
-        const response = yield* attempt(() =>
-          fetch(`${baseUrl}/v1/chat/completions`, {
-            method: "POST",
-            headers: { authorization: `Bearer ${testKey}`, "content-type": "application/json" },
-            body: JSON.stringify({ model: "gpt", messages: user("hi"), stream: true, stream_options: { include_usage: true }, recorded: marker })
-          })
-        )
-        expect(response.status).toBe(200)
-        expect(response.headers.get("content-type")).toContain("text/event-stream")
-        const text = yield* attempt(() => response.text())
+        const answer = yield* postChat(baseUrl, {
+          model: "gpt",
+          messages: user("hi"),
+          stream: true,
+          stream_options: { include_usage: true },
+          recorded: marker
+        })
+        expect(answer.status).toBe(200)
+        expect(answer.headers.get("content-type")).toContain("text/event-stream")
         const expected = OpenAi.recordedText(recording).replaceAll('"model":"gpt-4o-2024-08-06"', '"model":"gpt"')
         // Same frames, same payloads (numbers may be re-serialised: -8.4e-6 and -0.0000084 are one value).
-        expect(payloads(text)).toStrictEqual(payloads(expected))
-        expect(payloads(text).at(-1)).toBe("[DONE]")
+        expect(ssePayloads(answer.text)).toStrictEqual(ssePayloads(expected))
+        expect(ssePayloads(answer.text).at(-1)).toBe("[DONE]")
       }
 
       // And the SDK reads the same content from it.

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { startGateway, testKey } from "../support/Gateway.js"
+import { startGateway } from "../support/Gateway.js"
 import {
   Anthropic,
   deploymentOf,
@@ -19,6 +19,9 @@ import {
   startUpstream
 } from "../support/FakeUpstreams.js"
 import type { Script } from "../support/FakeUpstreams.js"
+import { chatRequest, expectEnvelope, postChat } from "../support/Http.js"
+import type { Answer } from "../support/Http.js"
+import { isErrorFrame, ssePayloads, streamedContent, streamError } from "../support/Sse.js"
 
 const retry = { max_retries: 2, initial_delay_ms: 1, max_delay_ms: 5 }
 
@@ -36,62 +39,8 @@ const single = (script: Script, timeouts: Record<string, number> = {}) =>
     return { upstream, gateway }
   })
 
-interface Answer {
-  readonly status: number
-  readonly headers: Headers
-  readonly text: string
-}
-
-interface ErrorEnvelope {
-  readonly error: { readonly message: string; readonly type: string; readonly param: string | null; readonly code: string | null }
-}
-
-const post = (baseUrl: string, body: Record<string, unknown>): Effect.Effect<Answer, unknown> =>
-  Effect.tryPromise({
-    try: async (signal) => {
-      const response = await fetch(`${baseUrl}/v1/chat/completions`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${testKey}`, "content-type": "application/json" },
-        body: JSON.stringify(body),
-        signal
-      })
-      return { status: response.status, headers: response.headers, text: await response.text() }
-    },
-    catch: (error) => error
-  })
-
-const chat = (baseUrl: string, model = "m") => post(baseUrl, { model, messages: [{ role: "user", content: "hi" }] })
-const chatStream = (baseUrl: string, model = "m") =>
-  post(baseUrl, { model, messages: [{ role: "user", content: "hi" }], stream: true })
-
-const envelope = (answer: Answer): ErrorEnvelope["error"] => {
-  const body = JSON.parse(answer.text) as ErrorEnvelope
-  expect(Object.keys(body.error).sort()).toStrictEqual(["code", "message", "param", "type"])
-  return body.error
-}
-
-/** The data payloads of an SSE body, in order (`[DONE]` as text, JSON otherwise). */
-const frames = (text: string): ReadonlyArray<unknown> =>
-  text
-    .split("\n\n")
-    .filter((frame) => frame.trim() !== "")
-    .map((frame) => {
-      expect(frame.startsWith("data: ")).toBe(true)
-      const data = frame.slice("data: ".length)
-      return data === "[DONE]" ? data : (JSON.parse(data) as unknown)
-    })
-
-const isErrorFrame = (frame: unknown): frame is ErrorEnvelope =>
-  typeof frame === "object" && frame !== null && "error" in frame
-
-const contentOf = (payloads: ReadonlyArray<unknown>): string =>
-  payloads
-    .flatMap((payload) =>
-      typeof payload === "object" && payload !== null && "choices" in payload
-        ? (payload as { choices: ReadonlyArray<{ delta: { content?: string | null } }> }).choices.map((choice) => choice.delta.content ?? "")
-        : []
-    )
-    .join("")
+const chat = (baseUrl: string, model = "m") => postChat(baseUrl, chatRequest(model))
+const chatStream = (baseUrl: string, model = "m") => postChat(baseUrl, chatRequest(model, { stream: true }))
 
 const content = (answer: Answer): string | null | undefined =>
   (JSON.parse(answer.text) as { choices: ReadonlyArray<{ message: { content: string | null } }> }).choices[0]?.message.content
@@ -153,8 +102,7 @@ describe("retries and fallbacks", () => {
         OpenAi.completion()
       ])
       const answer = yield* chat(gateway.baseUrl)
-      expect(answer.status).toBe(400)
-      expect(envelope(answer)).toStrictEqual({
+      expect(expectEnvelope(answer, 400)).toStrictEqual({
         message: "Invalid 'messages[0].content': string too long.",
         type: "invalid_request_error",
         param: "messages[0].content",
@@ -183,8 +131,7 @@ describe("retries and fallbacks", () => {
     Effect.gen(function* () {
       const { gateway, upstream } = yield* single([serverError])
       const answer = yield* chat(gateway.baseUrl)
-      expect(answer.status).toBe(502)
-      expect(envelope(answer)).toMatchObject({ type: "upstream_error", code: "upstream_unavailable" })
+      expect(expectEnvelope(answer, 502)).toMatchObject({ type: "upstream_error", code: "upstream_unavailable" })
       expect(upstream.calls).toHaveLength(1 + retry.max_retries)
     }))
 
@@ -192,8 +139,7 @@ describe("retries and fallbacks", () => {
     Effect.gen(function* () {
       const { gateway, upstream } = yield* single([rateLimited])
       const answer = yield* chat(gateway.baseUrl)
-      expect(answer.status).toBe(429)
-      expect(envelope(answer)).toMatchObject({ type: "rate_limit_error", code: "rate_limit_exceeded" })
+      expect(expectEnvelope(answer, 429)).toMatchObject({ type: "rate_limit_error", code: "rate_limit_exceeded" })
       expect(answer.headers.get("retry-after")).toMatch(/^[1-9]\d*$/)
       expect(upstream.calls).toHaveLength(1 + retry.max_retries)
     }))
@@ -204,8 +150,7 @@ describe("retries and fallbacks", () => {
         OpenAi.error(401, "Incorrect API key provided: sk-upstr***", { code: "invalid_api_key" })
       ])
       const answer = yield* chat(gateway.baseUrl)
-      expect(answer.status).toBe(502)
-      const error = envelope(answer)
+      const error = expectEnvelope(answer, 502)
       expect(error).toMatchObject({ type: "upstream_error", code: "upstream_authentication_failed" })
       expect(error.message).not.toContain("sk-upstr")
       expect(upstream.calls).toHaveLength(1)
@@ -215,9 +160,7 @@ describe("retries and fallbacks", () => {
     Effect.gen(function* () {
       const { gateway, upstream } = yield* single([htmlBadGateway])
       for (const answer of [yield* chat(gateway.baseUrl), yield* chatStream(gateway.baseUrl)]) {
-        expect(answer.status).toBe(502)
-        expect(answer.headers.get("content-type")).toContain("application/json")
-        expect(envelope(answer)).toMatchObject({ type: "upstream_error", code: "upstream_unavailable" })
+        expect(expectEnvelope(answer, 502)).toMatchObject({ type: "upstream_error", code: "upstream_unavailable" })
         expect(answer.text).not.toMatch(/<html|<h1|nginx/i)
       }
       expect(upstream.calls).toHaveLength(2 * (1 + retry.max_retries))
@@ -249,8 +192,8 @@ describe("streams and the commit point", () => {
       expect(answer.status).toBe(200)
       expect(answer.headers.get("content-type")).toContain("text/event-stream")
       expect(answer.headers.get("x-llm-proxy-attempts")).toBe("2")
-      const payloads = frames(answer.text)
-      expect(contentOf(payloads)).toBe("Hello from the stream.")
+      const payloads = ssePayloads(answer.text)
+      expect(streamedContent(answer.text)).toBe("Hello from the stream.")
       expect(payloads.some(isErrorFrame)).toBe(false)
       expect(payloads.filter((payload) => payload === "[DONE]")).toHaveLength(1)
       expect(payloads.at(-1)).toBe("[DONE]")
@@ -262,12 +205,11 @@ describe("streams and the commit point", () => {
       const { gateway, upstream } = yield* single([resetAfter(OpenAi.streamFrames(tokens), 3)])
       const answer = yield* chatStream(gateway.baseUrl)
       expect(answer.status).toBe(200)
-      const payloads = frames(answer.text)
-      expect(contentOf(payloads)).toBe("Hello from")
+      const payloads = ssePayloads(answer.text)
+      expect(streamedContent(answer.text)).toBe("Hello from")
       expect(payloads).not.toContain("[DONE]")
       expect(payloads.filter(isErrorFrame)).toHaveLength(1)
-      const last = payloads.at(-1)
-      expect(isErrorFrame(last) && last.error).toMatchObject({ type: "upstream_error", code: "upstream_unavailable" })
+      expect(streamError(answer.text)).toMatchObject({ type: "upstream_error", code: "upstream_unavailable" })
       expect(upstream.calls).toHaveLength(1)
     }))
 
@@ -279,12 +221,11 @@ describe("streams and the commit point", () => {
       ])
       const answer = yield* chatStream(gateway.baseUrl)
       expect(answer.status).toBe(200)
-      const payloads = frames(answer.text)
-      expect(contentOf(payloads)).toBe("Hello")
+      const payloads = ssePayloads(answer.text)
+      expect(streamedContent(answer.text)).toBe("Hello")
       expect(payloads).not.toContain("[DONE]")
       expect(payloads.filter(isErrorFrame)).toHaveLength(1)
-      const last = payloads.at(-1)
-      expect(isErrorFrame(last) && last.error).toMatchObject({ message: "The server had an error", type: "upstream_error" })
+      expect(streamError(answer.text)).toMatchObject({ message: "The server had an error", type: "upstream_error" })
     }))
 
   it.scopedLive("answers 502 for malformed SSE before the commit, and an error frame after it", () =>
@@ -295,17 +236,15 @@ describe("streams and the commit point", () => {
         malformedSse(good.slice(0, 2))
       ])
       const before = yield* chatStream(gateway.baseUrl)
-      expect(before.status).toBe(502)
-      expect(envelope(before)).toMatchObject({ type: "upstream_error", code: "upstream_malformed_response" })
+      expect(expectEnvelope(before, 502)).toMatchObject({ type: "upstream_error", code: "upstream_malformed_response" })
       expect(upstream.calls).toHaveLength(1)
 
       const after = yield* chatStream(gateway.baseUrl)
       expect(after.status).toBe(200)
-      const payloads = frames(after.text)
-      expect(contentOf(payloads)).toBe("Hello")
+      const payloads = ssePayloads(after.text)
+      expect(streamedContent(after.text)).toBe("Hello")
       expect(payloads).not.toContain("[DONE]")
-      const last = payloads.at(-1)
-      expect(isErrorFrame(last) && last.error).toMatchObject({ code: "upstream_malformed_response" })
+      expect(streamError(after.text)).toMatchObject({ code: "upstream_malformed_response" })
       expect(upstream.calls).toHaveLength(2)
     }))
 
@@ -314,8 +253,7 @@ describe("streams and the commit point", () => {
       const { gateway, upstream } = yield* single([stallAfter([], 0)], { first_token_ms: 100 })
       const started = performance.now()
       const answer = yield* chatStream(gateway.baseUrl)
-      expect(answer.status).toBe(504)
-      expect(envelope(answer)).toMatchObject({ type: "timeout_error", code: "upstream_timeout" })
+      expect(expectEnvelope(answer, 504)).toMatchObject({ type: "timeout_error", code: "upstream_timeout" })
       expect(performance.now() - started).toBeLessThan(3_000)
       expect(upstream.calls).toHaveLength(1 + retry.max_retries)
       // Every stalled attempt was abandoned: its upstream connection was closed by the gateway.
@@ -328,11 +266,10 @@ describe("streams and the commit point", () => {
       const { gateway, upstream } = yield* single([stallAfter(OpenAi.streamFrames(tokens), 2)], { first_token_ms: 150 })
       const answer = yield* chatStream(gateway.baseUrl)
       expect(answer.status).toBe(200)
-      const payloads = frames(answer.text)
-      expect(contentOf(payloads)).toBe("Hello")
+      const payloads = ssePayloads(answer.text)
+      expect(streamedContent(answer.text)).toBe("Hello")
       expect(payloads).not.toContain("[DONE]")
-      const last = payloads.at(-1)
-      expect(isErrorFrame(last) && last.error).toMatchObject({ type: "timeout_error", code: "upstream_timeout" })
+      expect(streamError(answer.text)).toMatchObject({ type: "timeout_error", code: "upstream_timeout" })
       expect(upstream.calls).toHaveLength(1)
       yield* Effect.promise(() => upstream.calls[0]!.closed)
       expect(upstream.calls[0]?.closedByClient).toBe(true)
@@ -352,8 +289,7 @@ describe("streams and the commit point", () => {
         const started = performance.now()
         const answer = yield* chat(gateway.baseUrl)
         const elapsed = performance.now() - started
-        expect(answer.status).toBe(504)
-        expect(envelope(answer)).toMatchObject({ type: "timeout_error", code: "upstream_timeout" })
+        expect(expectEnvelope(answer, 504)).toMatchObject({ type: "timeout_error", code: "upstream_timeout" })
         expect(elapsed).toBeGreaterThanOrEqual(190)
         expect(elapsed).toBeLessThan(2_000)
         expect(upstream.calls).toHaveLength(1)

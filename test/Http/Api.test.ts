@@ -8,71 +8,30 @@ import type { StreamProvider, ProviderErrorReason } from "../../src/Providers/Pr
 import * as Registry from "../../src/Router/Registry.js"
 import { mounts, startGateway, testKey } from "../support/Gateway.js"
 import type { RunningGateway } from "../support/Gateway.js"
+import * as Http from "../support/Http.js"
+import { expectEnvelope } from "../support/Http.js"
+import { ssePayloads } from "../support/Sse.js"
+import type { ErrorEnvelope } from "../support/Sse.js"
 
 // ---------------------------------------------------------------------------------------------------------------
 // helpers
 
-interface Answer {
-  readonly status: number
-  readonly headers: Headers
-  readonly text: string
-}
-
-interface Envelope {
-  readonly error: { readonly message: string; readonly type: string; readonly param: string | null; readonly code: string | null }
-}
-
-const call = (gateway: RunningGateway, path: string, init: RequestInit = {}) =>
-  Effect.promise(async (): Promise<Answer> => {
-    const response = await fetch(`${gateway.baseUrl}${path}`, init)
-    return { status: response.status, headers: response.headers, text: await response.text() }
-  })
-
-const get = (gateway: RunningGateway, path: string, headers: Record<string, string> = {}) =>
-  call(gateway, path, { headers: { ...gateway.auth, ...headers } })
+const get = (gateway: RunningGateway, path: string, headers: Record<string, string> = {}) => Http.get(`${gateway.baseUrl}${path}`, headers)
 
 const postRaw = (gateway: RunningGateway, body: string, headers: Record<string, string> = {}) =>
-  call(gateway, "/v1/chat/completions", {
-    method: "POST",
-    headers: { ...gateway.auth, "content-type": "application/json", ...headers },
-    body
-  })
+  Http.postRaw(`${gateway.baseUrl}/v1/chat/completions`, body, headers)
 
-const post = (gateway: RunningGateway, body: unknown, headers: Record<string, string> = {}) =>
-  postRaw(gateway, JSON.stringify(body), headers)
+const post = (gateway: RunningGateway, body: unknown, headers: Record<string, string> = {}) => Http.postChat(gateway.baseUrl, body, headers)
 
-const json = <A>(answer: Answer): A => JSON.parse(answer.text) as A
+const call = (gateway: RunningGateway, path: string, init: RequestInit = {}) => Http.call(`${gateway.baseUrl}${path}`, init)
+
+const json = <A>(answer: Http.Answer): A => JSON.parse(answer.text) as A
 
 const chat = (content: string, extra: Record<string, unknown> = {}) => ({
   model: "mock",
   messages: [{ role: "user", content }],
   ...extra
 })
-
-/** Checks status and OpenAI's envelope, exactly `{error:{message,type,param,code}}`, and returns it. */
-const expectError = (answer: Answer, status: number, code: string | null, param: string | null): Envelope["error"] => {
-  expect({ status: answer.status, text: answer.text }).toMatchObject({ status })
-  expect(answer.headers.get("content-type")).toContain("application/json")
-  const body = json<Envelope>(answer)
-  expect(Object.keys(body)).toEqual(["error"])
-  expect(Object.keys(body.error).sort()).toEqual(["code", "message", "param", "type"])
-  expect(body.error.code).toBe(code)
-  expect(body.error.param).toBe(param)
-  expect(body.error.message.length).toBeGreaterThan(0)
-  return body.error
-}
-
-/** The `data:` payloads of an SSE body (framing checked). */
-const sseData = (text: string): ReadonlyArray<string> => {
-  expect(text.endsWith("\n\n")).toBe(true)
-  return text
-    .slice(0, -2)
-    .split("\n\n")
-    .map((frame) => {
-      expect(frame).toMatch(/^data: /)
-      return frame.slice("data: ".length)
-    })
-}
 
 interface ChunkShape {
   readonly object: string
@@ -222,7 +181,7 @@ for (const mount of mounts) {
         expect(found.status).toBe(200)
         expect(json<{ id: string; object: string }>(found)).toMatchObject({ id: "mock", object: "model", owned_by: "mock" })
         const missing = yield* get(gateway, "/v1/models/gpt-99")
-        const error = expectError(missing, 404, "model_not_found", "model")
+        const error = expectEnvelope(missing, 404, "model_not_found", "model")
         expect(error.type).toBe("invalid_request_error")
         expect(error.message).toContain("gpt-99")
       }))
@@ -285,9 +244,9 @@ for (const mount of mounts) {
         expect(answer.headers.get("cache-control")).toBe("no-cache")
         expect(answer.headers.get("x-accel-buffering")).toBe("no")
         expect(answer.headers.get("x-llm-proxy-model")).toBe("mock")
-        const data = sseData(answer.text)
-        expect(data.at(-1)).toBe("[DONE]")
-        const chunks = data.slice(0, -1).map((payload) => JSON.parse(payload) as ChunkShape)
+        const payloads = ssePayloads(answer.text)
+        expect(payloads.at(-1)).toBe("[DONE]")
+        const chunks = payloads.slice(0, -1) as ReadonlyArray<ChunkShape>
         expect(chunks[0]?.choices[0]?.delta.role).toBe("assistant")
         expect(chunks.every((chunk) => chunk.object === "chat.completion.chunk" && chunk.model === "mock")).toBe(true)
         expect(chunks.map((chunk) => chunk.choices[0]?.delta.content ?? "").join("")).toBe("one two three")
@@ -301,12 +260,12 @@ for (const mount of mounts) {
         const gateway = yield* startGateway({ mount })
         const answer = yield* post(gateway, chat("one two three", { stream: true, stream_options: { include_usage: true } }))
         expect(answer.status).toBe(200)
-        const data = sseData(answer.text)
-        expect(data.at(-1)).toBe("[DONE]")
-        const usageChunk = JSON.parse(data.at(-2) ?? "null") as ChunkShape
+        const payloads = ssePayloads(answer.text)
+        expect(payloads.at(-1)).toBe("[DONE]")
+        const usageChunk = payloads.at(-2) as ChunkShape
         expect(usageChunk.choices).toEqual([])
         expect(usageChunk.usage).toEqual({ prompt_tokens: 3, completion_tokens: 3, total_tokens: 6 })
-        const before = JSON.parse(data.at(-3) ?? "null") as ChunkShape
+        const before = payloads.at(-3) as ChunkShape
         expect(before.choices[0]?.finish_reason).toBe("stop")
       }))
 
@@ -353,12 +312,12 @@ for (const mount of mounts) {
       Effect.gen(function* () {
         const gateway = yield* startGateway({ mount })
         for (const body of ["{not json", "{\"model\": \"mock\",}", "[1, 2", "{\"model\": \"mock\", \"messages\": [{\"role\": \"user\""]) {
-          const error = expectError(yield* postRaw(gateway, body), 400, "invalid_json", null)
+          const error = expectEnvelope(yield* postRaw(gateway, body), 400, "invalid_json", null)
           expect(error.type).toBe("invalid_request_error")
           expect(error.message).toBe("We could not parse the JSON body of your request.")
         }
         // an empty body is not JSON either
-        expectError(yield* postRaw(gateway, ""), 400, "invalid_json", null)
+        expectEnvelope(yield* postRaw(gateway, ""), 400, "invalid_json", null)
       }))
 
     it.scopedLive("schema violations are 400 invalid_request naming the field in param", () =>
@@ -379,12 +338,12 @@ for (const mount of mounts) {
           [{ model: "mock", messages: [{ role: "user", content: [{ type: "text" }] }] }, "messages.[0].content"]
         ]
         for (const [body, param] of cases) {
-          const error = expectError(yield* post(gateway, body), 400, "invalid_request", param)
+          const error = expectEnvelope(yield* post(gateway, body), 400, "invalid_request", param)
           expect(error.type).toBe("invalid_request_error")
           expect(error.message).toContain(param)
         }
         // a body that is JSON but not an object has no field to name
-        const notObject = expectError(yield* post(gateway, [1, 2, 3]), 400, "invalid_request", "body")
+        const notObject = expectEnvelope(yield* post(gateway, [1, 2, 3]), 400, "invalid_request", "body")
         expect(notObject.type).toBe("invalid_request_error")
       }))
 
@@ -392,7 +351,7 @@ for (const mount of mounts) {
       Effect.gen(function* () {
         const gateway = yield* startGateway({ mount })
         for (const stream of [false, true]) {
-          const error = expectError(
+          const error = expectEnvelope(
             yield* post(gateway, { model: "no-such-model", messages: [{ role: "user", content: "x" }], stream }),
             404,
             "model_not_found",
@@ -405,9 +364,9 @@ for (const mount of mounts) {
     it.scopedLive("unknown route is 404 unknown_url, with and without a key", () =>
       Effect.gen(function* () {
         const gateway = yield* startGateway({ mount })
-        const error = expectError(yield* get(gateway, "/v1/embeddings"), 404, "unknown_url", null)
+        const error = expectEnvelope(yield* get(gateway, "/v1/embeddings"), 404, "unknown_url", null)
         expect(error.message).toMatch(/^Invalid URL \(GET \/v1\/embeddings\)\. This gateway serves .*POST \/v1\/chat\/completions/)
-        const query = expectError(yield* call(gateway, "/nothing/here?x=1", { method: "DELETE" }), 404, "unknown_url", null)
+        const query = expectEnvelope(yield* call(gateway, "/nothing/here?x=1", { method: "DELETE" }), 404, "unknown_url", null)
         expect(query.message).not.toContain("x=1")
       }))
 
@@ -416,12 +375,12 @@ for (const mount of mounts) {
         const gateway = yield* startGateway({ mount })
         for (const method of ["GET", "PUT", "DELETE", "OPTIONS", "PATCH"]) {
           const answer = yield* call(gateway, "/v1/chat/completions", { method, headers: gateway.auth })
-          const error = expectError(answer, 405, "method_not_allowed", null)
+          const error = expectEnvelope(answer, 405, "method_not_allowed", null)
           expect(answer.headers.get("allow")).toBe("POST")
           expect(error.message).toContain(method)
         }
         const models = yield* call(gateway, "/v1/models", { method: "POST", headers: { ...gateway.auth, "content-type": "application/json" }, body: "{}" })
-        expectError(models, 405, "method_not_allowed", null)
+        expectEnvelope(models, 405, "method_not_allowed", null)
         expect(models.headers.get("allow")).toBe("GET")
         const model = yield* call(gateway, "/v1/models/mock", { method: "DELETE", headers: gateway.auth })
         expect(model.status).toBe(405)
@@ -459,7 +418,7 @@ for (const mount of mounts) {
       Effect.gen(function* () {
         const gateway = yield* startGateway({ mount, settings: { maxBodyBytes: 2048 } })
         const padding = "x".repeat(2100)
-        expectError(yield* post(gateway, chat(padding)), 413, "request_too_large", null)
+        expectEnvelope(yield* post(gateway, chat(padding)), 413, "request_too_large", null)
         const small = yield* post(gateway, chat("x".repeat(100)))
         expect(small.status).toBe(200)
       }))
@@ -478,7 +437,7 @@ for (const mount of mounts) {
         const chunked = `${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`
         const exchange = yield* rawExchange(gateway, head, chunked)
         expect(statusLine(exchange.response)).toBe("HTTP/1.1 411 Length Required")
-        const envelope = JSON.parse(rawBody(exchange.response)) as Envelope
+        const envelope = JSON.parse(rawBody(exchange.response)) as ErrorEnvelope
         expect(envelope.error).toMatchObject({ code: "length_required", type: "invalid_request_error", param: null })
       }))
 
@@ -489,7 +448,7 @@ for (const mount of mounts) {
           const answer = yield* post(gateway, { model: "buggy", messages: [{ role: "user", content: "x" }], stream }, {
             "x-request-id": `req-defect-${stream}`
           })
-          const error = expectError(answer, 500, "internal_error", null)
+          const error = expectEnvelope(answer, 500, "internal_error", null)
           expect(error.type).toBe("server_error")
           expect(error.message).toContain(`req-defect-${stream}`)
           expect(answer.headers.get("x-request-id")).toBe(`req-defect-${stream}`)
@@ -501,7 +460,7 @@ for (const mount of mounts) {
         const generated = yield* post(gateway, { model: "buggy", messages: [{ role: "user", content: "x" }] })
         const requestId = generated.headers.get("x-request-id")
         expect(requestId).toMatch(/^[0-9a-f-]{36}$/)
-        expect(expectError(generated, 500, "internal_error", null).message).toContain(requestId ?? "missing")
+        expect(expectEnvelope(generated, 500, "internal_error", null).message).toContain(requestId ?? "missing")
       }))
   })
 
@@ -514,26 +473,26 @@ for (const mount of mounts) {
 
         for (const stream of [false, true]) {
           const limited = yield* ask("rate-limited", stream)
-          expect(expectError(limited, 429, "rate_limit_exceeded", null).type).toBe("rate_limit_error")
+          expect(expectEnvelope(limited, 429, "rate_limit_exceeded", null).type).toBe("rate_limit_error")
           expect(limited.headers.get("retry-after")).toBe("7")
 
-          expect(expectError(yield* ask("quota", stream), 429, "insufficient_quota", null).type).toBe("insufficient_quota")
+          expect(expectEnvelope(yield* ask("quota", stream), 429, "insufficient_quota", null).type).toBe("insufficient_quota")
 
           const auth = yield* ask("bad-upstream-key", stream)
-          const authError = expectError(auth, 502, "upstream_authentication_failed", null)
+          const authError = expectEnvelope(auth, 502, "upstream_authentication_failed", null)
           expect(authError.type).toBe("upstream_error")
           expect(auth.text).not.toContain("sk-up")
           expect(auth.text).not.toContain("Incorrect API key")
 
-          const invalid = expectError(yield* ask("upstream-422", stream), 422, "context_length_exceeded", "messages")
+          const invalid = expectEnvelope(yield* ask("upstream-422", stream), 422, "context_length_exceeded", "messages")
           expect(invalid.type).toBe("invalid_request_error")
 
-          expectError(yield* ask("upstream-404", stream), 404, "model_not_found", null)
-          expectError(yield* ask("filtered", stream), 400, "content_policy_violation", null)
-          expectError(yield* ask("down-503", stream), 503, "upstream_unavailable", null)
-          expectError(yield* ask("down-500", stream), 502, "upstream_unavailable", null)
-          expectError(yield* ask("garbled", stream), 502, "upstream_malformed_response", null)
-          expect(expectError(yield* ask("slow", stream), 504, "upstream_timeout", null).type).toBe("timeout_error")
+          expectEnvelope(yield* ask("upstream-404", stream), 404, "model_not_found", null)
+          expectEnvelope(yield* ask("filtered", stream), 400, "content_policy_violation", null)
+          expectEnvelope(yield* ask("down-503", stream), 503, "upstream_unavailable", null)
+          expectEnvelope(yield* ask("down-500", stream), 502, "upstream_unavailable", null)
+          expectEnvelope(yield* ask("garbled", stream), 502, "upstream_malformed_response", null)
+          expect(expectEnvelope(yield* ask("slow", stream), 504, "upstream_timeout", null).type).toBe("timeout_error")
         }
       }))
 
@@ -547,10 +506,10 @@ for (const mount of mounts) {
         })
         expect(answer.status).toBe(200)
         expect(answer.text).not.toContain("[DONE]")
-        const data = sseData(answer.text)
-        expect(data).toHaveLength(3)
-        expect((JSON.parse(data[0] ?? "") as ChunkShape).choices[0]?.delta.role).toBe("assistant")
-        expect(JSON.parse(data[2] ?? "")).toEqual({
+        const payloads = ssePayloads(answer.text)
+        expect(payloads).toHaveLength(3)
+        expect((payloads[0] as ChunkShape).choices[0]?.delta.role).toBe("assistant")
+        expect(payloads[2]).toEqual({
           error: { message: "connection reset", type: "upstream_error", param: null, code: "upstream_unavailable" }
         })
       }))
@@ -630,7 +589,7 @@ for (const mount of mounts) {
         expect(normal.status).toBe(200)
         expect(json<CompletionShape>(normal).choices[0]?.message.content).toBe("still alive")
         const streamed = yield* post(gateway, chat("still streaming", { stream: true }))
-        expect(sseData(streamed.text).at(-1)).toBe("[DONE]")
+        expect(ssePayloads(streamed.text).at(-1)).toBe("[DONE]")
         const health = yield* call(gateway, "/health")
         expect(json<{ status: string }>(health).status).toBe("ok")
       }))

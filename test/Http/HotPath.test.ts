@@ -19,20 +19,11 @@ import * as Server from "../../src/Http/Server.js"
 import * as Mock from "../../src/Providers/Mock/Provider.js"
 import * as Registry from "../../src/Router/Registry.js"
 import * as Router from "../../src/Router/Router.js"
-import { startGateway, testKey } from "../support/Gateway.js"
+import { startGateway } from "../support/Gateway.js"
+import { postChat, postRaw } from "../support/Http.js"
+import { ssePayloads } from "../support/Sse.js"
 
-const chatBody = (extra: Record<string, unknown> = {}) =>
-  JSON.stringify({ model: "mock", messages: [{ role: "user", content: "hot path" }], ...extra })
-
-const postChat = (baseUrl: string, path: string, body: string, headers: Record<string, string> = {}) =>
-  Effect.promise(async () => {
-    const response = await fetch(`${baseUrl}${path}`, {
-      method: "POST",
-      headers: { "x-internal-auth": testKey, "content-type": "application/json", ...headers },
-      body
-    })
-    return { status: response.status, headers: response.headers, text: await response.text() }
-  })
+const chat = (extra: Record<string, unknown> = {}) => ({ model: "mock", messages: [{ role: "user", content: "hot path" }], ...extra })
 
 afterEach(() => {
   vi.restoreAllMocks()
@@ -58,11 +49,11 @@ describe("chat hot path", () => {
   it.scopedLive("serves the chat path with a query string (as Azure-style clients send) like the bare path", () =>
     Effect.gen(function* () {
       const gateway = yield* startGateway()
-      const answer = yield* postChat(gateway.baseUrl, "/v1/chat/completions?api-version=2024-10-21", chatBody())
+      const answer = yield* postRaw(`${gateway.baseUrl}/v1/chat/completions?api-version=2024-10-21`, JSON.stringify(chat()))
       expect(answer.status).toBe(200)
       expect(JSON.parse(answer.text)).toMatchObject({ object: "chat.completion", model: "mock" })
       // a longer path is not the chat path: it is the Api's 404
-      const other = yield* postChat(gateway.baseUrl, "/v1/chat/completionsX", chatBody())
+      const other = yield* postRaw(`${gateway.baseUrl}/v1/chat/completionsX`, JSON.stringify(chat()))
       expect(other.status).toBe(404)
       expect(JSON.parse(other.text)).toMatchObject({ error: { code: "unknown_url" } })
     }))
@@ -71,9 +62,9 @@ describe("chat hot path", () => {
     Effect.gen(function* () {
       const lines = capturedLogLines()
       const gateway = yield* startGateway({ settings: { logLevel: LogLevel.Info, logFormat: "json" } })
-      const ok = yield* postChat(gateway.baseUrl, "/v1/chat/completions", chatBody(), { "x-request-id": "req-hot-ok" })
+      const ok = yield* postChat(gateway.baseUrl, chat(), { "x-request-id": "req-hot-ok" })
       expect(ok.headers.get("x-request-id")).toBe("req-hot-ok")
-      const bad = yield* postChat(gateway.baseUrl, "/v1/chat/completions", "{", { "x-request-id": "req-hot-bad" })
+      const bad = yield* postRaw(`${gateway.baseUrl}/v1/chat/completions`, "{", { "x-request-id": "req-hot-bad" })
       expect(bad.status).toBe(400)
       yield* Effect.sleep("50 millis")
       const access = (id: string) =>
@@ -87,7 +78,7 @@ describe("chat hot path", () => {
     Effect.gen(function* () {
       const lines = capturedLogLines()
       const gateway = yield* startGateway({ settings: { logLevel: LogLevel.Warning, logFormat: "json" } })
-      const ok = yield* postChat(gateway.baseUrl, "/v1/chat/completions", chatBody())
+      const ok = yield* postChat(gateway.baseUrl, chat())
       expect(ok.status).toBe(200)
       yield* Effect.sleep("50 millis")
       expect(lines.filter((line) => line["message"] === "Sent HTTP response")).toHaveLength(0)
@@ -117,16 +108,16 @@ describe("the Api's own chat handler (the Api mounted without the hot path)", ()
   it.scopedLive("answers a completion and a stream ending in [DONE]", () =>
     Effect.gen(function* () {
       const baseUrl = yield* mounted
-      const completion = yield* postChat(baseUrl, "/v1/chat/completions", chatBody())
+      const completion = yield* postChat(baseUrl, chat())
       expect(completion.status).toBe(200)
       expect(completion.headers.get("x-llm-proxy-provider")).toBe("mock")
       expect(JSON.parse(completion.text)).toMatchObject({ object: "chat.completion", model: "mock" })
-      const streamed = yield* postChat(baseUrl, "/v1/chat/completions", chatBody({ stream: true }))
+      const streamed = yield* postChat(baseUrl, chat({ stream: true }))
       expect(streamed.status).toBe(200)
       expect(streamed.headers.get("content-type")).toContain("text/event-stream")
-      const frames = streamed.text.trimEnd().split("\n\n")
-      expect(frames.length).toBeGreaterThan(2)
-      expect(frames.at(-1)).toBe("data: [DONE]")
-      expect(JSON.parse(frames[0]!.slice("data: ".length))).toMatchObject({ object: "chat.completion.chunk", model: "mock" })
+      const payloads = ssePayloads(streamed.text)
+      expect(payloads.length).toBeGreaterThan(2)
+      expect(payloads.at(-1)).toBe("[DONE]")
+      expect(payloads[0]).toMatchObject({ object: "chat.completion.chunk", model: "mock" })
     }))
 })

@@ -8,6 +8,7 @@ import type { ChatCompletionChunk, Usage } from "../../src/OpenAi/Schemas.js"
 import { fromPull } from "../../src/Providers/ChunkSource.js"
 import type { ChunkSource } from "../../src/Providers/ChunkSource.js"
 import { ProviderError } from "../../src/Providers/Provider.js"
+import { sseData } from "../support/Sse.js"
 
 const usage: Usage = { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 }
 
@@ -184,19 +185,6 @@ const readAll = (body: Readable, onPiece: (piece: string) => void = () => {}) =>
 /** Lets Node run its pending ticks (e.g. the auto-destroy that follows the end). */
 const settle = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
-/** The `data:` payloads of an SSE text, checking the framing on the way. */
-const payloads = (text: string): ReadonlyArray<string> => {
-  expect(text.endsWith("\n\n")).toBe(true)
-  return text
-    .slice(0, -2)
-    .split("\n\n")
-    .map((frame) => {
-      expect(frame.startsWith("data: ")).toBe(true)
-      expect(frame.includes("\n")).toBe(false)
-      return frame.slice("data: ".length)
-    })
-}
-
 const parsed = (payload: string): Record<string, unknown> => JSON.parse(payload) as Record<string, unknown>
 
 const shuttingDownEnvelope = {
@@ -224,16 +212,16 @@ describe("framesOf", () => {
   it("frames each chunk as `data: <json>` in order, as one string", () => {
     const chunks = [first, content("a\nb"), last]
     const text = framesOf(chunks, false)
-    expect(payloads(text).map(parsed)).toEqual(chunks)
+    expect(sseData(text).map(parsed)).toEqual(chunks)
   })
 
   it("drops the usage-only chunk and strips usage elsewhere unless include_usage", () => {
     const withUsage = chunk([{ index: 0, delta: {}, finish_reason: "stop" }], { usage })
-    const without = payloads(framesOf([withUsage, usageOnly], false)).map(parsed)
+    const without = sseData(framesOf([withUsage, usageOnly], false)).map(parsed)
     expect(without).toHaveLength(1)
     expect("usage" in (without[0] ?? {})).toBe(false)
     expect(without[0]?.["choices"]).toEqual(withUsage.choices)
-    expect(payloads(framesOf([withUsage, usageOnly], true)).map(parsed)).toEqual([withUsage, usageOnly])
+    expect(sseData(framesOf([withUsage, usageOnly], true)).map(parsed)).toEqual([withUsage, usageOnly])
   })
 
   it("frames nothing for no chunks, or only usage nobody asked for", () => {
@@ -253,13 +241,13 @@ describe("writeSse over a socket read on demand", () => {
         // pulls on demand: nothing is pulled before the body is read
         expect(pulls()).toBe(0)
         const { pieces, text } = yield* readAll(body)
-        const frames = payloads(text)
+        const frames = sseData(text)
         expect(frames).toHaveLength(5)
         expect(frames.slice(0, 4).map(parsed)).toEqual([first, ...together, last])
         expect(text.endsWith("data: [DONE]\n\n")).toBe(true)
         // one piece per batch: the two chunks of the second batch arrive together
         expect(pieces).toHaveLength(4)
-        expect(payloads(pieces[1] ?? "").map(parsed)).toEqual(together)
+        expect(sseData(pieces[1] ?? "").map(parsed)).toEqual(together)
         expect(pieces[3]).toBe("data: [DONE]\n\n")
         expect(pulls()).toBe(4)
         yield* settle
@@ -286,7 +274,7 @@ describe("writeSse over a socket read on demand", () => {
       const withUsage = chunk([{ index: 0, delta: {}, finish_reason: "stop" }], { usage })
       const { next } = pullsOf([batch(first, content("Hi")), batch(withUsage, usageOnly)])
       const { text } = yield* readAll(sseBody(h.source(next), h.options))
-      const frames = payloads(text)
+      const frames = sseData(text)
       expect(frames).toHaveLength(4)
       const objects = frames.slice(0, 3).map(parsed)
       for (const object of objects) expect("usage" in object).toBe(false)
@@ -299,7 +287,7 @@ describe("writeSse over a socket read on demand", () => {
       const h = yield* harness({ includeUsage: true })
       const { next } = pullsOf([batch(first, content("Hi")), batch(last), batch(usageOnly)])
       const { text } = yield* readAll(sseBody(h.source(next), h.options))
-      const frames = payloads(text)
+      const frames = sseData(text)
       expect(frames).toHaveLength(5)
       const beforeDone = parsed(frames[3] ?? "")
       expect(beforeDone["choices"]).toEqual([])
@@ -313,7 +301,7 @@ describe("writeSse over a socket read on demand", () => {
         const h = yield* harness({ includeUsage: false })
         const { next, pulls } = pullsOf([batch(first), batch(usageOnly), batch(usageOnly), batch(last)], mode)
         const { text, pieces } = yield* readAll(sseBody(h.source(next), h.options))
-        expect(payloads(text)).toEqual([JSON.stringify(first), JSON.stringify(last), "[DONE]"])
+        expect(sseData(text)).toEqual([JSON.stringify(first), JSON.stringify(last), "[DONE]"])
         // no empty piece is ever written
         expect(pieces).toHaveLength(3)
         expect(pulls()).toBe(5)
@@ -336,7 +324,7 @@ describe("writeSse over a socket read on demand", () => {
         const error = new ProviderError({ reason: "Unavailable", message: "upstream went away", provider: "openai", status: 503 })
         const { next, pulls } = pullsOf([batch(first), batch(content("partial")), failure(error), batch(last)], mode)
         const { text } = yield* readAll(sseBody(h.source(next), h.options))
-        const frames = payloads(text)
+        const frames = sseData(text)
         expect(frames).toHaveLength(3)
         expect(text).not.toContain("[DONE]")
         expect(parsed(frames[1] ?? "")["choices"]).toEqual(content("partial").choices)
@@ -357,7 +345,7 @@ describe("writeSse over a socket read on demand", () => {
       const h = yield* harness({ includeUsage: true })
       const error = new ProviderError({ reason: "Timeout", message: "too slow", provider: "router" })
       const { text } = yield* readAll(sseBody(h.source(pullsOf([failure(error)]).next), h.options))
-      const frames = payloads(text)
+      const frames = sseData(text)
       expect(frames).toHaveLength(1)
       expect(parsed(frames[0] ?? "")).toEqual({
         error: { message: "too slow", type: "timeout_error", param: null, code: "upstream_timeout" }
@@ -375,7 +363,7 @@ describe("writeSse over a socket read on demand", () => {
       const h = yield* harness({ requestId: "req-sse-1" })
       const { next } = pullsOf([batch(first), defect("secret stack detail"), batch(last)], "async")
       const { text } = yield* readAll(sseBody(h.source(next), h.options))
-      const frames = payloads(text)
+      const frames = sseData(text)
       expect(frames).toHaveLength(2)
       expect(text).not.toContain("[DONE]")
       expect(text).not.toContain("secret stack detail")
@@ -411,7 +399,7 @@ describe("writeSse over a socket read on demand", () => {
       expect(h.released()).toBe(0)
       h.terminateAll()
       const { text } = yield* reading.await.pipe(Effect.flatten, Effect.timeout("2 seconds"))
-      const frames = payloads(text)
+      const frames = sseData(text)
       expect(frames).toHaveLength(3)
       expect(parsed(frames[2] ?? "")).toEqual(shuttingDownEnvelope)
       expect(text).not.toContain("[DONE]")
@@ -434,7 +422,7 @@ describe("writeSse over a socket read on demand", () => {
       yield* Deferred.await(hanging.started).pipe(Effect.timeout("2 seconds"))
       h.terminateAll()
       const { text } = yield* reading.await.pipe(Effect.flatten, Effect.timeout("2 seconds"))
-      expect(payloads(text).map(parsed)).toEqual([shuttingDownEnvelope])
+      expect(sseData(text).map(parsed)).toEqual([shuttingDownEnvelope])
       expect(pulls()).toBe(1)
       yield* Deferred.await(hanging.interrupted).pipe(Effect.timeout("2 seconds"))
       yield* settle
@@ -454,7 +442,7 @@ describe("writeSse over a socket read on demand", () => {
       }
       const body = sseBody(h.source(pullsOf([batch(first)]).next), options)
       const { text } = yield* readAll(body)
-      expect(payloads(text)).toEqual([JSON.stringify(first), "[DONE]"])
+      expect(sseData(text)).toEqual([JSON.stringify(first), "[DONE]"])
       // e.g. Lifecycle.terminateAll iterating a copy that still holds this callback
       terminate?.()
       body.destroy()
@@ -557,8 +545,8 @@ describe("writeSse (the hot path's writer)", () => {
       const h = yield* harness()
       const fake = fakeResponse()
       writeSse(h.source(pullsOf([batch(first), batch(content("Hi")), batch(last)]).next), h.options, fake.response)
-      expect(payloads(fake.writes.join("")).slice(-1)).toEqual(["[DONE]"])
-      expect(payloads(fake.writes.join(""))).toHaveLength(4)
+      expect(sseData(fake.writes.join("")).slice(-1)).toEqual(["[DONE]"])
+      expect(sseData(fake.writes.join(""))).toHaveLength(4)
       // all of it went out in one flush of the corked socket
       expect(fake.flushes()).toBe(1)
       expect(h.released()).toBe(1)
@@ -580,7 +568,7 @@ describe("writeSse (the hot path's writer)", () => {
       fake.drain()
       fake.drain()
       fake.drain()
-      expect(payloads(fake.writes.join("")).at(-1)).toBe("[DONE]")
+      expect(sseData(fake.writes.join("")).at(-1)).toBe("[DONE]")
       expect(h.released()).toBe(1)
     }))
 
@@ -592,7 +580,7 @@ describe("writeSse (the hot path's writer)", () => {
       const { next } = pullsOf([batch(first), hanging.step])
       writeSse(h.source(next), h.options, fake.response)
       yield* Deferred.await(hanging.started).pipe(Effect.timeout("2 seconds"))
-      expect(payloads(fake.writes.join("")).map(parsed)).toEqual([first])
+      expect(sseData(fake.writes.join("")).map(parsed)).toEqual([first])
       fake.leave()
       yield* Deferred.await(hanging.interrupted).pipe(Effect.timeout("2 seconds"))
       expect(h.released()).toBe(1)

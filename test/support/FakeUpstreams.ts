@@ -531,6 +531,7 @@ type GoogleAiFile =
   | "unary-success-thinking-function-call-thought-summary-signature.json"
   | "unary-success-thinking-reply-thought-summary.json"
   | "unary-failure-api-key.json"
+  | "streaming-failure-prompt-blocked-safety.txt"
   | "streaming-success-basic-reply-short.txt"
   | "streaming-success-basic-reply-long.txt"
   | "streaming-success-thinking-function-call-thought-summary-signature.txt"

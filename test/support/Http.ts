@@ -1,5 +1,6 @@
 /**
- * Speaking to an in-process gateway over a real socket with fetch: one call, its status, headers and whole text.
+ * Speaking to an in-process gateway over a real socket with fetch: one call, its status, headers and whole text;
+ * the checks of OpenAI's error envelope.
  */
 import { Effect } from "effect"
 import { expect } from "vitest"
@@ -23,13 +24,21 @@ export const call = (url: string, init: RequestInit = {}): Effect.Effect<Answer,
     catch: (error) => error
   })
 
-/** POST /v1/chat/completions with the test key and a JSON body. */
-export const postChat = (baseUrl: string, body: unknown, headers: Readonly<Record<string, string>> = {}) =>
-  call(`${baseUrl}/v1/chat/completions`, {
+/** GET with the test key; `headers` add to it or replace it. */
+export const get = (url: string, headers: Readonly<Record<string, string>> = {}) =>
+  call(url, { headers: { authorization: `Bearer ${testKey}`, ...headers } })
+
+/** POST a body sent exactly as given (broken JSON, say) with the test key and a JSON content type. */
+export const postRaw = (url: string, body: string, headers: Readonly<Record<string, string>> = {}) =>
+  call(url, {
     method: "POST",
     headers: { authorization: `Bearer ${testKey}`, "content-type": "application/json", ...headers },
-    body: JSON.stringify(body)
+    body
   })
+
+/** POST /v1/chat/completions with the test key and a JSON body. */
+export const postChat = (baseUrl: string, body: unknown, headers: Readonly<Record<string, string>> = {}) =>
+  postRaw(`${baseUrl}/v1/chat/completions`, JSON.stringify(body), headers)
 
 /** A one-message chat request for `model`. */
 export const chatRequest = (model: string, extra: Record<string, unknown> = {}) => ({
@@ -38,13 +47,18 @@ export const chatRequest = (model: string, extra: Record<string, unknown> = {}) 
   ...extra
 })
 
-/** The envelope of an error answer, checked: exactly `{error:{message,type,param,code}}`, the given status and code. */
-export const expectEnvelope = (answer: Answer, status: number, code?: string | null): ErrorEnvelope["error"] => {
+/**
+ * The envelope of an error answer, checked: the given status, JSON, exactly `{error:{message,type,param,code}}` with
+ * a message, and the given code and param (unchecked when left out).
+ */
+export const expectEnvelope = (answer: Answer, status: number, code?: string | null, param?: string | null): ErrorEnvelope["error"] => {
   expect({ status: answer.status, text: answer.text }).toMatchObject({ status })
   expect(answer.headers.get("content-type")).toContain("application/json")
   const body = JSON.parse(answer.text) as ErrorEnvelope
   expect(Object.keys(body)).toEqual(["error"])
   expect(Object.keys(body.error).sort()).toEqual(["code", "message", "param", "type"])
+  expect(body.error.message.length).toBeGreaterThan(0)
   if (code !== undefined) expect(body.error.code).toBe(code)
+  if (param !== undefined) expect(body.error.param).toBe(param)
   return body.error
 }

@@ -9,17 +9,29 @@ export interface ErrorEnvelope {
   readonly error: { readonly message: string; readonly type: string; readonly param: string | null; readonly code: string | null }
 }
 
-/** The data payloads of an SSE body, in order: `[DONE]` as text, JSON otherwise. Comment lines are skipped. */
-export const ssePayloads = (text: string): ReadonlyArray<unknown> =>
-  text
+/**
+ * The `data:` fields of a whole SSE body as sent, in order, checking the framing the gateway writes (and OpenAI's
+ * recordings have): the body ends with a blank line, and every frame is exactly one `data: ` line (no comments,
+ * events, ids or multi-line data).
+ */
+export const sseData = (text: string): ReadonlyArray<string> => {
+  expect(text.endsWith("\n\n"), `an SSE body ends with a blank line: ${JSON.stringify(text.slice(-80))}`).toBe(true)
+  return text
+    .slice(0, -2)
     .split("\n\n")
-    .map((frame) => frame.split("\n").filter((line) => !line.startsWith(":")).join("\n"))
-    .filter((frame) => frame.trim() !== "")
     .map((frame) => {
-      expect(frame.startsWith("data: ")).toBe(true)
-      const data = frame.slice("data: ".length)
-      return data === "[DONE]" ? data : (JSON.parse(data) as unknown)
+      expect(frame.startsWith("data: "), `not a data frame: ${frame}`).toBe(true)
+      expect(frame.includes("\n"), `not a single line: ${frame}`).toBe(false)
+      return frame.slice("data: ".length)
     })
+}
+
+/** The data payloads of a whole SSE body, in order: `[DONE]` as text, JSON otherwise (framing checked by `sseData`). */
+export const ssePayloads = (text: string): ReadonlyArray<unknown> =>
+  sseData(text).map((data) => (data === "[DONE]" ? data : (JSON.parse(data) as unknown)))
+
+/** How many frames of a partly received SSE body are complete so far (to wait on a live stream's progress). */
+export const completeFrames = (text: string): number => text.split("\n\n").length - 1
 
 export const isErrorFrame = (payload: unknown): payload is ErrorEnvelope =>
   typeof payload === "object" && payload !== null && "error" in payload
