@@ -125,6 +125,8 @@ const main = async () => {
     if (isAlive(gateway.child)) {
       traffic.countBreaks()
       const reading = monitor.read(atS)
+      // Gone between the check and the reading: the next turn handles the crash.
+      if (!Number.isFinite(reading.rssMb)) continue
       if (atS >= nextProgressS) {
         console.log(progressLine(reading, monitor, health, traffic.tally, traffic.inFlightCount))
         nextProgressS += progressEveryS
