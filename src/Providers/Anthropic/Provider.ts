@@ -2,6 +2,7 @@
  * The Anthropic Messages API as a `Provider`: translate, `POST /v1/messages`, translate back.
  */
 import { Clock, Effect, Either, Layer, Redacted } from "effect"
+import type { Readable } from "node:stream"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { chunksOfCompletion } from "../../OpenAi/Wire.js"
 import { fromItems } from "../ChunkSource.js"
@@ -14,6 +15,15 @@ import { providerName, responseFormatToolName, toAnthropicRequest } from "./Requ
 import { decodeAnthropicMessage, fromAnthropicMessage } from "./Response.js"
 import type { CompletionContext } from "./Response.js"
 import * as StreamTranslate from "./StreamTranslate.js"
+
+/**
+ * Drops a body nobody will read. Destroying an undici body before its end makes it emit an AbortError: without a
+ * listener that error is an uncaught exception, which takes the whole process down.
+ */
+const discard = (body: Readable): void => {
+  body.on("error", () => {})
+  body.destroy()
+}
 
 /** Anthropic's API root, as its SDK spells it (without `/v1`). */
 export const defaultBaseUrl = "https://api.anthropic.com"
@@ -72,7 +82,7 @@ export const make = (target: UpstreamTarget, options?: AnthropicOptions): Effect
           return fromItems(chunksOfCompletion(fromAnthropicMessage(message, ctx)))
         }
         if (media !== "text/event-stream" && media !== "") {
-          response.body.destroy()
+          discard(response.body)
           return yield* Effect.fail(malformed(providerName, `a ${media.slice(0, 60)} body to a stream request`))
         }
         const machine = runMachine(

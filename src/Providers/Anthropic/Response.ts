@@ -9,6 +9,7 @@ import type {
   FinishReason,
   ToolCall,
   Usage } from "../../OpenAi/Schemas.js"
+import { usageOf } from "../../OpenAi/Wire.js"
 import { ProviderError } from "../Provider.js"
 import { malformed } from "../Upstream/Transport.js"
 
@@ -69,16 +70,24 @@ export const finishReasonFor = (stopReason: string | null | undefined): FinishRe
   }
 }
 
-/** Anthropic's usage → OpenAI's: cached and cache-creating input both count as prompt tokens. */
-export const usageFrom = (usage: AnthropicUsage): Usage => {
+const isCount = (value: number): boolean => Number.isSafeInteger(value) && value >= 0
+
+/**
+ * Anthropic's usage → OpenAI's: cached and cache-creating input both count as prompt tokens. Counts that are not
+ * counts (negative, fractional, beyond 2^53, `1e999`) make the usage unknown (`undefined`), never wrong.
+ */
+export const usageFrom = (usage: AnthropicUsage): Usage | undefined => {
   const cacheRead = usage.cache_read_input_tokens ?? 0
-  const prompt = usage.input_tokens + cacheRead + (usage.cache_creation_input_tokens ?? 0)
-  return {
+  const cacheCreation = usage.cache_creation_input_tokens ?? 0
+  // Each part must be a count: a sum could hide a negative one.
+  if (![usage.input_tokens, usage.output_tokens, cacheRead, cacheCreation].every(isCount)) return undefined
+  const prompt = usage.input_tokens + cacheRead + cacheCreation
+  return usageOf({
     prompt_tokens: prompt,
     completion_tokens: usage.output_tokens,
     total_tokens: prompt + usage.output_tokens,
     prompt_tokens_details: { cached_tokens: cacheRead }
-  }
+  })
 }
 
 /** What a translated response reports besides the upstream's own data. */
@@ -113,6 +122,7 @@ export const fromAnthropicMessage = (message: AnthropicMessage, ctx: CompletionC
     }
   }
   const finishReason = finishReasonFor(message.stop_reason)
+  const usage = usageFrom(message.usage)
   return {
     id: ctx.id,
     object: "chat.completion",
@@ -132,6 +142,6 @@ export const fromAnthropicMessage = (message: AnthropicMessage, ctx: CompletionC
         logprobs: null
       }
     ],
-    usage: usageFrom(message.usage)
+    ...(usage === undefined ? {} : { usage })
   }
 }

@@ -228,17 +228,16 @@ export const step = (state: StreamState, event: AnthropicStreamEvent): StepResul
         return emit(next, [chunk(state, {}, finishReason)])
       })
 
-    case "message_stop":
-      return emit({ ...state, stopped: true }, [
-        {
-          id: state.ctx.id,
-          object: "chat.completion.chunk",
-          created: state.ctx.created,
-          model: state.ctx.model,
-          choices: [],
-          usage: usageFrom(state.usage)
-        }
-      ])
+    case "message_stop": {
+      // Usage the upstream miscounted is unknown: no usage chunk rather than a wrong one.
+      const usage = usageFrom(state.usage)
+      return emit(
+        { ...state, stopped: true },
+        usage === undefined
+          ? []
+          : [{ id: state.ctx.id, object: "chat.completion.chunk", created: state.ctx.created, model: state.ctx.model, choices: [], usage }]
+      )
+    }
 
     case "error":
       return Either.left(errorFromEvent(event.data))

@@ -3,6 +3,7 @@
  * `streamGenerateContent?alt=sse` for streams, authenticated with `x-goog-api-key`.
  */
 import { Clock, Effect, Either, Layer, Redacted } from "effect"
+import type { Readable } from "node:stream"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { fromItems } from "../ChunkSource.js"
 import { ChatProvider, ProviderError } from "../Provider.js"
@@ -15,6 +16,15 @@ import { errorFromBody, geminiErrorDetails, isErrorBody, provider, refineError }
 import { toGeminiRequest } from "./Request.js"
 import { fromGeminiResponse } from "./Response.js"
 import * as StreamTranslate from "./StreamTranslate.js"
+
+/**
+ * Drops a body nobody will read. Destroying an undici body before its end makes it emit an AbortError: without a
+ * listener that error is an uncaught exception, which takes the whole process down.
+ */
+const discard = (body: Readable): void => {
+  body.on("error", () => {})
+  body.destroy()
+}
 
 /** Where Google's SDKs send Gemini Developer API calls. */
 export const defaultBaseUrl = "https://generativelanguage.googleapis.com"
@@ -77,7 +87,7 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, Ups
           return fromItems([...batch.items, ...last])
         }
         if (media !== "text/event-stream" && media !== "") {
-          response.body.destroy()
+          discard(response.body)
           return yield* Effect.fail(malformed(provider, `a ${media.slice(0, 60)} body to a stream request`))
         }
         const machine = runMachine(

@@ -7,6 +7,7 @@ import type {
   FinishReason,
   ToolCall,
   Usage } from "../../OpenAi/Schemas.js"
+import { usageOf as checkedUsage } from "../../OpenAi/Wire.js"
 import { ProviderError } from "../Provider.js"
 import { malformed } from "../Upstream/Transport.js"
 
@@ -73,14 +74,19 @@ export const finishReasonOf = (finishReason: string, producedToolCalls: boolean)
   return producedToolCalls ? "tool_calls" : "stop"
 }
 
+const isCount = (value: number): boolean => Number.isSafeInteger(value) && value >= 0
+
 /**
  * `usageMetadata` as OpenAI usage. Thinking tokens are billed as output, so they count as completion tokens and
- * are reported again as `reasoning_tokens`.
+ * are reported again as `reasoning_tokens`. Counts that are not counts (negative, fractional, beyond 2^53,
+ * `1e999`) make the usage unknown (`undefined`), never wrong.
  */
-export const usageOf = (metadata: GeminiUsageMetadata): Usage => {
+export const usageOf = (metadata: GeminiUsageMetadata): Usage | undefined => {
   const prompt = metadata.promptTokenCount ?? 0
+  // Each part must be a count: a sum could hide a negative one. A bad total or detail is fixed or dropped below.
+  if (![prompt, metadata.candidatesTokenCount ?? 0, metadata.thoughtsTokenCount ?? 0].every(isCount)) return undefined
   const completion = (metadata.candidatesTokenCount ?? 0) + (metadata.thoughtsTokenCount ?? 0)
-  return {
+  return checkedUsage({
     prompt_tokens: prompt,
     completion_tokens: completion,
     total_tokens: metadata.totalTokenCount ?? prompt + completion,
@@ -90,7 +96,7 @@ export const usageOf = (metadata: GeminiUsageMetadata): Usage => {
     ...(metadata.thoughtsTokenCount === undefined
       ? {}
       : { completion_tokens_details: { reasoning_tokens: metadata.thoughtsTokenCount } })
-  }
+  })
 }
 
 /** A prompt Gemini refused outright: no candidates, and `promptFeedback` saying why. */
@@ -155,13 +161,14 @@ export const fromGeminiResponse = (
     if (blocked !== undefined) return yield* Either.left(blocked)
     const candidates = response.candidates ?? []
     if (candidates.length === 0) return yield* Either.left(malformed(provider, "a response with no candidates"))
+    const usage = response.usageMetadata === undefined ? undefined : usageOf(response.usageMetadata)
     const completion: ChatCompletion = {
       id: ctx.id,
       object: "chat.completion",
       created: ctx.created,
       model: ctx.model,
       choices: candidates.map((candidate, position) => choiceOf(candidate, position, ctx.id)),
-      ...(response.usageMetadata === undefined ? {} : { usage: usageOf(response.usageMetadata) })
+      ...(usage === undefined ? {} : { usage })
     }
     return completion
   })
