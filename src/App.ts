@@ -5,6 +5,9 @@ import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect, Layer, Redacted } from "effect"
 import * as Config from "./Config.js"
 import * as ChatCore from "./Core/Chat.js"
+import type * as Store from "./Governance/Store.js"
+import * as StoreLayer from "./Governance/StoreLayer.js"
+import * as Tokenizer from "./Governance/Tokenizer.js"
 import * as Auth from "./Http/Auth.js"
 import * as Lifecycle from "./Http/Lifecycle.js"
 import * as Server from "./Http/Server.js"
@@ -27,8 +30,10 @@ const defaultKeyWarning = Layer.effectDiscard(
 
 /** What an app may swap in the gateway it serves. */
 export interface ServeOptions<EA, RA> {
-  /** Who may call: the operator key alone by default (`Auth.layer`). It guards every route, chat included. */
+  /** Who may call: the operator key and the registry's keys by default (`Auth.layer`). It guards every route. */
   readonly authenticator?: Layer.Layer<Auth.Authenticator, EA, RA>
+  /** The governance store: the one `REDIS_URL` names, or memory, by default. */
+  readonly store?: Layer.Layer<Store.Store>
 }
 
 /** A server layer with everything behind it: chat core, router, registry, authenticator, lifecycle, logging. */
@@ -40,8 +45,9 @@ const withServices = <E, R, E2, R2, EA, RA>(
   server.pipe(
     Layer.provide(ChatCore.layer),
     Layer.provide(Router.layer),
+    Layer.provide(options.authenticator ?? (Auth.layer as Layer.Layer<Auth.Authenticator, EA, RA | Config.ProxyConfig | Registry.ModelRegistry>)),
     Layer.provide(registry),
-    Layer.provide(options.authenticator ?? (Auth.layer as Layer.Layer<Auth.Authenticator, EA, RA | Config.ProxyConfig>)),
+    Layer.provide(Layer.merge(options.store ?? StoreLayer.layerConfig, Tokenizer.layer)),
     Layer.provideMerge(Lifecycle.layer),
     Layer.provide(defaultKeyWarning),
     Layer.provide(Logging.layer)

@@ -18,6 +18,8 @@ export interface ProxySettings {
   readonly host: string
   /** Path of the YAML/JSON model registry; without it the built-in registry serves `mock`. */
   readonly configFile: Option.Option<string>
+  /** The shared governance store (`redis://…`); without it limits, leases, spend and usage live in memory. */
+  readonly redisUrl: Option.Option<Redacted.Redacted<string>>
   /** Request bodies larger than this are refused with 413 before they are read. */
   readonly maxBodyBytes: number
   /** A client must have sent a request's headers within this (Node's `headersTimeout`); else 408. */
@@ -121,6 +123,14 @@ export const loadSettings: Effect.Effect<ProxySettings, ConfigError.ConfigError>
     port: yield* integerInRange("PORT", 8002, 0, 65535),
     host: yield* Config.string("HOST").pipe(Config.withDefault("0.0.0.0")),
     configFile: yield* Config.option(Config.nonEmptyString("CONFIG_FILE")),
+    redisUrl: yield* Config.option(
+      Config.redacted("REDIS_URL").pipe(
+        Config.validate({
+          message: "REDIS_URL must be a redis:// or rediss:// URL",
+          validation: (url) => /^rediss?:\/\/[^\s]+$/.test(Redacted.value(url))
+        })
+      )
+    ),
     maxBodyBytes: yield* integerInRange("MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     ...(yield* receiveTimeouts),
     upstreamMaxResponseBytes: yield* integerInRange("UPSTREAM_MAX_RESPONSE_BYTES", 64 * mebibyte, 1024, 4096 * mebibyte),
@@ -145,6 +155,7 @@ export const layerTest = (overrides: Partial<ProxySettings> = {}): Layer.Layer<P
     port: 0,
     host: "127.0.0.1",
     configFile: Option.none(),
+    redisUrl: Option.none(),
     maxBodyBytes: 4 * 1024 * 1024,
     headersTimeoutMs: 60_000,
     bodyTimeoutMs: 120_000,

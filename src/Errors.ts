@@ -51,6 +51,25 @@ export class ProtocolError extends Schema.TaggedError<ProtocolError>()(
   status(400)
 ) {}
 
+/** A key's limit refused the request: rpm, tpm or max_parallel (rate limited), or its budget (quota). */
+export class LimitExceeded extends Schema.TaggedError<LimitExceeded>()(
+  "LimitExceeded",
+  {
+    keyId: Schema.String,
+    limit: Schema.Literal("rpm", "tpm", "max_parallel", "budget"),
+    /** The limit's value, as the key declares it (USD for a budget). */
+    value: Schema.Number,
+    retryAfterMs: Schema.Number
+  },
+  status(429)
+) {}
+
+/** The governance store cannot be reached and `on_store_failure` is `closed`. */
+export class LimitsUnavailable extends Schema.TaggedError<LimitsUnavailable>()("LimitsUnavailable", {}, status(503)) {}
+
+/** The key is valid but may not use this route (the admin routes and /metrics are the operator's). */
+export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", { message: Schema.String }, status(403)) {}
+
 /** The server is draining after SIGTERM. */
 export class ShuttingDown extends Schema.TaggedError<ShuttingDown>()("ShuttingDown", {}, status(503)) {}
 

@@ -66,10 +66,24 @@ export const upstreamAttempts = new Family(
 /** Tokens reported by upstreams, by public model and kind (prompt, completion). */
 export const tokens = new Family("llm_proxy_tokens_total", "Tokens reported by upstreams, by public model and kind", "counter", ["model", "kind"])
 
-const families: ReadonlyArray<Family> = [httpRequests, httpDuration, httpInFlight, upstreamAttempts, tokens]
+/** Calls to the governance store that failed, by operation (admit, renew, finish, figures, usage). */
+export const storeErrors = new Family(
+  "llm_proxy_store_errors_total",
+  "Governance store calls that failed, by operation",
+  "counter",
+  ["operation"]
+)
+
+/** Registry reloads (SIGHUP or a change of CONFIG_FILE), by outcome: ok or rejected (the old registry kept). */
+export const configReloads = new Family("llm_proxy_config_reloads_total", "Registry reloads, by outcome (ok or rejected)", "counter", ["outcome"])
+
+/** Requests refused by a key's limit, by key and limit. */
+export const limitRefusals = new Family("llm_proxy_limit_refusals_total", "Requests refused by a key's limit, by key and limit", "counter", ["key", "limit"])
+
+const families: ReadonlyArray<Family> = [httpRequests, httpDuration, httpInFlight, upstreamAttempts, tokens, storeErrors, configReloads, limitRefusals]
 
 /** The routes counted by name; anything else is `other`, so that scanners cannot grow the label set. */
-const knownRoutes = new Set(["/health", "/metrics", "/v1/models", "/v1/llm/models", "/v1/chat/completions", "/openapi.json", "/docs"])
+const knownRoutes = new Set(["/health", "/metrics", "/v1/models", "/v1/llm/models", "/v1/chat/completions", "/openapi.json", "/docs", "/admin/keys", "/admin/usage"])
 
 /** The route label of a request path: the path itself when known, `/v1/models/{model}`, or `other`. */
 export const routeOf = (url: string): string => {

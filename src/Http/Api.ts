@@ -8,7 +8,17 @@ import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
-import { InternalError, InvalidRequest, LengthRequired, ModelNotFound, PayloadTooLarge, ShuttingDown } from "../Errors.js"
+import {
+  Forbidden,
+  InternalError,
+  InvalidRequest,
+  LengthRequired,
+  LimitExceeded,
+  LimitsUnavailable,
+  ModelNotFound,
+  PayloadTooLarge,
+  ShuttingDown
+} from "../Errors.js"
 import { ChatCompletion, ChatCompletionRequest, Model, ModelList } from "../OpenAi/Schemas.js"
 import { Authentication } from "./Auth.js"
 import { declaredEnvelope, upstreamEnvelope } from "./Errors.js"
@@ -24,6 +34,12 @@ export const LlmModelList = Schema.Struct({
   models: Schema.Array(Schema.Struct({ id: Schema.String, provider: Schema.String, deployments: Schema.Int }))
 }).annotations({ identifier: "LlmModelList" })
 
+const ForbiddenError = declaredEnvelope(Forbidden, (body) => new Forbidden({ message: body.error.message }), "A valid key that may not use this route")
+const RateLimitedByKey = declaredEnvelope(
+  LimitExceeded,
+  (body) => new LimitExceeded({ keyId: "", limit: body.error.code === "insufficient_quota" ? "budget" : "rpm", value: 0, retryAfterMs: 1000 }),
+  "A limit of the caller's key (rpm, tpm, max_parallel, budget), or the upstream's rate limit or quota after retries; Retry-After set"
+)
 const InvalidRequestError = declaredEnvelope(
   InvalidRequest,
   (body) => new InvalidRequest({ message: body.error.message, param: body.error.param }),
@@ -40,7 +56,7 @@ const InternalErrorResponse = declaredEnvelope(InternalError, () => new Internal
 const ShuttingDownError = declaredEnvelope(ShuttingDown, () => new ShuttingDown(), "The gateway is draining after SIGTERM")
 const UpstreamRejected = upstreamEnvelope(400, "The upstream refused the request (invalid for it, or its content policy)")
 const UpstreamNotFound = upstreamEnvelope(404, "The upstream does not know the model")
-const RateLimitError = upstreamEnvelope(429, "Upstream rate limit or quota, after retries (Retry-After set)")
+
 const BadGatewayError = upstreamEnvelope(502, "Upstream failed, refused the gateway's credentials or answered malformed data")
 const UnavailableError = upstreamEnvelope(503, "Upstream unavailable")
 const TimeoutError = upstreamEnvelope(504, "Upstream did not answer within the deadline")
@@ -65,7 +81,73 @@ export class MetricsGroup extends HttpApiGroup.make("metrics")
   .add(
     HttpApiEndpoint.get("metrics", "/metrics")
       .addSuccess(Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/plain; version=0.0.4" })))
-      .annotate(OpenApi.Description, "Prometheus metrics: HTTP requests, durations, upstream attempts by outcome, tokens.")
+      .addError(ForbiddenError)
+      .annotate(OpenApi.Description, "Prometheus metrics: HTTP requests, durations, upstream attempts by outcome, tokens. Operator key only.")
+  )
+  .middleware(Authentication) {}
+
+/** A key's limits as `GET /admin/keys` shows them (as the registry file writes them). */
+export const AdminKeyLimits = Schema.Struct({
+  rpm: Schema.optional(Schema.Int),
+  tpm: Schema.optional(Schema.Int),
+  max_parallel: Schema.optional(Schema.Int),
+  budget: Schema.optional(Schema.Struct({ usd: Schema.Number, period: Schema.Literal("daily", "monthly") }))
+}).annotations({ identifier: "AdminKeyLimits" })
+
+/** `GET /admin/keys`: every key with its limits and current figures; never a secret or a hash. */
+export const AdminKeyList = Schema.Struct({
+  keys: Schema.Array(
+    Schema.Struct({
+      id: Schema.String,
+      models: Schema.NullOr(Schema.Array(Schema.String)),
+      limits: AdminKeyLimits,
+      current: Schema.Struct({
+        requests_last_minute: Schema.Int,
+        tokens_last_minute: Schema.Int,
+        in_flight: Schema.Int,
+        spend_this_period_usd: Schema.Number
+      })
+    })
+  )
+}).annotations({ identifier: "AdminKeyList" })
+
+/** One usage row: a key's use of one public model on one UTC day. */
+export const UsageRowSchema = Schema.Struct({
+  key: Schema.String,
+  model: Schema.String,
+  requests: Schema.Int,
+  prompt_tokens: Schema.Int,
+  completion_tokens: Schema.Int,
+  spend_usd: Schema.Number
+}).annotations({ identifier: "UsageRow" })
+
+/** `GET /admin/usage`. */
+export const UsageReport = Schema.Struct({ day: Schema.String, rows: Schema.Array(UsageRowSchema) }).annotations({ identifier: "UsageReport" })
+
+const StoreUnavailableError = declaredEnvelope(LimitsUnavailable, () => new LimitsUnavailable(), "The governance store cannot be reached")
+
+/** The operator's routes: keys and usage. A virtual key gets 403. */
+export class AdminGroup extends HttpApiGroup.make("admin")
+  .add(
+    HttpApiEndpoint.get("keys", "/admin/keys")
+      .addSuccess(AdminKeyList)
+      .addError(ForbiddenError)
+      .addError(StoreUnavailableError)
+      .annotate(OpenApi.Description, "Every virtual key: id, models, limits, and its figures now (requests and tokens in the last 60 s, in flight, spend this period).")
+  )
+  .add(
+    HttpApiEndpoint.get("usage", "/admin/usage")
+      .setUrlParams(
+        Schema.Struct({
+          day: Schema.optional(Schema.String.pipe(Schema.pattern(/^\d{4}-\d{2}-\d{2}$/, { message: () => "must be YYYY-MM-DD" }))),
+          key: Schema.optional(Schema.String)
+        })
+      )
+      .addSuccess(UsageReport)
+      .addError(InvalidRequestError)
+      .addError(ForbiddenError)
+      .addError(StoreUnavailableError)
+      .annotate(OpenApi.Description, "Usage rows per key and public model for one UTC day (default today), all keys or one (`key`); the operator key's as `operator`.")
   )
   .middleware(Authentication) {}
 
@@ -80,10 +162,11 @@ export class ChatGroup extends HttpApiGroup.make("chat")
       .addError(UpstreamNotFound)
       .addError(LengthRequiredError)
       .addError(TooLargeError)
-      .addError(RateLimitError)
+      .addError(RateLimitedByKey)
       .addError(InternalErrorResponse)
       .addError(BadGatewayError)
       .addError(ShuttingDownError)
+      .addError(StoreUnavailableError)
       .addError(UnavailableError)
       .addError(TimeoutError)
       .annotate(
@@ -154,6 +237,7 @@ export class Api extends HttpApi.make("llm-proxy")
   .add(ModelsGroup)
   .add(ChatGroup)
   .add(MetricsGroup)
+  .add(AdminGroup)
   .annotate(OpenApi.Title, "llm-proxy")
   .annotate(OpenApi.Description, "OpenAI-compatible LLM gateway")
   .annotate(OpenApi.Transform, fixOpenApi) {}

@@ -10,6 +10,9 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { Context, Effect, Layer, Redacted, Schema } from "effect"
 import { createHash, timingSafeEqual } from "node:crypto"
 import { ProxyConfig } from "../Config.js"
+import { sha256Hex } from "../Governance/Keys.js"
+import type { VirtualKey } from "../Governance/Keys.js"
+import { ModelRegistry } from "../Router/Registry.js"
 import { Unauthorized } from "../Errors.js"
 import { ErrorBody } from "../OpenAi/Schemas.js"
 import { headerOf } from "./Edge.js"
@@ -17,14 +20,19 @@ import type { RequestHeaders } from "./Edge.js"
 
 /** Who is calling: what logs, metrics and usage name (never the secret). */
 export interface Caller {
-  /** `operator` for `INTERNAL_API_KEY`. */
+  /** `operator` for `INTERNAL_API_KEY`, else the virtual key's id. */
   readonly id: string
-  /** The operator key: every model, no limits. */
+  /** The operator key: every model, no limits, and the admin routes. */
   readonly operator: boolean
+  /** The virtual key, for any other caller. */
+  readonly key: VirtualKey | undefined
 }
 
 /** The caller of the operator key. */
-export const operator: Caller = { id: "operator", operator: true }
+export const operator: Caller = { id: "operator", operator: true, key: undefined }
+
+/** Whether a caller may use the public model `name`. */
+export const mayUse = (caller: Caller, name: string): boolean => caller.key === undefined || caller.key.allows(name)
 
 /** Decides who a request is from its headers alone (synchronously: it runs on every request). */
 export interface AuthenticatorService {
@@ -85,10 +93,43 @@ export const makeOperatorOnly = (expected: Redacted.Redacted<string>): Authentic
   }
 }
 
-/** The operator key, `INTERNAL_API_KEY`, is the one key. */
-export const layer: Layer.Layer<Authenticator, never, ProxyConfig> = Layer.effect(
+/**
+ * The operator key and the registry's virtual keys (read at each request, so a reload takes effect at once): the
+ * operator key compared in constant time, a virtual key found by the SHA-256 of what is presented.
+ */
+export const makeWithKeys = (
+  expected: Redacted.Redacted<string>,
+  keys: () => ReadonlyMap<string, VirtualKey>
+): AuthenticatorService => {
+  const matchesOperator = matcherFor(expected)
+  const callerOf = (presented: string): Caller | undefined => {
+    if (presented.length === 0) return undefined
+    if (matchesOperator(presented)) return operator
+    const ring = keys()
+    if (ring.size === 0) return undefined
+    const key = ring.get(sha256Hex(presented))
+    return key === undefined ? undefined : { id: key.id, operator: false, key }
+  }
+  return {
+    authenticate: (headers) => {
+      const internalKey = headerOf(headers, "x-internal-auth") ?? ""
+      const authorization = headerOf(headers, "authorization") ?? ""
+      if (internalKey === "" && authorization === "") return missing
+      const byHeader = callerOf(internalKey)
+      if (byHeader !== undefined) return byHeader
+      return (bearerPrefix.test(authorization) ? callerOf(authorization.replace(bearerPrefix, "")) : undefined) ?? invalid
+    }
+  }
+}
+
+/** `INTERNAL_API_KEY` (the operator) and the registry's virtual keys. */
+export const layer: Layer.Layer<Authenticator, never, ProxyConfig | ModelRegistry> = Layer.effect(
   Authenticator,
-  Effect.map(ProxyConfig, (config) => makeOperatorOnly(config.internalApiKey))
+  Effect.gen(function* () {
+    const config = yield* ProxyConfig
+    const registry = yield* ModelRegistry
+    return makeWithKeys(config.internalApiKey, () => registry.current().keys.byDigest)
+  })
 )
 
 /** The auth middleware of the HttpApi; every group except health declares it. It provides the caller. */

@@ -12,6 +12,10 @@
  * | LengthRequired                  | 411    | invalid_request_error | length_required          |
  * | PayloadTooLarge                 | 413    | invalid_request_error | request_too_large        |
  * | ProtocolError (raw socket)      | 400 / 408 / 417 / 431 | invalid_request_error | invalid_http_request / request_timeout / expectation_failed / request_header_fields_too_large |
+ * | Forbidden (admin routes)        | 403    | invalid_request_error | insufficient_permissions |
+ * | LimitExceeded rpm/tpm/parallel  | 429 + Retry-After | rate_limit_error | rate_limit_exceeded |
+ * | LimitExceeded budget            | 429 + Retry-After | insufficient_quota | insufficient_quota   |
+ * | LimitsUnavailable               | 503    | server_error          | limits_unavailable       |
  * | ShuttingDown                    | 503    | server_error          | server_shutting_down     |
  * | InternalError                   | 500    | server_error          | internal_error           |
  * | Provider InvalidRequest         | upstream 4xx (400/413/422) | invalid_request_error | upstream code |
@@ -31,7 +35,10 @@ import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import type { ServerResponse } from "node:http"
 import {
+  Forbidden,
   InternalError,
+  LimitExceeded,
+  LimitsUnavailable,
   InvalidRequest,
   LengthRequired,
   MethodNotAllowed,
@@ -55,6 +62,9 @@ export type GatewayError =
   | RouteNotFound
   | MethodNotAllowed
   | ProtocolError
+  | Forbidden
+  | LimitExceeded
+  | LimitsUnavailable
   | PayloadTooLarge
   | LengthRequired
   | ShuttingDown
@@ -126,6 +136,9 @@ const declaredStatus: Readonly<Record<Exclude<GatewayError["_tag"], "ProviderErr
   ModelNotFound: HttpApiSchema.getStatusError(ModelNotFound),
   RouteNotFound: HttpApiSchema.getStatusError(RouteNotFound),
   MethodNotAllowed: HttpApiSchema.getStatusError(MethodNotAllowed),
+  Forbidden: HttpApiSchema.getStatusError(Forbidden),
+  LimitExceeded: HttpApiSchema.getStatusError(LimitExceeded),
+  LimitsUnavailable: HttpApiSchema.getStatusError(LimitsUnavailable),
   LengthRequired: HttpApiSchema.getStatusError(LengthRequired),
   PayloadTooLarge: HttpApiSchema.getStatusError(PayloadTooLarge),
   ShuttingDown: HttpApiSchema.getStatusError(ShuttingDown),
@@ -174,6 +187,43 @@ export const describeError = (error: GatewayError): ErrorDescription => {
         ),
         headers: { allow: error.allowed.join(", ") }
       }
+    case "Forbidden":
+      return {
+        status: declaredStatus.Forbidden,
+        body: envelope(error.message, "invalid_request_error", "insufficient_permissions"),
+        headers: {}
+      }
+    case "LimitExceeded": {
+      const headers = { "retry-after": String(Math.max(1, Math.ceil(error.retryAfterMs / 1000))) }
+      if (error.limit === "budget") {
+        return {
+          status: declaredStatus.LimitExceeded,
+          body: envelope(
+            `Budget of key '${error.keyId}' exhausted: ${error.value} USD this period. It renews when the period rolls over.`,
+            "insufficient_quota",
+            "insufficient_quota"
+          ),
+          headers
+        }
+      }
+      const what =
+        error.limit === "rpm"
+          ? `${error.value} requests per minute (rpm)`
+          : error.limit === "tpm"
+            ? `${error.value} tokens per minute (tpm)`
+            : `${error.value} requests in flight (max_parallel)`
+      return {
+        status: declaredStatus.LimitExceeded,
+        body: envelope(`Rate limit reached for key '${error.keyId}': ${what}. Retry after the Retry-After delay.`, "rate_limit_error", "rate_limit_exceeded"),
+        headers
+      }
+    }
+    case "LimitsUnavailable":
+      return {
+        status: declaredStatus.LimitsUnavailable,
+        body: envelope("The gateway cannot check this key's limits right now; retry shortly", "server_error", "limits_unavailable"),
+        headers: { "retry-after": "1" }
+      }
     case "ProtocolError":
       return {
         status: error.status,
@@ -214,20 +264,27 @@ export const describeError = (error: GatewayError): ErrorDescription => {
 }
 
 /** The HTTP response for a failure: its status, its headers and the envelope as JSON. */
-export const errorResponse = (error: GatewayError): HttpServerResponse.HttpServerResponse => {
+export const errorResponse = (
+  error: GatewayError,
+  extraHeaders?: Readonly<Record<string, string>>
+): HttpServerResponse.HttpServerResponse => {
   const { body, headers, status } = describeError(error)
-  return HttpServerResponse.text(JSON.stringify(body), { status, headers, contentType: "application/json" })
+  return HttpServerResponse.text(JSON.stringify(body), {
+    status,
+    headers: extraHeaders === undefined ? headers : { ...extraHeaders, ...headers },
+    contentType: "application/json"
+  })
 }
 
 /**
  * Writes a failure as OpenAI's envelope straight to a Node response (the hot path, the shutdown 503), unless the
  * response has already begun or the client has gone.
  */
-export const writeError = (response: ServerResponse, error: GatewayError): void => {
+export const writeError = (response: ServerResponse, error: GatewayError, extraHeaders?: Readonly<Record<string, string>>): void => {
   if (response.headersSent || response.destroyed) return
   const { body, headers, status } = describeError(error)
   const json = JSON.stringify(body)
-  response.writeHead(status, { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(json) })
+  response.writeHead(status, { ...extraHeaders, ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(json) })
   response.end(json)
 }
 

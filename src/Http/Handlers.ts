@@ -8,14 +8,18 @@ import { Effect, Layer, Metric, Stream } from "effect"
 import { ChatCore } from "../Core/Chat.js"
 import type { ChatAnswer } from "../Core/Chat.js"
 import { within } from "../Providers/Deadline.js"
-import { ModelNotFound } from "../Errors.js"
+import { Forbidden, LimitsUnavailable, ModelNotFound } from "../Errors.js"
+import { Store } from "../Governance/Store.js"
+import type { StoreError } from "../Governance/Store.js"
+import { Timer } from "../Timer.js"
 import { renderPrometheus } from "../Metrics.js"
 import { ModelRegistry } from "../Router/Registry.js"
 import type { RegisteredModel } from "../Router/Registry.js"
 import type { Model } from "../OpenAi/Schemas.js"
 import { Api } from "./Api.js"
 import { errorResponse } from "./Errors.js"
-import { CurrentCaller } from "./Auth.js"
+import { CurrentCaller, mayUse } from "./Auth.js"
+import type { Caller } from "./Auth.js"
 import { routingHeaders } from "./Edge.js"
 import { Lifecycle } from "./Lifecycle.js"
 import { RequestId } from "./RequestId.js"
@@ -40,24 +44,35 @@ export const HealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>
 )
 
 export const ModelsLive = HttpApiBuilder.group(Api, "models", (handlers) =>
-  Effect.map(ModelRegistry, (registry) => {
-    const list = { object: "list" as const, data: registry.models.map((model) => toModel(model, registry.loadedAt)) }
-    const llmModels = {
-      models: registry.models.map((model) => ({
-        id: model.name,
-        provider: String(model.deployments[0]?.providerKind ?? "custom"),
-        deployments: model.deployments.length
-      }))
+  Effect.map(ModelRegistry, (holder) => {
+    /** The current registry's models the caller may use. */
+    const visible = (caller: Caller) => {
+      const registry = holder.current()
+      return { registry, models: registry.models.filter((model) => mayUse(caller, model.name)) }
     }
     return handlers
-      .handle("list", () => Effect.succeed(list))
-      .handle("llmModels", () => Effect.succeed(llmModels))
-      .handle("retrieve", ({ path }) => {
-        const model = registry.lookup(path.model)
-        return model === undefined
-          ? Effect.succeed(errorResponse(new ModelNotFound({ model: path.model })))
-          : Effect.succeed(toModel(model, registry.loadedAt))
-      })
+      .handle("list", () =>
+        Effect.map(CurrentCaller, (caller) => {
+          const { models, registry } = visible(caller)
+          return { object: "list" as const, data: models.map((model) => toModel(model, registry.loadedAt)) }
+        })
+      )
+      .handle("llmModels", () =>
+        Effect.map(CurrentCaller, (caller) => ({
+          models: visible(caller).models.map((model) => ({
+            id: model.name,
+            provider: String(model.deployments[0]?.providerKind ?? "custom"),
+            deployments: model.deployments.length
+          }))
+        }))
+      )
+      .handle("retrieve", ({ path }) =>
+        Effect.map(CurrentCaller, (caller) => {
+          const registry = holder.current()
+          const model = mayUse(caller, path.model) ? registry.lookup(path.model) : undefined
+          return model === undefined ? errorResponse(new ModelNotFound({ model: path.model })) : toModel(model, registry.loadedAt)
+        })
+      )
   })
 )
 
@@ -70,7 +85,7 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
         if (answer._tag === "Completion") {
           return HttpServerResponse.text(JSON.stringify(answer.completion), {
             contentType: "application/json",
-            headers: routingHeaders(answer.served)
+            headers: { ...answer.headers, ...routingHeaders(answer.served) }
           })
         }
         const routed = answer.stream
@@ -83,22 +98,79 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
         )
         return HttpServerResponse.stream(Sse.encode(bounded, { includeUsage, requestId: yield* RequestId }), {
           contentType: "text/event-stream",
-          headers: { ...Sse.sseHeaders, ...routingHeaders(routed) }
+          headers: { ...answer.headers, ...Sse.sseHeaders, ...routingHeaders(routed) }
         })
       })
 
     return handlers.handle("create", ({ payload }) =>
       Effect.flatMap(CurrentCaller, (caller) => core.chat(payload, caller)).pipe(
         Effect.flatMap((answer) => respond(answer, payload.stream === true && payload.stream_options?.include_usage === true)),
-        Effect.catchAll((error) => Effect.succeed(errorResponse(error)))
+        Effect.catchAll((failure) => Effect.succeed(errorResponse(failure.error, failure.headers)))
       )
     )
   })
 )
 
+const operatorOnly = Effect.flatMap(CurrentCaller, (caller) =>
+  caller.operator ? Effect.void : Effect.fail(new Forbidden({ message: "This route takes the operator key (INTERNAL_API_KEY) only" }))
+)
+
 export const MetricsLive = HttpApiBuilder.group(Api, "metrics", (handlers) =>
-  handlers.handle("metrics", () => Effect.map(Metric.snapshot, renderPrometheus))
+  handlers.handle("metrics", () => Effect.zipRight(operatorOnly, Effect.map(Metric.snapshot, renderPrometheus)))
+)
+
+const unavailable = (error: StoreError) =>
+  Effect.zipRight(Effect.logError("governance store unavailable").pipe(Effect.annotateLogs("error", error.message)), Effect.fail(new LimitsUnavailable()))
+
+/** Today's UTC day, `YYYY-MM-DD`. */
+const today = (now: number): string => new Date(now).toISOString().slice(0, 10)
+
+export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
+  Effect.gen(function* () {
+    const holder = yield* ModelRegistry
+    const store = yield* Store
+    const timer = yield* Timer
+    return handlers
+      .handle("keys", () =>
+        Effect.zipRight(
+          operatorOnly,
+          Effect.forEach(holder.current().keys.list, (key) =>
+            Effect.map(store.figures(key.id, key.limits), (figures) => ({
+              id: key.id,
+              models: key.models ?? null,
+              limits: {
+                ...(key.limits.rpm === undefined ? {} : { rpm: key.limits.rpm }),
+                ...(key.limits.tpm === undefined ? {} : { tpm: key.limits.tpm }),
+                ...(key.limits.maxParallel === undefined ? {} : { max_parallel: key.limits.maxParallel }),
+                ...(key.limits.budget === undefined ? {} : { budget: key.limits.budget })
+              },
+              current: {
+                requests_last_minute: figures.requestsLastMinute,
+                tokens_last_minute: figures.tokensLastMinute,
+                in_flight: figures.inFlight,
+                spend_this_period_usd: figures.spendThisPeriodUsd
+              }
+            }))
+          ).pipe(
+            Effect.map((keys) => ({ keys })),
+            Effect.catchTag("StoreError", unavailable)
+          )
+        )
+      )
+      .handle("usage", ({ urlParams }) =>
+        Effect.zipRight(
+          operatorOnly,
+          Effect.suspend(() => {
+            const day = urlParams.day ?? today(timer.now())
+            return store.usage(day, urlParams.key).pipe(
+              Effect.map((rows) => ({ day, rows })),
+              Effect.catchTag("StoreError", unavailable)
+            )
+          })
+        )
+      )
+  })
 )
 
 /** Every group's handlers. */
-export const layer = Layer.mergeAll(HealthLive, ModelsLive, ChatLive, MetricsLive)
+export const layer = Layer.mergeAll(HealthLive, ModelsLive, ChatLive, MetricsLive, AdminLive)

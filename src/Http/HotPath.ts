@@ -81,7 +81,7 @@ export const make = Effect.gen(function* () {
   /** A failure or defect of the chat core, as OpenAI's envelope; a defect is logged and answered as a 500. */
   const failed = (cause: Cause.Cause<ChatFailure>, response: ServerResponse, requestId: string) => {
     const failure = Cause.failureOption(cause)
-    if (failure._tag === "Some") return writeError(response, failure.value)
+    if (failure._tag === "Some") return writeError(response, failure.value.error, failure.value.headers)
     if (Cause.isInterruptedOnly(cause)) return
     logDefect(cause, requestId)
     writeError(response, new InternalError({ requestId }))
@@ -92,6 +92,7 @@ export const make = Effect.gen(function* () {
       if (response.destroyed) return
       const json = JSON.stringify(answer.completion)
       response.writeHead(200, {
+        ...answer.headers,
         ...routingHeaders(answer.served),
         "content-type": "application/json",
         "content-length": Buffer.byteLength(json)
@@ -101,7 +102,7 @@ export const make = Effect.gen(function* () {
     }
     const routed = answer.stream
     if (response.destroyed) return routed.source.close()
-    response.writeHead(200, { ...sseHeaders, ...routingHeaders(routed), "content-type": "text/event-stream" })
+    response.writeHead(200, { ...answer.headers, ...sseHeaders, ...routingHeaders(routed), "content-type": "text/event-stream" })
     writeSse(
       routed.source,
       {

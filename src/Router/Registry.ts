@@ -1,10 +1,14 @@
 /**
- * ModelRegistry: public model names → their deployments (a Provider each), fallbacks and router settings.
+ * ModelRegistry: public model names → their deployments (a Provider each), fallbacks, the virtual keys and the
+ * settings. The service holds the current registry: a reload swaps in a whole new one at once, requests in flight
+ * keep the one they started with.
  */
 import * as FileSystem from "@effect/platform/FileSystem"
-import { Config, Context, Effect, Layer, Option, Redacted } from "effect"
+import { Config, Context, Effect, Layer, Option, Redacted, Schema } from "effect"
 import type { ConfigError } from "effect"
 import { ProxyConfig } from "../Config.js"
+import { emptyKeyRing, makeKeyRing } from "../Governance/Keys.js"
+import type { KeyRing } from "../Governance/Keys.js"
 import * as Anthropic from "../Providers/Anthropic/Provider.js"
 import * as Gemini from "../Providers/Gemini/Provider.js"
 import * as Mock from "../Providers/Mock/Provider.js"
@@ -13,9 +17,14 @@ import { toProvider } from "../Providers/Provider.js"
 import type { Provider, StreamProvider } from "../Providers/Provider.js"
 import { makeScrubber, scrubbed } from "../Providers/Scrub.js"
 import type { UpstreamTransport } from "../Providers/Upstream/Transport.js"
-import { builtInRegistry, readRegistryFile, RegistryError, RouterSettings } from "./RegistryFile.js"
+import { builtInRegistry, readRegistryFile, RegistryError, Settings } from "./RegistryFile.js"
 import type { ModelEntry, ProviderKind, RegistryFile } from "./RegistryFile.js"
-import { Schema } from "effect"
+
+/** USD per million tokens. */
+export interface Price {
+  readonly input_per_mtok: number
+  readonly output_per_mtok: number
+}
 
 /** One upstream deployment of a public model. */
 export interface Deployment {
@@ -26,6 +35,8 @@ export interface Deployment {
   readonly upstreamModel: string
   readonly weight: number
   readonly provider: Provider
+  /** What its tokens cost; none: nothing. */
+  readonly price: Price | undefined
 }
 
 /** A public model: its deployments (balanced by weight) and the models to fall back to, in order. */
@@ -36,17 +47,38 @@ export interface RegisteredModel {
   readonly ownedBy: string
 }
 
-/** The registry's contents. */
+/** One generation of the registry's contents. */
 export interface Registry {
   readonly models: ReadonlyArray<RegisteredModel>
   readonly lookup: (name: string) => RegisteredModel | undefined
-  readonly settings: RouterSettings
+  readonly settings: Settings
+  /** The virtual keys (the operator key is not among them). */
+  readonly keys: KeyRing
   /** Unix seconds when the registry was loaded; reported as each model's `created`. */
   readonly loadedAt: number
 }
 
+/** The current registry, and how a reload replaces it. */
+export interface RegistryHolder {
+  /** The registry new requests use. */
+  readonly current: () => Registry
+  /** Swaps in a new registry for new requests. */
+  readonly replace: (next: Registry) => void
+}
+
 /** The model registry service. */
-export class ModelRegistry extends Context.Tag("llm-proxy/ModelRegistry")<ModelRegistry, Registry>() {}
+export class ModelRegistry extends Context.Tag("llm-proxy/ModelRegistry")<ModelRegistry, RegistryHolder>() {}
+
+/** A holder of `initial`, replaceable. */
+export const holderOf = (initial: Registry): RegistryHolder => {
+  let current = initial
+  return {
+    current: () => current,
+    replace: (next) => {
+      current = next
+    }
+  }
+}
 
 /**
  * A deployment given directly, for tests and embedding apps that bring their own provider: a `Provider`, or an
@@ -59,12 +91,16 @@ export interface StaticDeployment {
   readonly providerKind?: string
   readonly weight?: number
   readonly fallbacks?: ReadonlyArray<string>
+  readonly price?: Price | undefined
 }
+
+const defaultSettings = (): Settings => Schema.decodeSync(Settings)({})
 
 /** Groups deployments by public name, keeping first-seen order for models and fallbacks. */
 export const makeRegistry = (
   deployments: ReadonlyArray<StaticDeployment>,
-  settings: RouterSettings = Schema.decodeSync(RouterSettings)({})
+  settings: Settings = defaultSettings(),
+  keys: KeyRing = emptyKeyRing
 ): Registry => {
   const byName = new Map<string, { deployments: Array<Deployment>; fallbacks: Array<string>; ownedBy: string }>()
   for (const entry of deployments) {
@@ -74,14 +110,15 @@ export const makeRegistry = (
       providerKind: entry.providerKind ?? "custom",
       upstreamModel: entry.upstreamModel ?? entry.name,
       weight: entry.weight ?? 1,
-      provider: toProvider(entry.provider)
+      provider: toProvider(entry.provider),
+      price: entry.price
     })
     for (const fallback of entry.fallbacks ?? []) if (!model.fallbacks.includes(fallback)) model.fallbacks.push(fallback)
     byName.set(entry.name, model)
   }
   const models = [...byName].map(([name, model]) => ({ name, ...model }))
   const index = new Map(models.map((model) => [model.name, model]))
-  return { models, lookup: (name) => index.get(name), settings, loadedAt: Math.floor(Date.now() / 1000) }
+  return { models, lookup: (name) => index.get(name), settings, keys, loadedAt: Math.floor(Date.now() / 1000) }
 }
 
 const defaultBaseUrls: Record<ProviderKind, string> = {
@@ -110,16 +147,17 @@ const providerFor = (
 }
 
 /**
- * Builds a registry from a registry file, reading each deployment's key from its `api_key_env`. Every provider's
- * failures are scrubbed of every secret the gateway holds: its upstream keys and `extraSecrets` (the client keys).
+ * Builds a registry from a registry file, reading each deployment's key from its `api_key_env` and each virtual
+ * key's secret from its `key_env`. Every provider's failures are scrubbed of every secret the gateway holds: its
+ * upstream keys and the operator key.
  */
 export const fromFile = (
   file: RegistryFile,
   mockTokenDelayMs: number,
-  extraSecrets: ReadonlyArray<Redacted.Redacted<string>> = []
+  operatorKey?: Redacted.Redacted<string>
 ): Effect.Effect<Registry, RegistryError | ConfigError.ConfigError, UpstreamTransport> =>
   Effect.gen(function* () {
-    const secrets: Array<string> = extraSecrets.map(Redacted.value)
+    const secrets: Array<string> = operatorKey === undefined ? [] : [Redacted.value(operatorKey)]
     const deployments = yield* Effect.forEach(file.models, (entry, index) =>
       Effect.gen(function* () {
         const apiKey =
@@ -140,34 +178,38 @@ export const fromFile = (
           upstreamModel: entry.model ?? entry.name,
           providerKind: entry.provider,
           weight: entry.weight ?? 1,
-          fallbacks: entry.fallbacks ?? []
+          fallbacks: entry.fallbacks ?? [],
+          price: entry.price
         }
       })
     )
+    const keys = yield* makeKeyRing(file.keys, operatorKey)
     const scrub = makeScrubber(secrets)
     return makeRegistry(
       deployments.map((deployment) => ({ ...deployment, provider: scrubbed(deployment.provider, scrub) })),
-      file.settings
+      file.settings,
+      keys
     )
   })
+
+/** Reads `CONFIG_FILE` (or the built-in registry without it) into a registry. */
+export const load = Effect.gen(function* () {
+  const config = yield* ProxyConfig
+  const file = Option.isSome(config.configFile) ? yield* readRegistryFile(config.configFile.value) : builtInRegistry
+  return yield* fromFile(file, config.mockTokenDelayMs, config.internalApiKey)
+})
 
 /** The registry from `CONFIG_FILE`, or the built-in `mock` model without it. */
 export const layer: Layer.Layer<
   ModelRegistry,
   RegistryError | ConfigError.ConfigError,
   ProxyConfig | FileSystem.FileSystem | UpstreamTransport
-> = Layer.effect(
-  ModelRegistry,
-  Effect.gen(function* () {
-    const config = yield* ProxyConfig
-    const file = Option.isSome(config.configFile) ? yield* readRegistryFile(config.configFile.value) : builtInRegistry
-    return yield* fromFile(file, config.mockTokenDelayMs, [config.internalApiKey])
-  })
-)
+> = Layer.effect(ModelRegistry, Effect.map(load, holderOf))
 
 /** A registry of the given deployments: how tests and embedding apps plug in their own providers. */
 export const layerStatic = (
   deployments: ReadonlyArray<StaticDeployment>,
-  settings?: Partial<RouterSettings>
+  settings?: Partial<Settings>,
+  keys?: KeyRing
 ): Layer.Layer<ModelRegistry> =>
-  Layer.sync(ModelRegistry, () => makeRegistry(deployments, Schema.decodeSync(RouterSettings)(settings ?? {})))
+  Layer.sync(ModelRegistry, () => holderOf(makeRegistry(deployments, Schema.decodeSync(Settings)(settings ?? {}), keys)))

@@ -17,6 +17,7 @@ export const ProviderKind = Schema.Literal("openai", "anthropic", "gemini", "moc
 export type ProviderKind = typeof ProviderKind.Type
 
 const NonNegativeInt = Schema.Int.pipe(Schema.greaterThanOrEqualTo(0))
+const NonNegativeNumber = Schema.Number.pipe(Schema.nonNegative(), Schema.finite())
 const PositiveInt = Schema.Int.pipe(Schema.greaterThanOrEqualTo(1))
 
 /** One line of `models:`: a deployment of the public model `name`. */
@@ -29,7 +30,12 @@ export const ModelEntry = Schema.Struct({
   weight: Schema.optionalWith(Schema.Number.pipe(Schema.positive()), { exact: true }),
   fallbacks: Schema.optionalWith(Schema.Array(Schema.String), { exact: true }),
   /** Extra headers for every upstream request of this deployment (values are not secrets; keys go in api_key_env). */
-  headers: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.String }), { exact: true })
+  headers: Schema.optionalWith(Schema.Record({ key: Schema.String, value: Schema.String }), { exact: true }),
+  /** USD per million tokens; spend and budgets use it. Without it the deployment's tokens cost nothing. */
+  price: Schema.optionalWith(
+    Schema.Struct({ input_per_mtok: NonNegativeNumber, output_per_mtok: NonNegativeNumber }),
+    { exact: true }
+  )
 })
 export type ModelEntry = typeof ModelEntry.Type
 
@@ -64,17 +70,68 @@ export const RouterSettings = Schema.Struct({
 })
 export type RouterSettings = typeof RouterSettings.Type
 
+/** What governance does when its store cannot be reached: serve anyway (`open`) or refuse with 503 (`closed`). */
+export const LimitSettings = Schema.Struct({
+  on_store_failure: Schema.optionalWith(Schema.Literal("open", "closed"), { exact: true, default: () => "open" as const })
+})
+export type LimitSettings = typeof LimitSettings.Type
+
+/** Everything under `settings:`: the router's and governance's. */
+export const Settings = Schema.extend(
+  RouterSettings,
+  Schema.Struct({
+    limits: Schema.optionalWith(LimitSettings, { exact: true, default: () => ({ on_store_failure: "open" as const }) })
+  })
+)
+export type Settings = typeof Settings.Type
+
+const PositiveInteger = Schema.Int.pipe(Schema.greaterThanOrEqualTo(1))
+
+/** A virtual key's limits; each optional. */
+export const KeyLimitsEntry = Schema.Struct({
+  rpm: Schema.optionalWith(PositiveInteger, { exact: true }),
+  tpm: Schema.optionalWith(PositiveInteger, { exact: true }),
+  max_parallel: Schema.optionalWith(PositiveInteger, { exact: true }),
+  budget: Schema.optionalWith(
+    Schema.Struct({ usd: Schema.Number.pipe(Schema.positive(), Schema.finite()), period: Schema.Literal("daily", "monthly") }),
+    { exact: true }
+  )
+})
+export type KeyLimitsEntry = typeof KeyLimitsEntry.Type
+
+/**
+ * One line of `keys:`: a virtual key of one service. Its secret comes from the environment (`key_env`) or is given
+ * as its SHA-256 (`key_sha256`), never written in the file.
+ */
+export const KeyEntry = Schema.Struct({
+  id: Schema.String.pipe(Schema.pattern(/^[A-Za-z0-9._-]{1,64}$/, { message: () => "must be 1-64 of A-Z a-z 0-9 . _ -" })),
+  key_env: Schema.optionalWith(
+    Schema.String.pipe(Schema.pattern(/^[A-Za-z_][A-Za-z0-9_]*$/, { message: () => "must be an environment variable name" })),
+    { exact: true }
+  ),
+  key_sha256: Schema.optionalWith(
+    Schema.String.pipe(Schema.pattern(/^[0-9a-fA-F]{64}$/, { message: () => "must be 64 hexadecimal digits" })),
+    { exact: true }
+  ),
+  /** Public model names it may use; `*` matches any run of characters. Omitted: every model. */
+  models: Schema.optionalWith(Schema.Array(Schema.String.pipe(Schema.minLength(1))), { exact: true }),
+  limits: Schema.optionalWith(KeyLimitsEntry, { exact: true })
+})
+export type KeyEntry = typeof KeyEntry.Type
+
 /** The whole registry file. */
 export const RegistryFile = Schema.Struct({
   models: Schema.Array(ModelEntry).pipe(Schema.minItems(1, { message: () => "must list at least one model" })),
-  settings: Schema.optionalWith(RouterSettings, { exact: true, default: () => Schema.decodeSync(RouterSettings)({}) })
+  keys: Schema.optionalWith(Schema.Array(KeyEntry), { exact: true, default: () => [] }),
+  settings: Schema.optionalWith(Settings, { exact: true, default: () => Schema.decodeSync(Settings)({}) })
 })
 export type RegistryFile = typeof RegistryFile.Type
 
 /** The registry used without `CONFIG_FILE`: the built-in `mock` model. */
 export const builtInRegistry: RegistryFile = {
   models: [{ name: "mock", provider: "mock" }],
-  settings: Schema.decodeSync(RouterSettings)({})
+  keys: [],
+  settings: Schema.decodeSync(Settings)({})
 }
 
 /** Start-up failure of the registry, naming the file, the entry and the field. */
@@ -112,6 +169,16 @@ export const decodeRegistry = (raw: unknown, source: string): Either.Either<Regi
             : [`  models[${index}] (${entry.name}).fallbacks: "${fallback}" ${fallback === entry.name ? "is the model itself" : "is not a model name in this file"}`]
         )
       )
+      const seen = new Set<string>()
+      registry.keys.forEach((key, index) => {
+        const where = `  keys[${index}] (${key.id})`
+        if (seen.has(key.id)) problems.push(`${where}.id: "${key.id}" is used by another key`)
+        seen.add(key.id)
+        if (key.id === "operator") problems.push(`${where}.id: "operator" names INTERNAL_API_KEY and cannot be a key's id`)
+        if ((key.key_env === undefined) === (key.key_sha256 === undefined)) {
+          problems.push(`${where}: give exactly one of key_env and key_sha256`)
+        }
+      })
       return problems.length === 0
         ? Either.right(registry)
         : Either.left(new RegistryError({ message: `${source} is not a valid model registry:\n${problems.join("\n")}` }))

@@ -265,10 +265,11 @@ const openAndTakeFirst = (
     )
   )
 
-/** The router over the registry, its deadlines kept by the Timer. */
-export const make = Effect.gen(function* () {
-  const registry = yield* ModelRegistry
-  const timer = yield* Timer
+/**
+ * The routing of one registry generation: its settings, its deployments' cooldowns. A reload makes a new one for new
+ * requests; requests in flight finish on the one they started with.
+ */
+const makeRouting = (registry: Registry, timer: TimerService) => {
   const { settings } = registry
   const requestMs = settings.timeouts.request_ms
   const firstTokenMs = settings.timeouts.first_token_ms
@@ -385,6 +386,22 @@ export const make = Effect.gen(function* () {
   }
 
   return { complete, stream }
+}
+
+/** The router over the current registry, its deadlines kept by the Timer. */
+export const make = Effect.gen(function* () {
+  const holder = yield* ModelRegistry
+  const timer = yield* Timer
+  let generation: { readonly registry: Registry; readonly routing: ReturnType<typeof makeRouting> } | undefined
+  const routing = () => {
+    const registry = holder.current()
+    if (generation?.registry !== registry) generation = { registry, routing: makeRouting(registry, timer) }
+    return generation.routing
+  }
+  return {
+    complete: (request: ChatCompletionRequest) => Effect.suspend(() => routing().complete(request)),
+    stream: (request: ChatCompletionRequest) => Effect.suspend(() => routing().stream(request))
+  }
 })
 
 /** The router over whatever ModelRegistry is provided. */

@@ -13,7 +13,7 @@ import { join } from "node:path"
 import OpenAI from "openai"
 import type { ChatCompletionChunk, ChatCompletionCreateParamsNonStreaming, ChatCompletionTool } from "openai/resources/chat/completions"
 import * as Yaml from "yaml"
-import { fromFile, ModelRegistry } from "../../src/Router/Registry.js"
+import { fromFile, holderOf, ModelRegistry } from "../../src/Router/Registry.js"
 import { readRegistryFile } from "../../src/Router/RegistryFile.js"
 import { startGateway, testKey } from "../support/Gateway.js"
 import { Anthropic, Gemini, json, OpenAi, startUpstream } from "../support/FakeUpstreams.js"
@@ -134,7 +134,7 @@ const setup = Effect.gen(function* () {
   const dir = yield* tempDir
   const path = join(dir, "registry.yaml")
   writeFileSync(path, registryYaml)
-  const registry = Layer.effect(ModelRegistry, Effect.flatMap(readRegistryFile(path), (file) => fromFile(file, 0))).pipe(
+  const registry = Layer.effect(ModelRegistry, Effect.flatMap(readRegistryFile(path), (file) => Effect.map(fromFile(file, 0), holderOf))).pipe(
     Layer.provide(Layer.merge(NodeFileSystem.layer, Transport.layer())),
     Layer.orDie
   )

@@ -13,6 +13,8 @@ import type { AddressInfo } from "node:net"
 import { afterEach, vi } from "vitest"
 import * as Config from "../../src/Config.js"
 import * as ChatCore from "../../src/Core/Chat.js"
+import * as MemoryStore from "../../src/Governance/MemoryStore.js"
+import * as Tokenizer from "../../src/Governance/Tokenizer.js"
 import * as Auth from "../../src/Http/Auth.js"
 import * as Lifecycle from "../../src/Http/Lifecycle.js"
 import * as Server from "../../src/Http/Server.js"
@@ -97,6 +99,7 @@ describe("the Api's own chat handler (the Api mounted without the hot path)", ()
         Layer.provide(Router.layer),
         Layer.provide(Auth.layer),
         Layer.provide(registry),
+        Layer.provide(Layer.merge(MemoryStore.layer, Tokenizer.layer)),
         Layer.provide(Lifecycle.layer),
         Layer.provide(NodeHttpServer.layer(() => server, { port: 0, host: "127.0.0.1" })),
         Layer.provide(Config.layerTest({ port: 0, host: "127.0.0.1" }))

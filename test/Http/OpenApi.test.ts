@@ -47,10 +47,10 @@ describe("GET /openapi.json", () => {
       expect(at(spec, "info")["title"]).toBe("llm-proxy")
       const paths = at(spec, "paths")
       expect(Object.keys(paths).sort()).toEqual(
-        ["/health", "/metrics", "/v1/chat/completions", "/v1/llm/models", "/v1/models", "/v1/models/{model}"].sort()
+        ["/admin/keys", "/admin/usage", "/health", "/metrics", "/v1/chat/completions", "/v1/llm/models", "/v1/models", "/v1/models/{model}"].sort()
       )
       expect(Object.keys(at(paths, "/v1/chat/completions"))).toEqual(["post"])
-      for (const path of ["/health", "/metrics", "/v1/models", "/v1/models/{model}", "/v1/llm/models"]) {
+      for (const path of ["/health", "/metrics", "/v1/models", "/v1/models/{model}", "/v1/llm/models", "/admin/keys", "/admin/usage"]) {
         expect(Object.keys(at(paths, path))).toEqual(["get"])
       }
       const parameters = at(paths, "/v1/models/{model}", "get")["parameters"] as ReadonlyArray<JsonObject>

@@ -71,8 +71,10 @@ describe("decodeRegistry", () => {
     expect(registry.settings).toEqual({
       retry: { max_retries: 3, initial_delay_ms: 200, max_delay_ms: 8000 },
       timeouts: { request_ms: 600_000, first_token_ms: 30_000 },
-      cooldown: { failures: 3, duration_ms: 30_000 }
+      cooldown: { failures: 3, duration_ms: 30_000 },
+      limits: { on_store_failure: "open" }
     })
+    expect(registry.keys).toEqual([])
   })
 
   it("fills every setting when settings is absent", () => {
@@ -80,7 +82,8 @@ describe("decodeRegistry", () => {
     expect(registry.settings).toEqual({
       retry: { max_retries: 2, initial_delay_ms: 200, max_delay_ms: 8000 },
       timeouts: { request_ms: 600_000, first_token_ms: 60_000 },
-      cooldown: { failures: 3, duration_ms: 30_000 }
+      cooldown: { failures: 3, duration_ms: 30_000 },
+      limits: { on_store_failure: "open" }
     })
     expect(builtInRegistry.settings).toEqual(registry.settings)
   })

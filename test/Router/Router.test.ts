@@ -476,7 +476,8 @@ describe("weighted load balancing", () => {
     providerKind: "custom",
     upstreamModel: name,
     weight,
-    provider: toProvider(makeFake(name, {}).provider)
+    provider: toProvider(makeFake(name, {}).provider),
+    price: undefined
   })
 
   it.effect("puts a 3:1 deployment first about 75% of the time", () =>

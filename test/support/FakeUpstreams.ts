@@ -13,7 +13,7 @@ import { createServer } from "node:http"
 import type { IncomingHttpHeaders, ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import { fileURLToPath } from "node:url"
-import { fromFile, ModelRegistry } from "../../src/Router/Registry.js"
+import { fromFile, holderOf, ModelRegistry } from "../../src/Router/Registry.js"
 import { decodeRegistry } from "../../src/Router/RegistryFile.js"
 
 export type Dialect = "openai" | "anthropic" | "gemini"
@@ -275,7 +275,7 @@ export const registryFromDocument = (raw: unknown, limits: Partial<Transport.Tra
     ModelRegistry,
     Effect.gen(function* () {
       const file = yield* decodeRegistry(raw, "test registry")
-      return yield* fromFile(file, 0)
+      return holderOf(yield* fromFile(file, 0))
     })
   ).pipe(Layer.provide(Transport.layer(limits)), Layer.orDie)
 

@@ -13,7 +13,7 @@ import { eventSource } from "../Upstream/EventSource.js"
 import type { EventBatch } from "../Upstream/EventSource.js"
 import type { SseEvent } from "../Upstream/SseDecoder.js"
 import { errorDetailsOf, reasonForStatus } from "../Upstream/Status.js"
-import { malformed, mediaTypeOf, parseBoundedJson, postJson, readJson, UpstreamTransport } from "../Upstream/Transport.js"
+import { discard, malformed, mediaTypeOf, parseBoundedJson, postJson, readJson, UpstreamTransport } from "../Upstream/Transport.js"
 import type { TransportService, UpstreamResponse } from "../Upstream/Transport.js"
 
 export const defaultBaseUrl = "https://api.openai.com/v1"
@@ -103,7 +103,7 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, Ups
           return Effect.succeed(eventSource(transport, provider, response, decode, atEnd))
         }
         if (media === "application/json") return jsonAsStream(transport, response, deadline)
-        response.body.destroy()
+        discard(response.body)
         return Effect.fail(malformed(provider, `a ${media.slice(0, 60) || "unlabelled"} body to a stream request`))
       })
 

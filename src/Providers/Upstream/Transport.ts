@@ -75,6 +75,14 @@ export interface UpstreamResponse {
   readonly body: Readable
 }
 
+const ignore = () => {}
+
+/** Drops a body nobody will read (its error, when destroyed early, goes nowhere). */
+export const discard = (body: Readable): void => {
+  body.on("error", ignore)
+  body.destroy()
+}
+
 /** An upstream error body is read up to this many bytes; the rest is of no use to anyone. */
 const maxErrorBodyBytes = 64 * 1024
 
@@ -87,13 +95,20 @@ const flattenHeaders = (headers: Dispatcher.ResponseData["headers"]): Record<str
   return flat
 }
 
-/** The body as the upstream meant it: decompressed when labelled (undici does not decompress). */
+/**
+ * The body as the upstream meant it: decompressed when labelled (undici does not decompress). Every stream of it
+ * has an error listener from the start: destroying an undici body before its end makes it emit an AbortError, and
+ * an 'error' nobody listens to is an uncaught exception that takes the whole process down. Whoever reads the body
+ * adds listeners of its own.
+ */
 const decodedBody = (body: Readable, encoding: string | undefined): Readable => {
+  body.on("error", ignore)
   const label = encoding?.trim().toLowerCase()
   if (label === undefined || label === "" || label === "identity") return body
   const decompressor =
     label === "gzip" || label === "x-gzip" ? createGunzip() : label === "deflate" ? createInflate() : label === "br" ? createBrotliDecompress() : undefined
   if (decompressor === undefined) return body
+  decompressor.on("error", ignore)
   body.on("error", (error) => decompressor.destroy(error))
   decompressor.once("close", () => body.destroy())
   return body.pipe(decompressor)
@@ -195,7 +210,7 @@ export const postJson = (
       dispatcher: transport.dispatcher
     }).then(
       (response) => {
-        if (isSettled()) return response.body.destroy()
+        if (isSettled()) return discard(response.body)
         const headers = flattenHeaders(response.headers)
         const upstream = { status: response.statusCode, headers, body: decodedBody(response.body, headers["content-encoding"]) }
         if (upstream.status >= 200 && upstream.status < 300) return settle(Effect.succeed(upstream))
