@@ -26,6 +26,12 @@ export const requestIdOf = (headers: RequestHeaders): string => {
   return given !== undefined && requestIdPattern.test(given) ? given : crypto.randomUUID()
 }
 
+const missingHost = new InvalidRequest({ message: "An HTTP/1.1 request needs a Host header.", param: null })
+
+/** HTTP/1.1 requires Host (RFC 9112 §3.2); HTTP/1.0 clients (some health checkers) may omit it. */
+export const hostProblem = (httpVersion: string | undefined, headers: RequestHeaders): InvalidRequest | undefined =>
+  httpVersion === "1.1" && headers["host"] === undefined ? missingHost : undefined
+
 const methodsWithBody = new Set(["POST", "PUT", "PATCH"])
 
 const emptyBody = new InvalidRequest({ message: "The request body is empty; send a JSON object.", param: null })

@@ -16,7 +16,7 @@ import type { ChatAnswer, ChatFailure } from "../Core/Chat.js"
 import { InternalError, ShuttingDown, Unauthorized } from "../Errors.js"
 import { Authenticator } from "./Auth.js"
 import type { Caller } from "./Auth.js"
-import { bodyProblem, decodeChatRequest, pathOf, requestIdOf, routingHeaders } from "./Edge.js"
+import { bodyProblem, decodeChatRequest, hostProblem, pathOf, requestIdOf, routingHeaders } from "./Edge.js"
 import { writeError } from "./Errors.js"
 import { Lifecycle } from "./Lifecycle.js"
 import { sseHeaders, writeSse } from "./Sse.js"
@@ -145,7 +145,9 @@ export const make = Effect.gen(function* () {
     try {
       response.setHeader("x-request-id", requestId)
       if (accessLog) logAccess(request, response, requestId, performance.now())
-      const rejection = lifecycle.isDraining() ? new ShuttingDown() : bodyProblem("POST", request.headers, maxBodyBytes)
+      const rejection = lifecycle.isDraining()
+        ? new ShuttingDown()
+        : (hostProblem(request.httpVersion, request.headers) ?? bodyProblem("POST", request.headers, maxBodyBytes))
       if (rejection !== undefined) {
         writeError(response, rejection)
         return true

@@ -60,6 +60,11 @@ const answerClientErrors = (server: Server) => {
     if (error.code === "ECONNRESET" || !socket.writable || (owner != null && owner.headersSent)) return socket.destroy()
     socket.end(rawErrorResponse(protocolErrorOf(error)))
   })
+  // A proxy's CONNECT goes to a 'connect' listener, without one Node drops the socket unanswered.
+  server.on("connect", (_request: IncomingMessage, socket: Duplex) => {
+    socket.on("error", () => {})
+    socket.end(rawErrorResponse(new ProtocolError({ status: 400, code: "invalid_http_request", message: "CONNECT is not supported: this is not a forward proxy" })))
+  })
   server.on("checkExpectation", (_request: IncomingMessage, response: ServerResponse) =>
     writeError(response, new ProtocolError({ status: 417, code: "expectation_failed", message: "Only 'Expect: 100-continue' is supported" }))
   )
@@ -81,7 +86,9 @@ export const layer: Layer.Layer<Lifecycle, never, ProxyConfig> = Layer.effect(
       keepAliveTimeout: 65_000,
       headersTimeout: settings.headersTimeoutMs,
       requestTimeout: settings.bodyTimeoutMs,
-      connectionsCheckingInterval: checkingIntervalMs(settings)
+      connectionsCheckingInterval: checkingIntervalMs(settings),
+      // Node's own check would answer a request without Host with a bare 400; the routes answer it instead.
+      requireHostHeader: false
     })
     answerClientErrors(server)
     let draining = false

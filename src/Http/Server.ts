@@ -19,7 +19,7 @@ import { InternalError, MethodNotAllowed, RouteNotFound, ShuttingDown, Unauthori
 import { Api } from "./Api.js"
 import * as Auth from "./Auth.js"
 import * as Docs from "./Docs.js"
-import { bodyProblem, hasBody, invalidRequestOf, parseJsonBody, pathOf, requestIdOf, unparsableBody } from "./Edge.js"
+import { bodyProblem, hasBody, hostProblem, invalidRequestOf, parseJsonBody, pathOf, requestIdOf, unparsableBody } from "./Edge.js"
 import type { DecodeIssue } from "./Edge.js"
 import { errorResponse } from "./Errors.js"
 import type { GatewayError } from "./Errors.js"
@@ -53,6 +53,14 @@ const servedRoutes: ReadonlyArray<{ readonly pattern: RegExp; readonly methods: 
 
 /** The methods a path takes, when the gateway serves it at all. */
 const allowedMethods = (path: string): ReadonlyArray<string> => servedRoutes.find((route) => route.pattern.test(path))?.methods ?? []
+
+/** The HTTP version of a request served by the platform's Node server. */
+const httpVersionOf = (request: HttpServerRequest.HttpServerRequest): string | undefined => {
+  const source: unknown = request.source
+  return typeof source === "object" && source !== null && "httpVersion" in source && typeof source.httpVersion === "string"
+    ? source.httpVersion
+    : undefined
+}
 
 /** A known path asked with a method it does not take: 405, before anything is said about the body. */
 const methodProblem = (request: HttpServerRequest.HttpServerRequest): MethodNotAllowed | undefined => {
@@ -123,7 +131,9 @@ export const makeEdge: Effect.Effect<(app: HttpApp.Default) => HttpApp.Default, 
         const requestId = requestIdOf(request.headers)
         const rejection = lifecycle.isDraining()
           ? new ShuttingDown()
-          : (methodProblem(request) ?? bodyProblem(request.method, request.headers, config.maxBodyBytes))
+          : (hostProblem(httpVersionOf(request), request.headers) ??
+            methodProblem(request) ??
+            bodyProblem(request.method, request.headers, config.maxBodyBytes))
         // One request object for the edge and the app: its body text is read once and cached on it.
         const labelled = labelledAsJson(request)
         const served = app.pipe(

@@ -292,7 +292,7 @@ interface DialectCase {
 }
 
 const dialects: ReadonlyArray<DialectCase> = [
-  { name: "openai", make: OpenAiProvider.make, baseUrl: (origin) => `${origin}/v1`, unexpectedMedia: false },
+  { name: "openai", make: OpenAiProvider.make, baseUrl: (origin) => `${origin}/v1`, unexpectedMedia: true },
   { name: "anthropic", make: (target) => AnthropicProvider.make(target), baseUrl: (origin) => origin, unexpectedMedia: true },
   { name: "gemini", make: GeminiProvider.make, baseUrl: (origin) => origin, unexpectedMedia: true }
 ]

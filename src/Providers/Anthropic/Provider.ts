@@ -2,7 +2,6 @@
  * The Anthropic Messages API as a `Provider`: translate, `POST /v1/messages`, translate back.
  */
 import { Clock, Effect, Either, Layer, Redacted } from "effect"
-import type { Readable } from "node:stream"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { chunksOfCompletion } from "../../OpenAi/Wire.js"
 import { fromItems } from "../ChunkSource.js"
@@ -10,20 +9,11 @@ import { ChatProvider } from "../Provider.js"
 import type { Deadline, Provider, UpstreamTarget } from "../Provider.js"
 import { eventSource, parseEventData, runMachine } from "../Upstream/EventSource.js"
 import type { SseEvent } from "../Upstream/SseDecoder.js"
-import { malformed, mediaTypeOf, postJson, readJson, UpstreamTransport } from "../Upstream/Transport.js"
+import { discard, malformed, mediaTypeOf, postJson, readJson, UpstreamTransport } from "../Upstream/Transport.js"
 import { providerName, responseFormatToolName, toAnthropicRequest } from "./Request.js"
 import { decodeAnthropicMessage, fromAnthropicMessage } from "./Response.js"
 import type { CompletionContext } from "./Response.js"
 import * as StreamTranslate from "./StreamTranslate.js"
-
-/**
- * Drops a body nobody will read. Destroying an undici body before its end makes it emit an AbortError: without a
- * listener that error is an uncaught exception, which takes the whole process down.
- */
-const discard = (body: Readable): void => {
-  body.on("error", () => {})
-  body.destroy()
-}
 
 /** Anthropic's API root, as its SDK spells it (without `/v1`). */
 export const defaultBaseUrl = "https://api.anthropic.com"

@@ -3,28 +3,18 @@
  * `streamGenerateContent?alt=sse` for streams, authenticated with `x-goog-api-key`.
  */
 import { Clock, Effect, Either, Layer, Redacted } from "effect"
-import type { Readable } from "node:stream"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { fromItems } from "../ChunkSource.js"
 import { ChatProvider, ProviderError } from "../Provider.js"
 import type { Deadline, Provider, UpstreamTarget } from "../Provider.js"
 import { eventSource, parseEventData, runMachine } from "../Upstream/EventSource.js"
 import type { SseEvent } from "../Upstream/SseDecoder.js"
-import { malformed, mediaTypeOf, postJson, readJson, UpstreamTransport } from "../Upstream/Transport.js"
+import { discard, malformed, mediaTypeOf, postJson, readJson, UpstreamTransport } from "../Upstream/Transport.js"
 import type { TransportService } from "../Upstream/Transport.js"
 import { errorFromBody, geminiErrorDetails, isErrorBody, provider, refineError } from "./Errors.js"
 import { toGeminiRequest } from "./Request.js"
 import { fromGeminiResponse } from "./Response.js"
 import * as StreamTranslate from "./StreamTranslate.js"
-
-/**
- * Drops a body nobody will read. Destroying an undici body before its end makes it emit an AbortError: without a
- * listener that error is an uncaught exception, which takes the whole process down.
- */
-const discard = (body: Readable): void => {
-  body.on("error", () => {})
-  body.destroy()
-}
 
 /** Where Google's SDKs send Gemini Developer API calls. */
 export const defaultBaseUrl = "https://generativelanguage.googleapis.com"

@@ -29,16 +29,44 @@ export interface MockOptions {
 export const maxOutputChars = 1024 * 1024
 export const maxStreamedDeltas = 16 * 1024
 
-/** Splits text into word tokens, each keeping the whitespace that follows it, so tokens concatenate back. */
-export const tokenize = (text: string): ReadonlyArray<string> => text.match(/\s*\S+\s*/g) ?? []
+const isSpace = (code: number): boolean =>
+  code === 32 ||
+  (code >= 9 && code <= 13) ||
+  code === 0xa0 ||
+  code === 0xfeff ||
+  code === 0x2028 ||
+  code === 0x2029 ||
+  (code >= 0x2000 && code <= 0x200a) ||
+  code === 0x1680 ||
+  code === 0x202f ||
+  code === 0x205f ||
+  code === 0x3000
+
+/**
+ * Splits text into word tokens, each keeping the whitespace around it, so tokens concatenate back (leading
+ * whitespace goes to the first token; text with no word has no tokens). One linear scan: a regular expression
+ * backtracks quadratically on long runs of whitespace.
+ */
+export const tokenize = (text: string): ReadonlyArray<string> => {
+  const tokens: Array<string> = []
+  let start = 0
+  let index = 0
+  while (index < text.length && isSpace(text.charCodeAt(index))) index++
+  while (index < text.length) {
+    while (index < text.length && !isSpace(text.charCodeAt(index))) index++
+    while (index < text.length && isSpace(text.charCodeAt(index))) index++
+    tokens.push(text.slice(start, index))
+    start = index
+  }
+  return tokens
+}
 
 /** How many word tokens `tokenize` would find, counted without building them (prompts may be megabytes). */
 export const countTokens = (text: string): number => {
   let count = 0
   let inWord = false
   for (let index = 0; index < text.length; index++) {
-    const code = text.charCodeAt(index)
-    const space = code === 32 || (code >= 9 && code <= 13) || code === 0xa0 || code === 0xfeff || code === 0x2028 || code === 0x2029 || (code >= 0x2000 && code <= 0x200a) || code === 0x1680 || code === 0x202f || code === 0x205f || code === 0x3000
+    const space = isSpace(text.charCodeAt(index))
     if (!space && !inWord) count++
     inWord = !space
   }
