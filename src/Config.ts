@@ -20,6 +20,8 @@ export interface ProxySettings {
   readonly configFile: Option.Option<string>
   /** The shared governance store (`redis://…`); without it limits, leases, spend and usage live in memory. */
   readonly redisUrl: Option.Option<Redacted.Redacted<string>>
+  /** Prefix of every Redis key the gateway writes (several gateways, or tests, may share one Redis). */
+  readonly redisKeyPrefix: string
   /** Request bodies larger than this are refused with 413 before they are read. */
   readonly maxBodyBytes: number
   /** A client must have sent a request's headers within this (Node's `headersTimeout`); else 408. */
@@ -131,6 +133,10 @@ export const loadSettings: Effect.Effect<ProxySettings, ConfigError.ConfigError>
         })
       )
     ),
+    redisKeyPrefix: yield* Config.string("REDIS_KEY_PREFIX").pipe(
+      Config.withDefault("llmp"),
+      Config.validate({ message: "REDIS_KEY_PREFIX must be 1-64 of A-Z a-z 0-9 . _ : -", validation: (prefix) => /^[A-Za-z0-9._:-]{1,64}$/.test(prefix) })
+    ),
     maxBodyBytes: yield* integerInRange("MAX_BODY_BYTES", 4 * 1024 * 1024, 1024, 1024 * 1024 * 1024),
     ...(yield* receiveTimeouts),
     upstreamMaxResponseBytes: yield* integerInRange("UPSTREAM_MAX_RESPONSE_BYTES", 64 * mebibyte, 1024, 4096 * mebibyte),
@@ -156,6 +162,7 @@ export const layerTest = (overrides: Partial<ProxySettings> = {}): Layer.Layer<P
     host: "127.0.0.1",
     configFile: Option.none(),
     redisUrl: Option.none(),
+    redisKeyPrefix: "llmp",
     maxBodyBytes: 4 * 1024 * 1024,
     headersTimeoutMs: 60_000,
     bodyTimeoutMs: 120_000,

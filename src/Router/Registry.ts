@@ -4,10 +4,13 @@
  * keep the one they started with.
  */
 import * as FileSystem from "@effect/platform/FileSystem"
-import { Config, Context, Effect, Layer, Option, Redacted, Schema } from "effect"
+import { Config, Context, Effect, Layer, Option, Redacted, Runtime, Schema } from "effect"
+import { watch } from "node:fs"
+import { basename, dirname } from "node:path"
 import type { ConfigError } from "effect"
 import { ProxyConfig } from "../Config.js"
 import { emptyKeyRing, makeKeyRing } from "../Governance/Keys.js"
+import * as Metrics from "../Metrics.js"
 import type { KeyRing } from "../Governance/Keys.js"
 import * as Anthropic from "../Providers/Anthropic/Provider.js"
 import * as Gemini from "../Providers/Gemini/Provider.js"
@@ -199,12 +202,88 @@ export const load = Effect.gen(function* () {
   return yield* fromFile(file, config.mockTokenDelayMs, config.internalApiKey)
 })
 
-/** The registry from `CONFIG_FILE`, or the built-in `mock` model without it. */
+/** How long a burst of file-change events is let settle before the file is read again (editors write in steps). */
+const settleMs = 150
+
+/**
+ * Watches `path` for changes, as `onChange` calls. The directory is watched, not the file: editors and config
+ * managers replace a file by renaming a new one over it, which ends a watch on the file itself.
+ */
+const watchFile = (path: string, onChange: () => void) =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const name = basename(path)
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const watcher = watch(dirname(path), (_event, changed) => {
+        if (changed !== null && changed !== name) return
+        if (timer !== undefined) clearTimeout(timer)
+        timer = setTimeout(onChange, settleMs)
+      })
+      watcher.on("error", () => watcher.close())
+      return { watcher, cancel: () => timer !== undefined && clearTimeout(timer) }
+    }),
+    ({ cancel, watcher }) =>
+      Effect.sync(() => {
+        cancel()
+        watcher.close()
+      })
+  )
+
+/**
+ * The registry from `CONFIG_FILE`, or the built-in `mock` model without it, reloaded on SIGHUP and whenever the
+ * file changes on disk. A valid file is swapped in at once for new requests (requests in flight finish on the old
+ * one); an invalid one is refused with a log line that names the problem, and the old registry keeps serving.
+ */
 export const layer: Layer.Layer<
   ModelRegistry,
   RegistryError | ConfigError.ConfigError,
   ProxyConfig | FileSystem.FileSystem | UpstreamTransport
-> = Layer.effect(ModelRegistry, Effect.map(load, holderOf))
+> = Layer.scoped(
+  ModelRegistry,
+  Effect.gen(function* () {
+    const holder = holderOf(yield* load)
+    const config = yield* ProxyConfig
+    const runFork = Runtime.runFork(yield* Effect.runtime<ProxyConfig | FileSystem.FileSystem | UpstreamTransport>())
+    const reloadOnce = load.pipe(
+      Effect.tap((next) =>
+        Effect.sync(() => {
+          holder.replace(next)
+          Metrics.configReloads.update(1, "ok")
+        })
+      ),
+      Effect.zipRight(Effect.logInfo("registry reloaded")),
+      Effect.catchAll((error) =>
+        Effect.zipRight(
+          Effect.sync(() => Metrics.configReloads.update(1, "rejected")),
+          Effect.logError(`registry reload refused, the previous registry keeps serving: ${error.message}`)
+        )
+      )
+    )
+    // One reload at a time; a change during a reload is read once it ends.
+    let running = false
+    let again = false
+    const reload = () => {
+      if (running) {
+        again = true
+        return
+      }
+      running = true
+      runFork(reloadOnce).addObserver(() => {
+        running = false
+        if (again) {
+          again = false
+          reload()
+        }
+      })
+    }
+    yield* Effect.acquireRelease(
+      Effect.sync(() => process.on("SIGHUP", reload)),
+      () => Effect.sync(() => process.off("SIGHUP", reload))
+    )
+    if (Option.isSome(config.configFile)) yield* watchFile(config.configFile.value, reload)
+    return holder
+  })
+)
 
 /** A registry of the given deployments: how tests and embedding apps plug in their own providers. */
 export const layerStatic = (

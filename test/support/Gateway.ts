@@ -5,8 +5,9 @@ import { Context, Effect, Layer } from "effect"
 import type { Scope } from "effect"
 import type { AddressInfo } from "node:net"
 import * as App from "../../src/App.js"
+import type { Store } from "../../src/Governance/Store.js"
 import * as Config from "../../src/Config.js"
-import type { ProxySettings } from "../../src/Config.js"
+import type { ProxyConfig, ProxySettings } from "../../src/Config.js"
 import { Lifecycle } from "../../src/Http/Lifecycle.js"
 import type { LifecycleState } from "../../src/Http/Lifecycle.js"
 import * as Mock from "../../src/Providers/Mock/Provider.js"
@@ -25,13 +26,15 @@ export interface RunningGateway {
 
 export interface GatewayOptions {
   /** The registry; default: the built-in `mock` model. */
-  readonly registry?: Layer.Layer<ModelRegistry>
+  readonly registry?: Layer.Layer<ModelRegistry, never, ProxyConfig>
   readonly settings?: Partial<ProxySettings>
   /**
    * Which transport serves chat: `fast` (the node:http fast path in front of the HttpApi, as `npm start` runs it)
    * or `api` (the HttpApi's own handler, as an app that mounts the Api gets it). Default `fast`.
    */
   readonly mount?: Mount
+  /** The governance store; default: the one the settings name (memory without a Redis URL). */
+  readonly store?: Layer.Layer<Store>
 }
 
 /** The two ways the gateway's chat is mounted; contract tests run over both. */
@@ -45,7 +48,10 @@ export const startGateway = (options: GatewayOptions = {}): Effect.Effect<Runnin
       options.registry ??
       Registry.layerStatic([{ name: "mock", providerKind: "mock", provider: Mock.make({ tokenDelayMs: 0 }) }])
     const context = yield* Layer.build(
-      (options.mount === "api" ? App.serveApiOnlyWith(registry) : App.serveWith(registry)).pipe(
+      (options.mount === "api"
+        ? App.serveApiOnlyWith(registry, options.store === undefined ? {} : { store: options.store })
+        : App.serveWith(registry, options.store === undefined ? {} : { store: options.store })
+      ).pipe(
         Layer.provide(Config.layerTest({ port: 0, host: "127.0.0.1", ...options.settings }))
       )
     ).pipe(Effect.orDie)
