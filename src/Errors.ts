@@ -70,6 +70,9 @@ export class LimitsUnavailable extends Schema.TaggedError<LimitsUnavailable>()("
 /** The key is valid but may not use this route (the admin routes and /metrics are the operator's). */
 export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", { message: Schema.String }, status(403)) {}
 
+/** `GET /ready` when the gateway cannot serve yet (or any more): the reason says what is missing. */
+export class NotReady extends Schema.TaggedError<NotReady>()("NotReady", { reason: Schema.String }, status(503)) {}
+
 /** The server is draining after SIGTERM. */
 export class ShuttingDown extends Schema.TaggedError<ShuttingDown>()("ShuttingDown", {}, status(503)) {}
 

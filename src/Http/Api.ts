@@ -16,6 +16,7 @@ import {
   LimitExceeded,
   LimitsUnavailable,
   ModelNotFound,
+  NotReady,
   PayloadTooLarge,
   ShuttingDown
 } from "../Errors.js"
@@ -61,9 +62,15 @@ const BadGatewayError = upstreamEnvelope(502, "Upstream failed, refused the gate
 const UnavailableError = upstreamEnvelope(503, "Upstream unavailable")
 const TimeoutError = upstreamEnvelope(504, "Upstream did not answer within the deadline")
 
-export class HealthGroup extends HttpApiGroup.make("health").add(
-  HttpApiEndpoint.get("health", "/health").addSuccess(HealthStatus)
-) {}
+/** `GET /ready`. */
+export const ReadyStatus = Schema.Struct({ status: Schema.Literal("ready") }).annotations({ identifier: "ReadyStatus" })
+
+const NotReadyError = declaredEnvelope(NotReady, (body) => new NotReady({ reason: body.error.message }), "Not ready: the reason names what is missing")
+
+/** Liveness (`/health`: the process answers) and readiness (`/ready`: it can serve: registry loaded, store answering, not draining). */
+export class HealthGroup extends HttpApiGroup.make("health")
+  .add(HttpApiEndpoint.get("health", "/health").addSuccess(HealthStatus))
+  .add(HttpApiEndpoint.get("ready", "/ready").addSuccess(ReadyStatus).addError(NotReadyError)) {}
 
 export class ModelsGroup extends HttpApiGroup.make("models")
   .add(HttpApiEndpoint.get("list", "/v1/models").addSuccess(ModelList))

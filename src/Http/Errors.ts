@@ -16,6 +16,7 @@
  * | LimitExceeded rpm/tpm/parallel  | 429 + Retry-After | rate_limit_error | rate_limit_exceeded |
  * | LimitExceeded budget            | 429 + Retry-After | insufficient_quota | insufficient_quota   |
  * | LimitsUnavailable               | 503    | server_error          | limits_unavailable       |
+ * | NotReady (GET /ready)           | 503    | server_error          | not_ready                |
  * | ShuttingDown                    | 503    | server_error          | server_shutting_down     |
  * | InternalError                   | 500    | server_error          | internal_error           |
  * | Provider InvalidRequest         | upstream 4xx (400/413/422) | invalid_request_error | upstream code |
@@ -37,6 +38,7 @@ import type { ServerResponse } from "node:http"
 import {
   Forbidden,
   InternalError,
+  NotReady,
   LimitExceeded,
   LimitsUnavailable,
   InvalidRequest,
@@ -65,6 +67,7 @@ export type GatewayError =
   | Forbidden
   | LimitExceeded
   | LimitsUnavailable
+  | NotReady
   | PayloadTooLarge
   | LengthRequired
   | ShuttingDown
@@ -139,6 +142,7 @@ const declaredStatus: Readonly<Record<Exclude<GatewayError["_tag"], "ProviderErr
   Forbidden: HttpApiSchema.getStatusError(Forbidden),
   LimitExceeded: HttpApiSchema.getStatusError(LimitExceeded),
   LimitsUnavailable: HttpApiSchema.getStatusError(LimitsUnavailable),
+  NotReady: HttpApiSchema.getStatusError(NotReady),
   LengthRequired: HttpApiSchema.getStatusError(LengthRequired),
   PayloadTooLarge: HttpApiSchema.getStatusError(PayloadTooLarge),
   ShuttingDown: HttpApiSchema.getStatusError(ShuttingDown),
@@ -218,6 +222,12 @@ export const describeError = (error: GatewayError): ErrorDescription => {
         headers
       }
     }
+    case "NotReady":
+      return {
+        status: declaredStatus.NotReady,
+        body: envelope(`Not ready: ${error.reason}`, "server_error", "not_ready"),
+        headers: { "retry-after": "1" }
+      }
     case "LimitsUnavailable":
       return {
         status: declaredStatus.LimitsUnavailable,

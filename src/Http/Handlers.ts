@@ -8,7 +8,7 @@ import { Effect, Layer, Metric, Stream } from "effect"
 import { ChatCore } from "../Core/Chat.js"
 import type { ChatAnswer } from "../Core/Chat.js"
 import { within } from "../Providers/Deadline.js"
-import { Forbidden, LimitsUnavailable, ModelNotFound } from "../Errors.js"
+import { Forbidden, LimitsUnavailable, ModelNotFound, NotReady } from "../Errors.js"
 import { Store } from "../Governance/Store.js"
 import type { StoreError } from "../Governance/Store.js"
 import { Timer } from "../Timer.js"
@@ -33,14 +33,25 @@ const toModel = (model: RegisteredModel, created: number): Model => ({
 })
 
 export const HealthLive = HttpApiBuilder.group(Api, "health", (handlers) =>
-  Effect.map(Lifecycle, (lifecycle) =>
-    handlers.handle("health", () =>
-      Effect.sync(() => ({
-        status: "ok" as const,
-        uptime_seconds: Math.round((Date.now() - lifecycle.startedAt) / 1000)
-      }))
-    )
-  )
+  Effect.gen(function* () {
+    const lifecycle = yield* Lifecycle
+    const store = yield* Store
+    return handlers
+      .handle("health", () =>
+        Effect.sync(() => ({
+          status: "ok" as const,
+          uptime_seconds: Math.round((Date.now() - lifecycle.startedAt) / 1000)
+        }))
+      )
+      .handle("ready", () =>
+        lifecycle.isDraining()
+          ? Effect.fail(new NotReady({ reason: "the gateway is draining" }))
+          : store.ping.pipe(
+              Effect.as({ status: "ready" as const }),
+              Effect.catchAll(() => Effect.fail(new NotReady({ reason: `the ${store.kind} governance store does not answer` })))
+            )
+      )
+  })
 )
 
 export const ModelsLive = HttpApiBuilder.group(Api, "models", (handlers) =>

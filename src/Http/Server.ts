@@ -15,7 +15,7 @@ import * as NodeHttpServer from "@effect/platform-node/NodeHttpServer"
 import { Cause, Effect, Either, Exit, Layer, LogLevel, Option } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { ProxyConfig } from "../Config.js"
-import { Forbidden, InternalError, LimitsUnavailable, MethodNotAllowed, RouteNotFound, ShuttingDown, Unauthorized } from "../Errors.js"
+import { Forbidden, InternalError, LimitsUnavailable, MethodNotAllowed, NotReady, RouteNotFound, ShuttingDown, Unauthorized } from "../Errors.js"
 import { Api } from "./Api.js"
 import * as Auth from "./Auth.js"
 import * as Docs from "./Docs.js"
@@ -73,7 +73,7 @@ const methodProblem = (request: HttpServerRequest.HttpServerRequest): MethodNotA
 /** Turns what the framework raises (decode errors, unknown routes, bad JSON) into the gateway's errors. */
 const classify = (cause: Cause.Cause<unknown>, request: HttpServerRequest.HttpServerRequest, requestId: string) => {
   const failure = Cause.squash(cause)
-  if (failure instanceof Unauthorized || failure instanceof Forbidden || failure instanceof LimitsUnavailable) return failure
+  if (failure instanceof Unauthorized || failure instanceof Forbidden || failure instanceof LimitsUnavailable || failure instanceof NotReady) return failure
   if (isDecodeError(failure)) return invalidRequestOf(failure.issues, failure.message)
   const tag = typeof failure === "object" && failure !== null ? (failure as { _tag?: unknown })._tag : undefined
   if (tag === "RouteNotFound") return methodProblem(request) ?? new RouteNotFound({ method: request.method, path: pathOf(request.url) })

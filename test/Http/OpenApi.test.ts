@@ -47,10 +47,10 @@ describe("GET /openapi.json", () => {
       expect(at(spec, "info")["title"]).toBe("llm-proxy")
       const paths = at(spec, "paths")
       expect(Object.keys(paths).sort()).toEqual(
-        ["/admin/keys", "/admin/usage", "/health", "/metrics", "/v1/chat/completions", "/v1/llm/models", "/v1/models", "/v1/models/{model}"].sort()
+        ["/admin/keys", "/admin/usage", "/health", "/metrics", "/ready", "/v1/chat/completions", "/v1/llm/models", "/v1/models", "/v1/models/{model}"].sort()
       )
       expect(Object.keys(at(paths, "/v1/chat/completions"))).toEqual(["post"])
-      for (const path of ["/health", "/metrics", "/v1/models", "/v1/models/{model}", "/v1/llm/models", "/admin/keys", "/admin/usage"]) {
+      for (const path of ["/health", "/ready", "/metrics", "/v1/models", "/v1/models/{model}", "/v1/llm/models", "/admin/keys", "/admin/usage"]) {
         expect(Object.keys(at(paths, path))).toEqual(["get"])
       }
       const parameters = at(paths, "/v1/models/{model}", "get")["parameters"] as ReadonlyArray<JsonObject>
@@ -97,19 +97,19 @@ describe("GET /openapi.json", () => {
       expect(Object.keys(responses).sort()).toEqual(["200", "400", "401", "404", "411", "413", "429", "500", "502", "503", "504"])
     }))
 
-  it.scopedLive("declares the header key and bearer schemes, required on all but /health", () =>
+  it.scopedLive("declares the header key and bearer schemes, required on all but /health and /ready", () =>
     Effect.gen(function* () {
       const { spec } = yield* loadSpec
       const schemes = at(spec, "components", "securitySchemes")
       expect(schemes["internalKey"]).toEqual({ type: "apiKey", name: "x-internal-auth", in: "header" })
       expect(schemes["bearer"]).toEqual({ type: "http", scheme: "bearer" })
       for (const [path, method, operation] of operations(spec)) {
-        const expected = path === "/health" ? [] : [{ internalKey: [] }, { bearer: [] }]
+        const expected = path === "/health" || path === "/ready" ? [] : [{ internalKey: [] }, { bearer: [] }]
         expect({ path, method, security: operation["security"] }).toEqual({ path, method, security: expected })
       }
       // a 401 is documented wherever a key is required
       for (const [path, , operation] of operations(spec)) {
-        if (path !== "/health") expect(asObject(operation["responses"])["401"]).toBeDefined()
+        if (path !== "/health" && path !== "/ready") expect(asObject(operation["responses"])["401"]).toBeDefined()
       }
     }))
 
