@@ -38,6 +38,8 @@ export interface ProxySettings {
   readonly shutdownGraceMs: number
   /** Delay between the built-in mock model's tokens when streaming. */
   readonly mockTokenDelayMs: number
+  /** A stream silent this long gets an SSE comment (`: keepalive`); 0: never. */
+  readonly sseKeepaliveMs: number
   readonly production: boolean
 }
 
@@ -144,6 +146,7 @@ export const loadSettings: Effect.Effect<ProxySettings, ConfigError.ConfigError>
     upstreamStreamBufferBytes: yield* integerInRange("UPSTREAM_STREAM_BUFFER_BYTES", mebibyte, 16 * 1024, 1024 * mebibyte),
     shutdownGraceMs: yield* integerInRange("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000),
     mockTokenDelayMs: yield* integerInRange("MOCK_TOKEN_DELAY_MS", 0, 0, 60_000),
+    sseKeepaliveMs: yield* integerInRange("SSE_KEEPALIVE_MS", 15_000, 0, 3_600_000),
     production
   }
 })
@@ -171,6 +174,7 @@ export const layerTest = (overrides: Partial<ProxySettings> = {}): Layer.Layer<P
     upstreamStreamBufferBytes: mebibyte,
     shutdownGraceMs: 10_000,
     mockTokenDelayMs: 0,
+    sseKeepaliveMs: 15_000,
     production: false,
     ...overrides
   })

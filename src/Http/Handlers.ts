@@ -5,6 +5,7 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect, Layer, Metric, Stream } from "effect"
+import { ProxyConfig } from "../Config.js"
 import { ChatCore } from "../Core/Chat.js"
 import type { ChatAnswer } from "../Core/Chat.js"
 import { within } from "../Providers/Deadline.js"
@@ -90,6 +91,7 @@ export const ModelsLive = HttpApiBuilder.group(Api, "models", (handlers) =>
 export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
   Effect.gen(function* () {
     const core = yield* ChatCore
+    const config = yield* ProxyConfig
 
     const respond = (answer: ChatAnswer, includeUsage: boolean) =>
       Effect.gen(function* () {
@@ -107,7 +109,7 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
         const bounded = routed.chunks.pipe(
           Stream.interruptWhen(within(Effect.never, deadline))
         )
-        return HttpServerResponse.stream(Sse.encode(bounded, { includeUsage, requestId: yield* RequestId }), {
+        return HttpServerResponse.stream(Sse.encode(bounded, { includeUsage, requestId: yield* RequestId, keepaliveMs: config.sseKeepaliveMs }), {
           contentType: "text/event-stream",
           headers: { ...answer.headers, ...Sse.sseHeaders, ...routingHeaders(routed) }
         })

@@ -110,7 +110,8 @@ export const make = Effect.gen(function* () {
         requestId,
         logDefect: (cause) => logDefect(cause, requestId),
         onTerminate: lifecycle.onTerminate,
-        deadline: routed.deadline
+        deadline: routed.deadline,
+        keepalive: { everyMs: config.sseKeepaliveMs, timer: routed.deadline.timer }
       },
       response
     )

@@ -7,7 +7,7 @@
  * HttpApi handler serves through `HttpServerResponse.stream`), and `writeSse`, the fast path's writer from a
  * ChunkSource straight to a Node response, with no fiber per batch.
  */
-import { Cause, Effect, Option, Stream } from "effect"
+import { Cause, Duration, Effect, Option, Schedule, Stream } from "effect"
 import { InternalError, ShuttingDown } from "../Errors.js"
 import type { ChatCompletionChunk } from "../OpenAi/Schemas.js"
 import { StreamDefect } from "../Providers/ChunkSource.js"
@@ -62,6 +62,8 @@ export interface EncodeOptions {
   readonly includeUsage: boolean
   /** Named in the error frame of a defect (a bug) after the stream began; the defect itself is logged. */
   readonly requestId?: string
+  /** `encode` only: a `: keepalive` comment every this many milliseconds of the stream (`undefined` or 0: none). */
+  readonly keepaliveMs?: number
 }
 
 /**
@@ -74,7 +76,7 @@ export const encode = <E extends GatewayError>(
   options: EncodeOptions
 ): Stream.Stream<Uint8Array> => {
   const internal = new InternalError({ requestId: options.requestId ?? "unknown" })
-  return chunks.pipe(
+  const framed = chunks.pipe(
     Stream.chunks,
     Stream.map((batch) => framesOf(batch, options.includeUsage)),
     Stream.filter((text) => text.length > 0),
@@ -87,6 +89,12 @@ export const encode = <E extends GatewayError>(
       return Stream.fromEffect(Effect.as(Effect.logError("unhandled failure in stream", cause), errorFrame(internal)))
     })
   )
+  const everyMs = options.keepaliveMs ?? 0
+  if (everyMs <= 0) return framed
+  const comment = encoder.encode(keepaliveFrame)
+  return Stream.merge(framed, Stream.fromSchedule(Schedule.spaced(Duration.millis(everyMs))).pipe(Stream.as(comment)), {
+    haltStrategy: "left"
+  })
 }
 
 /** What the fast path's writer needs besides the source and the response. */
@@ -101,7 +109,15 @@ export interface SseOptions extends EncodeOptions {
    * written, and a client that does not take it within `flushGraceMs` is disconnected.
    */
   readonly deadline?: { readonly at: number; readonly timer: TimerService; readonly onTimeout: () => GatewayError }
+  /**
+   * An SSE comment (`: keepalive`) whenever nothing has been written for this long, so that load balancers do not
+   * close a stream whose model thinks for minutes; `undefined` or 0: none.
+   */
+  readonly keepalive?: { readonly everyMs: number; readonly timer: TimerService }
 }
+
+/** The comment line a stream writes when it has been silent too long; every SSE client ignores it. */
+export const keepaliveFrame = ": keepalive\n\n"
 
 /** Time a response ended at its deadline gets to flush its error frame before its socket is destroyed. */
 export const flushGraceMs = 1000
@@ -115,6 +131,7 @@ export interface SseResponse {
   destroy(): unknown
   once(event: "drain" | "close" | "finish", listener: () => void): unknown
   readonly writableEnded: boolean
+  readonly writableLength: number
   readonly writableFinished: boolean
 }
 
@@ -129,11 +146,14 @@ export const writeSse = (source: ChunkSource, options: SseOptions, response: Sse
   let ended = false
   let unregister = () => {}
   let cancelDeadline = () => {}
+  let cancelKeepalive = () => {}
+  let lastWrite = 0
   const stop = () => {
     if (ended) return
     ended = true
     unregister()
     cancelDeadline()
+    cancelKeepalive()
     source.onReady(undefined)
     source.close()
   }
@@ -155,7 +175,9 @@ export const writeSse = (source: ChunkSource, options: SseOptions, response: Sse
       if (take instanceof StreamDefect) return defect(take.cause)
       const text = framesOf(take, options.includeUsage)
       // An empty batch (e.g. only usage nobody asked for) writes nothing: take the next one.
-      if (text.length > 0 && !response.write(text)) {
+      if (text.length === 0) continue
+      lastWrite = keepaliveTimer?.now() ?? 0
+      if (!response.write(text)) {
         response.once("drain", pump)
         return
       }
@@ -170,6 +192,22 @@ export const writeSse = (source: ChunkSource, options: SseOptions, response: Sse
     } finally {
       if (!response.writableEnded) response.uncork()
     }
+  }
+  const keepaliveTimer = options.keepalive !== undefined && options.keepalive.everyMs > 0 ? options.keepalive.timer : undefined
+  if (keepaliveTimer !== undefined && options.keepalive !== undefined) {
+    const everyMs = options.keepalive.everyMs
+    lastWrite = keepaliveTimer.now()
+    const tick = () => {
+      if (ended) return
+      const silentMs = keepaliveTimer.now() - lastWrite
+      if (silentMs >= everyMs) {
+        lastWrite = keepaliveTimer.now()
+        // A full socket already tells the load balancer the connection is alive: nothing is queued behind it.
+        if (response.writableLength === 0) response.write(keepaliveFrame)
+        cancelKeepalive = keepaliveTimer.after(everyMs, tick)
+      } else cancelKeepalive = keepaliveTimer.after(everyMs - silentMs, tick)
+    }
+    cancelKeepalive = keepaliveTimer.after(everyMs, tick)
   }
   const { deadline } = options
   if (deadline !== undefined) {

@@ -143,7 +143,8 @@ const sseBody = (source: ChunkSource, options: SseOptions): Readable => {
     },
     get writableFinished() {
       return ended
-    }
+    },
+    writableLength: 0
   }
   const body: Readable = new Readable({
     read() {
@@ -526,7 +527,8 @@ describe("writeSse (the hot path's writer)", () => {
       },
       get writableFinished() {
         return ended
-      }
+      },
+      writableLength: 0
     }
     return {
       response,

@@ -9,16 +9,20 @@ export interface ErrorEnvelope {
   readonly error: { readonly message: string; readonly type: string; readonly param: string | null; readonly code: string | null }
 }
 
+/** The comment frame the gateway writes into a silent stream (SSE_KEEPALIVE_MS). */
+export const keepaliveFrame = ": keepalive"
+
 /**
  * The `data:` fields of a whole SSE body as sent, in order, checking the framing the gateway writes (and OpenAI's
- * recordings have): the body ends with a blank line, and every frame is exactly one `data: ` line (no comments,
- * events, ids or multi-line data).
+ * recordings have): the body ends with a blank line, and every frame is exactly one `data: ` line (no events, ids or
+ * multi-line data) or the keepalive comment, which is skipped.
  */
 export const sseData = (text: string): ReadonlyArray<string> => {
   expect(text.endsWith("\n\n"), `an SSE body ends with a blank line: ${JSON.stringify(text.slice(-80))}`).toBe(true)
   return text
     .slice(0, -2)
     .split("\n\n")
+    .filter((frame) => frame !== keepaliveFrame)
     .map((frame) => {
       expect(frame.startsWith("data: "), `not a data frame: ${frame}`).toBe(true)
       expect(frame.includes("\n"), `not a single line: ${frame}`).toBe(false)
