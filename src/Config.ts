@@ -3,6 +3,7 @@
  * start-up with a message that names the variable.
  */
 import { Config, ConfigError, Context, Effect, Either, Layer, LogLevel, Option, Redacted } from "effect"
+import { availableParallelism } from "node:os"
 
 /** The key used when `INTERNAL_API_KEY` is unset; refused in production. */
 export const defaultInternalApiKey = "change-me-internal-key"
@@ -40,6 +41,8 @@ export interface ProxySettings {
   readonly mockTokenDelayMs: number
   /** A stream silent this long gets an SSE comment (`: keepalive`); 0: never. */
   readonly sseKeepaliveMs: number
+  /** Gateway processes serving the port (`WORKERS`, 1-64 or `auto`); more than 1 runs a node:cluster group. */
+  readonly workers: number
   readonly production: boolean
 }
 
@@ -99,6 +102,24 @@ const receiveTimeouts = Effect.gen(function* () {
   return { headersTimeoutMs, bodyTimeoutMs }
 })
 
+/** The most worker processes `WORKERS` may ask for. */
+export const maxWorkers = 64
+
+/** `WORKERS`: an integer from 1 to 64, or `auto` for the machine's cores (at most 64). */
+export const parseWorkers = (text: string): Either.Either<number, string> => {
+  const trimmed = text.trim()
+  if (trimmed.toLowerCase() === "auto") return Either.right(Math.min(maxWorkers, Math.max(1, availableParallelism())))
+  const value = /^\d+$/.test(trimmed) ? Number(trimmed) : Number.NaN
+  return value >= 1 && value <= maxWorkers
+    ? Either.right(value)
+    : Either.left(`WORKERS must be an integer from 1 to ${maxWorkers} or auto, got "${text}"`)
+}
+
+const workers = Config.string("WORKERS").pipe(
+  Config.withDefault("1"),
+  Config.mapOrFail((text) => Either.mapLeft(parseWorkers(text), (message) => ConfigError.InvalidData(["WORKERS"], message)))
+)
+
 /** Reads and validates every setting from the current ConfigProvider (the environment by default). */
 export const loadSettings: Effect.Effect<ProxySettings, ConfigError.ConfigError> = Effect.gen(function* () {
   const nodeEnv = yield* Config.string("NODE_ENV").pipe(Config.withDefault("development"))
@@ -147,6 +168,7 @@ export const loadSettings: Effect.Effect<ProxySettings, ConfigError.ConfigError>
     shutdownGraceMs: yield* integerInRange("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000),
     mockTokenDelayMs: yield* integerInRange("MOCK_TOKEN_DELAY_MS", 0, 0, 60_000),
     sseKeepaliveMs: yield* integerInRange("SSE_KEEPALIVE_MS", 15_000, 0, 3_600_000),
+    workers: yield* workers,
     production
   }
 })
@@ -175,6 +197,7 @@ export const layerTest = (overrides: Partial<ProxySettings> = {}): Layer.Layer<P
     shutdownGraceMs: 10_000,
     mockTokenDelayMs: 0,
     sseKeepaliveMs: 15_000,
+    workers: 1,
     production: false,
     ...overrides
   })

@@ -108,9 +108,38 @@ const labelsOf = (tags: ReadonlyArray<MetricLabel.MetricLabel>, extra: ReadonlyA
 const numberText = (value: number | bigint) =>
   typeof value === "bigint" ? value.toString() : Number.isFinite(value) ? String(value) : value > 0 ? "+Inf" : value < 0 ? "-Inf" : "NaN"
 
-const renderFamily = (family: Family): string => {
+/** One series of a family as plain data (a worker's report to its primary; what the renderer reads). */
+export interface SeriesData {
+  readonly labels: ReadonlyArray<readonly [string, string]>
+  /** A counter's or gauge's value; a histogram's count. */
+  readonly value: number
+  /** A histogram's cumulative counts, one per bound. */
+  readonly buckets: ReadonlyArray<number>
+  readonly sum: number
+}
+
+/** A family as plain data: its name, help, type and histogram bounds, and its series. */
+export interface FamilyData {
+  readonly name: string
+  readonly help: string
+  readonly type: "counter" | "gauge" | "histogram"
+  readonly bounds: ReadonlyArray<number>
+  readonly series: ReadonlyArray<SeriesData>
+}
+
+/** A copy of the gateway's families as they are now. */
+export const snapshotFamilies = (): ReadonlyArray<FamilyData> =>
+  families.map((family) => ({
+    name: family.name,
+    help: family.help,
+    type: family.type,
+    bounds: family.bounds,
+    series: [...family.series.values()].map((series) => ({ labels: series.labels, value: series.value, buckets: [...series.buckets], sum: series.sum }))
+  }))
+
+const renderFamily = (family: Omit<FamilyData, "series">, seriesOf: Iterable<SeriesData>): string => {
   const lines: Array<string> = []
-  for (const series of family.series.values()) {
+  for (const series of seriesOf) {
     if (family.type !== "histogram") {
       lines.push(`${family.name}${labelText(series.labels)} ${numberText(series.value)}`)
       continue
@@ -130,7 +159,11 @@ const renderFamily = (family: Family): string => {
  * own, e.g. fiber counts): HELP and TYPE once per name, then the samples.
  */
 export const renderPrometheus = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): string =>
-  families.map(renderFamily).join("") + renderEffectMetrics(pairs)
+  families.map((family) => renderFamily(family, family.series.values())).join("") + renderEffectMetrics(pairs)
+
+/** The same text for families given as data (e.g. merged across a group's workers). */
+export const renderSnapshot = (data: ReadonlyArray<FamilyData>, pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): string =>
+  data.map((family) => renderFamily(family, family.series)).join("") + renderEffectMetrics(pairs)
 
 const renderEffectMetrics = (pairs: ReadonlyArray<MetricPair.MetricPair.Untyped>): string => {
   const families = new Map<string, { type: string; help: string; lines: Array<string> }>()

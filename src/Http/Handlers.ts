@@ -4,7 +4,7 @@
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Effect, Layer, Metric, Stream } from "effect"
+import { Effect, Layer, Stream } from "effect"
 import { ProxyConfig } from "../Config.js"
 import { ChatCore } from "../Core/Chat.js"
 import type { ChatAnswer } from "../Core/Chat.js"
@@ -13,7 +13,7 @@ import { Forbidden, LimitsUnavailable, ModelNotFound, NotReady } from "../Errors
 import { Store } from "../Governance/Store.js"
 import type { StoreError } from "../Governance/Store.js"
 import { Timer } from "../Timer.js"
-import { renderPrometheus } from "../Metrics.js"
+import { metricsText } from "../Cluster/Worker.js"
 import { ModelRegistry } from "../Router/Registry.js"
 import type { RegisteredModel } from "../Router/Registry.js"
 import type { Model } from "../OpenAi/Schemas.js"
@@ -129,7 +129,7 @@ const operatorOnly = Effect.flatMap(CurrentCaller, (caller) =>
 )
 
 export const MetricsLive = HttpApiBuilder.group(Api, "metrics", (handlers) =>
-  handlers.handle("metrics", () => Effect.zipRight(operatorOnly, Effect.map(Metric.snapshot, renderPrometheus)))
+  handlers.handle("metrics", () => Effect.zipRight(operatorOnly, metricsText))
 )
 
 const unavailable = (error: StoreError) =>

@@ -44,13 +44,43 @@ export const RefusalPart = Schema.Struct({
 export const UserContentPart = Schema.Union(TextPart, ImageUrlPart, InputAudioPart, FilePart)
 export type UserContentPart = typeof UserContentPart.Type
 
+/**
+ * Provider data that rides with a tool call, as Google's OpenAI-compatible API spells it:
+ * `{"google": {"thought_signature": "..."}}` (Gemini's signature of the thinking that led to this call).
+ */
+export const ToolCallExtraContent = Schema.Record({ key: Schema.String, value: Schema.Unknown }).annotations({
+  identifier: "ToolCallExtraContent"
+})
+
 /** A tool call the assistant made, as it appears in a message or a completion. */
 export const ToolCall = Schema.Struct({
   id: Schema.String,
   type: Schema.Literal("function"),
-  function: Schema.Struct({ name: Schema.String, arguments: Schema.String })
+  function: Schema.Struct({ name: Schema.String, arguments: Schema.String }),
+  extra_content: Schema.optional(ToolCallExtraContent)
 }).annotations({ identifier: "ToolCall", ...preserve })
 export type ToolCall = typeof ToolCall.Type
+
+/**
+ * A block of signed thinking, as Anthropic returns it and requires back (unchanged, before the tool calls it led
+ * to) when the conversation continues: `thinking` with its `signature`, or `redacted_thinking` with its opaque `data`.
+ */
+export const ThinkingBlock = Schema.Union(
+  Schema.Struct({
+    type: Schema.Literal("thinking"),
+    thinking: Schema.String,
+    signature: Schema.optional(Schema.String)
+  }).annotations({ identifier: "ThinkingBlockThinking", ...preserve }),
+  Schema.Struct({
+    type: Schema.Literal("redacted_thinking"),
+    data: Schema.String
+  }).annotations({ identifier: "ThinkingBlockRedacted", ...preserve })
+).annotations({ identifier: "ThinkingBlock" })
+export type ThinkingBlock = typeof ThinkingBlock.Type
+
+/** What the model thought, as text (Anthropic thinking, Gemini thought summaries); never part of `content`. */
+const reasoningContent = Schema.optional(Schema.NullOr(Schema.String))
+const thinkingBlocks = Schema.optional(Schema.Array(ThinkingBlock))
 
 const optionalName = Schema.optional(Schema.String)
 
@@ -77,7 +107,9 @@ export const AssistantMessage = Schema.Struct({
   content: Schema.optional(Schema.NullOr(Schema.Union(Schema.String, Schema.Array(Schema.Union(TextPart, RefusalPart))))),
   refusal: Schema.optional(Schema.NullOr(Schema.String)),
   name: optionalName,
-  tool_calls: Schema.optional(Schema.Array(ToolCall))
+  tool_calls: Schema.optional(Schema.Array(ToolCall)),
+  reasoning_content: reasoningContent,
+  thinking_blocks: thinkingBlocks
 }).annotations({ identifier: "AssistantMessage", ...preserve })
 
 export const ToolMessage = Schema.Struct({
@@ -144,6 +176,12 @@ export const ChatCompletionRequest = Schema.Struct({
   tool_choice: Schema.optional(ToolChoice),
   parallel_tool_calls: Schema.optional(Schema.Boolean),
   response_format: Schema.optional(ResponseFormat),
+  /**
+   * How hard a reasoning model thinks: `none`, `minimal`, `low`, `medium`, `high` (OpenAI also names `xhigh` and
+   * `max`). Passed through to OpenAI-compatible upstreams as sent; mapped to Anthropic's and Gemini's own settings
+   * (README, "Reasoning models"), which refuse values they have no mapping for.
+   */
+  reasoning_effort: Schema.optional(Schema.NullOr(Schema.String)),
   logprobs: Schema.optional(Schema.NullOr(Schema.Boolean)),
   top_logprobs: Schema.optional(Schema.NullOr(Schema.Int.pipe(Schema.between(0, 20)))),
   stream: Schema.optional(Schema.NullOr(Schema.Boolean)),
@@ -170,7 +208,9 @@ export const CompletionMessage = Schema.Struct({
   role: Schema.Literal("assistant"),
   content: Schema.NullOr(Schema.String),
   refusal: Schema.optional(Schema.NullOr(Schema.String)),
-  tool_calls: Schema.optional(Schema.Array(ToolCall))
+  tool_calls: Schema.optional(Schema.Array(ToolCall)),
+  reasoning_content: reasoningContent,
+  thinking_blocks: thinkingBlocks
 }).annotations({ identifier: "ChatCompletionResponseMessage", ...preserve })
 
 export const CompletionChoice = Schema.Struct({
@@ -198,7 +238,8 @@ export const ToolCallDelta = Schema.Struct({
   type: Schema.optional(Schema.Literal("function")),
   function: Schema.optional(
     Schema.Struct({ name: Schema.optional(Schema.String), arguments: Schema.optional(Schema.String) })
-  )
+  ),
+  extra_content: Schema.optional(ToolCallExtraContent)
 }).annotations({ identifier: "ToolCallDelta", ...preserve })
 export type ToolCallDelta = typeof ToolCallDelta.Type
 
@@ -206,7 +247,11 @@ export const ChunkDelta = Schema.Struct({
   role: Schema.optional(Schema.Literal("assistant")),
   content: Schema.optional(Schema.NullOr(Schema.String)),
   refusal: Schema.optional(Schema.NullOr(Schema.String)),
-  tool_calls: Schema.optional(Schema.Array(ToolCallDelta))
+  tool_calls: Schema.optional(Schema.Array(ToolCallDelta)),
+  /** Thinking text, streamed before the answer's content. */
+  reasoning_content: reasoningContent,
+  /** Each signed thinking block once it is complete (a client that continues the conversation sends them back). */
+  thinking_blocks: thinkingBlocks
 }).annotations(preserve)
 
 export const ChunkChoice = Schema.Struct({

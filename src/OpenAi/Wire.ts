@@ -340,10 +340,13 @@ export const chunksOfCompletion = (completion: ChatCompletion): ReadonlyArray<Ch
   const chunks: Array<ChatCompletionChunk> = []
   for (const choice of completion.choices) {
     const { message } = choice
-    const reasoning = (message as { readonly reasoning_content?: unknown }).reasoning_content
+    const reasoning = message.reasoning_content
     chunks.push({ ...base, choices: [{ index: choice.index, delta: { role: "assistant", content: "" }, finish_reason: null }] })
     if (typeof reasoning === "string" && reasoning.length > 0) {
-      chunks.push({ ...base, choices: [{ index: choice.index, delta: { reasoning_content: reasoning } as ChatCompletionChunk["choices"][number]["delta"], finish_reason: null }] })
+      chunks.push({ ...base, choices: [{ index: choice.index, delta: { reasoning_content: reasoning }, finish_reason: null }] })
+    }
+    if (message.thinking_blocks !== undefined && message.thinking_blocks.length > 0) {
+      chunks.push({ ...base, choices: [{ index: choice.index, delta: { thinking_blocks: message.thinking_blocks }, finish_reason: null }] })
     }
     if (typeof message.content === "string" && message.content.length > 0) {
       chunks.push({ ...base, choices: [{ index: choice.index, delta: { content: message.content }, finish_reason: null }] })
@@ -359,7 +362,8 @@ export const chunksOfCompletion = (completion: ChatCompletion): ReadonlyArray<Ch
           {
             index: choice.index,
             delta: {
-              tool_calls: toolCalls.map((call, index) => ({ index, id: call.id, type: "function" as const, function: { name: call.function.name, arguments: call.function.arguments } }))
+              // Whatever rides with a call (e.g. `extra_content`) stays with it.
+              tool_calls: toolCalls.map((call, index) => ({ ...call, index, type: "function" as const, function: { name: call.function.name, arguments: call.function.arguments } }))
             },
             finish_reason: null
           }
