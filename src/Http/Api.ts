@@ -23,6 +23,7 @@ import {
 import { ChatCompletion, ChatCompletionRequest, Model, ModelList } from "../OpenAi/Schemas.js"
 import { Authentication } from "./Auth.js"
 import { declaredEnvelope, upstreamEnvelope } from "./Errors.js"
+import { fixOpenApi } from "./OpenApiDoc.js"
 
 /** `GET /health`. */
 export const HealthStatus = Schema.Struct({
@@ -69,18 +70,19 @@ const NotReadyError = declaredEnvelope(NotReady, (body) => new NotReady({ reason
 
 /** Liveness (`/health`: the process answers) and readiness (`/ready`: it can serve: registry loaded, store answering, not draining). */
 export class HealthGroup extends HttpApiGroup.make("health")
-  .add(HttpApiEndpoint.get("health", "/health").addSuccess(HealthStatus))
-  .add(HttpApiEndpoint.get("ready", "/ready").addSuccess(ReadyStatus).addError(NotReadyError)) {}
+  .add(HttpApiEndpoint.get("health", "/health").addSuccess(HealthStatus).annotate(OpenApi.Summary, "Liveness"))
+  .add(HttpApiEndpoint.get("ready", "/ready").addSuccess(ReadyStatus).addError(NotReadyError).annotate(OpenApi.Summary, "Readiness")) {}
 
 export class ModelsGroup extends HttpApiGroup.make("models")
-  .add(HttpApiEndpoint.get("list", "/v1/models").addSuccess(ModelList))
+  .add(HttpApiEndpoint.get("list", "/v1/models").addSuccess(ModelList).annotate(OpenApi.Summary, "List models"))
   .add(
     HttpApiEndpoint.get("retrieve", "/v1/models/:model")
       .setPath(Schema.Struct({ model: Schema.String }))
       .addSuccess(Model)
       .addError(ModelNotFoundError)
+      .annotate(OpenApi.Summary, "Retrieve a model")
   )
-  .add(HttpApiEndpoint.get("llmModels", "/v1/llm/models").addSuccess(LlmModelList))
+  .add(HttpApiEndpoint.get("llmModels", "/v1/llm/models").addSuccess(LlmModelList).annotate(OpenApi.Summary, "List models with their providers"))
   .middleware(Authentication) {}
 
 /** `GET /metrics`: Prometheus text exposition, behind the same key (Prometheus sends it as a bearer token). */
@@ -89,6 +91,7 @@ export class MetricsGroup extends HttpApiGroup.make("metrics")
     HttpApiEndpoint.get("metrics", "/metrics")
       .addSuccess(Schema.String.pipe(HttpApiSchema.withEncoding({ kind: "Text", contentType: "text/plain; version=0.0.4" })))
       .addError(ForbiddenError)
+      .annotate(OpenApi.Summary, "Prometheus metrics")
       .annotate(OpenApi.Description, "Prometheus metrics: HTTP requests, durations, upstream attempts by outcome, tokens. Operator key only.")
   )
   .middleware(Authentication) {}
@@ -140,6 +143,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .addSuccess(AdminKeyList)
       .addError(ForbiddenError)
       .addError(StoreUnavailableError)
+      .annotate(OpenApi.Summary, "List keys")
       .annotate(OpenApi.Description, "Every virtual key: id, models, limits, and its figures now (requests and tokens in the last 60 s, in flight, spend this period).")
   )
   .add(
@@ -154,6 +158,7 @@ export class AdminGroup extends HttpApiGroup.make("admin")
       .addError(InvalidRequestError)
       .addError(ForbiddenError)
       .addError(StoreUnavailableError)
+      .annotate(OpenApi.Summary, "Usage of one day")
       .annotate(OpenApi.Description, "Usage rows per key and public model for one UTC day (default today), all keys or one (`key`); the operator key's as `operator`.")
   )
   .middleware(Authentication) {}
@@ -176,67 +181,13 @@ export class ChatGroup extends HttpApiGroup.make("chat")
       .addError(StoreUnavailableError)
       .addError(UnavailableError)
       .addError(TimeoutError)
+      .annotate(OpenApi.Summary, "Create a chat completion")
       .annotate(
         OpenApi.Description,
         "Creates a chat completion. With `stream: true` the answer is `text/event-stream`: `data: <chat.completion.chunk>` frames ending with `data: [DONE]`."
       )
   )
   .middleware(Authentication) {}
-
-const eventStreamDoc = {
-  schema: {
-    type: "string",
-    description:
-      "Server-sent events: `data: <ChatCompletionChunk JSON>` frames, then `data: [DONE]`. A failure after the first frame is one `data: {\"error\":{...}}` frame and no [DONE]."
-  }
-}
-
-type JsonObject = Record<string, unknown>
-const asObject = (value: unknown): JsonObject | undefined =>
-  typeof value === "object" && value !== null ? (value as JsonObject) : undefined
-
-/**
- * Makes the generated document true to the wire: the chat endpoint also answers `text/event-stream`, and a 400
- * is always OpenAI's envelope (the framework's own decode-error schema is never sent).
- */
-export const fixOpenApi = (spec: JsonObject): JsonObject => {
-  const paths = asObject(spec["paths"]) ?? {}
-  for (const path of Object.values(paths)) {
-    for (const operation of Object.values(asObject(path) ?? {})) {
-      const responses = asObject(asObject(operation)?.["responses"]) ?? {}
-      const badRequest = asObject(responses["400"])
-      const content = asObject(badRequest?.["content"])
-      if (content !== undefined) content["application/json"] = { schema: { $ref: "#/components/schemas/ErrorResponse" } }
-    }
-  }
-  const chat = asObject(asObject(asObject(paths["/v1/chat/completions"])?.["post"])?.["responses"])
-  const ok = asObject(asObject(chat?.["200"])?.["content"])
-  if (ok !== undefined) ok["text/event-stream"] = eventStreamDoc
-  const schemas = asObject(asObject(spec["components"])?.["schemas"])
-  if (schemas !== undefined) {
-    schemas["ErrorResponse"] = JSONSchemaOfErrorBody
-    delete schemas["HttpApiDecodeError"]
-    delete schemas["Issue"]
-  }
-  return spec
-}
-
-const JSONSchemaOfErrorBody = {
-  type: "object",
-  required: ["error"],
-  properties: {
-    error: {
-      type: "object",
-      required: ["message", "type", "param", "code"],
-      properties: {
-        message: { type: "string" },
-        type: { type: "string" },
-        param: { type: ["string", "null"] },
-        code: { type: ["string", "null"] }
-      }
-    }
-  }
-}
 
 /** The whole API. */
 export class Api extends HttpApi.make("llm-proxy")

@@ -19,7 +19,7 @@ export const testKey = "test-internal-key"
 export interface RunningGateway {
   /** e.g. http://127.0.0.1:41234 */
   readonly baseUrl: string
-  readonly lifecycle: LifecycleState
+  readonly lifecycle: LifecycleState & { readonly startDraining: () => void }
   /** Headers that authenticate with the test key. */
   readonly auth: Readonly<Record<string, string>>
 }

@@ -1,0 +1,283 @@
+/**
+ * What the OpenAPI document generated from the HttpApi contract (Api.ts) gets wrong about the wire, and the
+ * transform that puts it right (`fixOpenApi`, the Api's `OpenApi.Transform`). Documentation only: nothing here
+ * changes what the gateway answers.
+ *
+ * - The framework declares a 400 "did not match the expected schema" on every route. A route whose input cannot
+ *   fail to decode (no body, no query; a path parameter that is any string) never answers it, so it is dropped
+ *   there; elsewhere the 400 says what really causes it, in OpenAI's envelope.
+ * - Schemas of Effect's own (`HttpApiDecodeError`, `Issue`, `PropertyKey`, `Int`, `Schema.Unknown`'s `$id`
+ *   markers, refinement titles such as `between(0, 2)`) are inlined or removed, and no component is left that
+ *   nothing refers to.
+ * - The response headers are documented: `x-request-id` on every answer; `x-llm-proxy-model`, `-provider` and
+ *   `-attempts` on chat successes; OpenAI's `x-ratelimit-*` on chat answers to a key with rpm or tpm limits;
+ *   `retry-after` where the gateway sends it.
+ * - Every route answers 503 `server_shutting_down` while the gateway drains after SIGTERM.
+ * - The chat endpoint also answers `text/event-stream`.
+ */
+
+type JsonObject = Record<string, unknown>
+
+const asObject = (value: unknown): JsonObject | undefined =>
+  typeof value === "object" && value !== null && !Array.isArray(value) ? (value as JsonObject) : undefined
+
+const errorResponseRef = { $ref: "#/components/schemas/ErrorResponse" }
+
+/** OpenAI's error envelope, the body of every non-2xx answer. */
+const errorResponseSchema = {
+  type: "object",
+  description: "OpenAI's error envelope",
+  required: ["error"],
+  properties: {
+    error: {
+      type: "object",
+      required: ["message", "type", "param", "code"],
+      properties: {
+        message: { type: "string" },
+        type: { type: "string", examples: ["invalid_request_error", "rate_limit_error", "upstream_error", "server_error"] },
+        param: { type: ["string", "null"] },
+        code: { type: ["string", "null"], examples: ["invalid_request", "model_not_found", "rate_limit_exceeded"] }
+      }
+    }
+  }
+}
+
+const eventStreamDoc = {
+  schema: {
+    type: "string",
+    description:
+      "Server-sent events: `data: <ChatCompletionChunk JSON>` frames, then `data: [DONE]`. A failure after the first frame is one `data: {\"error\":{...}}` frame and no [DONE]."
+  }
+}
+
+const rateLimitFigure = (kind: "requests" | "tokens", window: string) => ({
+  [`x-ratelimit-limit-${kind}`]: {
+    description: `The key's ${window} limit. Sent on chat answers to a key with that limit.`,
+    schema: { type: "integer", minimum: 0 }
+  },
+  [`x-ratelimit-remaining-${kind}`]: {
+    description: `What the key has left of its ${window} limit in the rolling 60 s window. Sent with the limit.`,
+    schema: { type: "integer", minimum: 0 }
+  },
+  [`x-ratelimit-reset-${kind}`]: {
+    description: `Time until the window admits one more, written as OpenAI does (\`12ms\`, \`1s\`, \`6m0s\`). Sent with the limit.`,
+    schema: { type: "string", examples: ["12ms", "1s", "6m0s"] }
+  }
+})
+
+/** `components.headers`: every response header the gateway documents. */
+const headerComponents: Readonly<Record<string, JsonObject>> = {
+  "x-request-id": {
+    description: "The request's id: the client's own `x-request-id` when it sent a sane one, else a fresh one. The access log and a 500's message carry it too.",
+    required: true,
+    schema: { type: "string" }
+  },
+  "x-llm-proxy-model": {
+    description: "The public model name that answered (after fallbacks; also the body's `model`).",
+    required: true,
+    schema: { type: "string" }
+  },
+  "x-llm-proxy-provider": {
+    description: "The provider kind of the deployment that answered: `openai`, `anthropic`, `gemini`, `mock`, or a library user's own.",
+    required: true,
+    schema: { type: "string", examples: ["openai", "anthropic", "gemini", "mock"] }
+  },
+  "x-llm-proxy-attempts": {
+    description: "Upstream calls made for this request, retries and fallbacks included.",
+    required: true,
+    schema: { type: "integer", minimum: 1 }
+  },
+  "x-accel-buffering": {
+    description: "`no` on a stream (`text/event-stream`): a reverse proxy such as nginx passes each event on at once.",
+    schema: { type: "string", enum: ["no"] }
+  },
+  ...rateLimitFigure("requests", "requests-per-minute (rpm)"),
+  ...rateLimitFigure("tokens", "tokens-per-minute (tpm)"),
+  "retry-after": {
+    description: "Seconds to wait before retrying.",
+    schema: { type: "integer", minimum: 1 }
+  }
+}
+
+const headerRef = (name: string) => ({ $ref: `#/components/headers/${name}` })
+const rateLimitHeaderNames = Object.keys(headerComponents).filter((name) => name.startsWith("x-ratelimit-"))
+const successHeaderNames = ["x-llm-proxy-model", "x-llm-proxy-provider", "x-llm-proxy-attempts", "x-accel-buffering"]
+
+const draining = "The gateway is draining after SIGTERM (`server_shutting_down`, with `Retry-After: 1`)"
+
+/** The answers of the chat endpoint whose generated description names only one of their causes. */
+const chatResponses: Readonly<Record<string, string>> = {
+  "200": "A chat completion (JSON), or with `stream: true` its chunks as server-sent events",
+  "400":
+    "Malformed JSON (`invalid_json`), a schema violation (`invalid_request`, `param` names the field), or the upstream refused the request (its message and code; `content_policy_violation` for its content policy)",
+  "404": "Unknown model, one the key may not use (`model_not_found`), or one the upstream does not know",
+  "429":
+    "A limit of the caller's key (rpm, tpm, max_parallel: `rate_limit_exceeded`; budget: `insufficient_quota`), or the upstream's rate limit or quota after retries. `Retry-After` is set, except for an exhausted upstream quota",
+  "503": `${draining}; the governance store unreachable with \`on_store_failure: closed\` (\`limits_unavailable\`, \`Retry-After: 1\`); or the upstream answered 503 after retries (\`upstream_unavailable\`)`
+}
+
+/** The 200 of each route: the generated text is the schema's name (or Effect's "a string"). */
+const successes: Readonly<Record<string, string>> = {
+  "get /health": "The process is alive (liveness); `uptime_seconds` since it started",
+  "get /ready": "The gateway can serve: its registry is loaded and its governance store answers",
+  "get /v1/models": "The public model names the key may use, in OpenAI's list shape",
+  "get /v1/models/{model}": "The model, in OpenAI's shape",
+  "get /v1/llm/models": "The original service's listing: each model with its provider and number of deployments",
+  "get /metrics": "Prometheus text exposition format 0.0.4",
+  "get /admin/keys": "Every virtual key with its models, limits and current figures (never a secret or a hash)",
+  "get /admin/usage": "Usage rows of the day"
+}
+
+/** `retry-after` on the chat endpoint, where not every cause of a status sends it. */
+const chatRetryAfter: Readonly<Record<string, string>> = {
+  "429":
+    "Seconds until the key's limit admits the request again (rpm/tpm: the window; max_parallel: 1; budget: the period's end), or the upstream's own delay. Absent when an upstream's quota is exhausted.",
+  "503": "1 while draining or while the governance store is unreachable; absent when the upstream answered 503."
+}
+
+/** The 400 of a route that takes input, by `method path` (the chat endpoint's is in `chatResponses`). */
+const badRequests: Readonly<Record<string, string>> = {
+  "get /admin/usage": "Invalid query: `day` is not YYYY-MM-DD, or a parameter was given more than once (`invalid_request`, `param` names it)"
+}
+
+/** Whether a parameter can fail to decode: a path segment matched as any string cannot. */
+const canFail = (parameter: JsonObject): boolean => {
+  if (parameter["in"] !== "path") return true
+  const schema = asObject(parameter["schema"]) ?? {}
+  return !(schema["type"] === "string" && Object.keys(schema).every((key) => key === "type" || key === "description"))
+}
+
+const takesInput = (operation: JsonObject): boolean =>
+  operation["requestBody"] !== undefined ||
+  (Array.isArray(operation["parameters"]) && operation["parameters"].some((parameter) => canFail(asObject(parameter) ?? {})))
+
+const setHeader = (response: JsonObject, name: string, header: JsonObject = headerRef(name)) => {
+  const headers = asObject(response["headers"]) ?? {}
+  headers[name] = header
+  response["headers"] = headers
+}
+
+const fixOperation = (key: string, operation: JsonObject) => {
+  const responses = asObject(operation["responses"]) ?? {}
+  operation["responses"] = responses
+  const isChat = key === "post /v1/chat/completions"
+
+  const ok = asObject(responses["200"])
+  if (ok !== undefined && successes[key] !== undefined) ok["description"] = successes[key]
+  const badRequest = asObject(responses["400"])
+  if (badRequest !== undefined && !takesInput(operation)) delete responses["400"]
+  else if (badRequest !== undefined) {
+    badRequest["content"] = { "application/json": { schema: errorResponseRef } }
+    badRequest["description"] = badRequests[key] ?? "The request did not decode (`invalid_request`, `param` names the field)"
+  }
+  const unavailable = asObject(responses["503"])
+  if (unavailable === undefined) responses["503"] = { description: draining, content: { "application/json": { schema: errorResponseRef } } }
+  else if (!String(unavailable["description"]).includes("draining")) unavailable["description"] = `${String(unavailable["description"])}; or: ${draining}`
+  if (isChat) {
+    for (const [status, description] of Object.entries(chatResponses)) {
+      const response = asObject(responses[status])
+      if (response !== undefined) response["description"] = description
+    }
+    const content = asObject(ok?.["content"])
+    if (content !== undefined) content["text/event-stream"] = eventStreamDoc
+  }
+
+  for (const [status, value] of Object.entries(responses)) {
+    const response = asObject(value)
+    if (response === undefined) continue
+    setHeader(response, "x-request-id")
+    if (!isChat) {
+      if (status === "503") setHeader(response, "retry-after", { ...headerComponents["retry-after"], description: "1: retry shortly.", required: true })
+      continue
+    }
+    if (status === "200") for (const name of successHeaderNames) setHeader(response, name)
+    // Sent with the answers the chat core gives a key with rpm or tpm limits (an upstream's 400 too), not with the
+    // edge's refusals before it.
+    if (!["401", "411", "413"].includes(status)) for (const name of rateLimitHeaderNames) setHeader(response, name)
+    const retryAfter = chatRetryAfter[status]
+    if (retryAfter !== undefined) setHeader(response, "retry-after", { ...headerComponents["retry-after"], description: retryAfter })
+  }
+}
+
+/** Effect's own names for refinements (`between(0, 2)`, `minLength(1)`, `int`, `unknown`): not for readers. */
+const isEffectTitle = (title: unknown): boolean => typeof title === "string" && /^(?:[a-zA-Z]+\(.*\)|int|unknown)$/.test(title)
+
+/** Inlines `$ref`s to the schemas in `inline`, and drops Effect's titles and `Schema.Unknown`'s `$id` markers. */
+const tidySchema = (node: unknown, inline: Readonly<Record<string, JsonObject>>): unknown => {
+  if (Array.isArray(node)) return node.map((item) => tidySchema(item, inline))
+  const object = asObject(node)
+  if (object === undefined) return node
+  const result: JsonObject = {}
+  const ref = object["$ref"]
+  const target = typeof ref === "string" ? inline[ref] : undefined
+  if (target !== undefined) {
+    for (const [key, value] of Object.entries(target)) if (key !== "title" && key !== "description") result[key] = tidySchema(value, inline)
+  }
+  for (const [key, value] of Object.entries(object)) {
+    if (target !== undefined && key === "$ref") continue
+    if (key === "$id" && value === "/schemas/unknown") continue
+    if (key === "title" && isEffectTitle(value)) continue
+    result[key] = tidySchema(value, inline)
+  }
+  return result
+}
+
+/** Every `#/components/schemas/…` name that `node` refers to. */
+const schemaRefs = (node: unknown, into: Set<string>): Set<string> => {
+  if (Array.isArray(node)) for (const item of node) schemaRefs(item, into)
+  const object = asObject(node)
+  if (object !== undefined) {
+    for (const [key, value] of Object.entries(object)) {
+      if (key === "$ref" && typeof value === "string" && value.startsWith("#/components/schemas/")) into.add(value.slice("#/components/schemas/".length))
+      else schemaRefs(value, into)
+    }
+  }
+  return into
+}
+
+/** Keeps only the component schemas the paths reach, directly or through other components. */
+const pruneSchemas = (spec: JsonObject, schemas: JsonObject) => {
+  const reached = schemaRefs(spec["paths"], new Set())
+  const pending = [...reached]
+  for (let name = pending.pop(); name !== undefined; name = pending.pop()) {
+    for (const next of schemaRefs(schemas[name], new Set())) {
+      if (!reached.has(next)) {
+        reached.add(next)
+        pending.push(next)
+      }
+    }
+  }
+  for (const name of Object.keys(schemas)) if (!reached.has(name)) delete schemas[name]
+}
+
+/** Effect's schemas that are inlined where they are used (their component goes with the pruning). */
+const inlinedSchemas = ["Int"]
+
+/** Makes the generated document true to the wire (see the module's comment). Mutates and returns `spec`. */
+export const fixOpenApi = (spec: JsonObject): JsonObject => {
+  const paths = asObject(spec["paths"]) ?? {}
+  for (const [path, item] of Object.entries(paths)) {
+    for (const [method, operation] of Object.entries(asObject(item) ?? {})) {
+      const object = asObject(operation)
+      if (object !== undefined) fixOperation(`${method} ${path}`, object)
+    }
+  }
+  const components = asObject(spec["components"]) ?? {}
+  spec["components"] = components
+  const schemas = asObject(components["schemas"]) ?? {}
+  components["schemas"] = schemas
+  schemas["ErrorResponse"] = errorResponseSchema
+  delete schemas["HttpApiDecodeError"]
+  delete schemas["Issue"]
+  delete schemas["PropertyKey"]
+  const inline: Record<string, JsonObject> = {}
+  for (const name of inlinedSchemas) {
+    const schema = asObject(schemas[name])
+    if (schema !== undefined) inline[`#/components/schemas/${name}`] = schema
+  }
+  spec["paths"] = tidySchema(paths, inline)
+  for (const [name, schema] of Object.entries(schemas)) schemas[name] = tidySchema(schema, inline)
+  pruneSchemas(spec, schemas)
+  components["headers"] = { ...headerComponents }
+  return spec
+}
