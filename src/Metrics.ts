@@ -28,6 +28,10 @@ class Family {
     return found
   }
   /** Adds to a counter, sets a gauge, or observes a histogram value. */
+  /** Moves a gauge by `delta` (up or down). */
+  add(delta: number, ...values: ReadonlyArray<string>) {
+    this.at(values).value += delta
+  }
   update(amount: number, ...values: ReadonlyArray<string>) {
     const series = this.at(values)
     if (this.type === "gauge") series.value = amount
@@ -80,10 +84,71 @@ export const configReloads = new Family("llm_proxy_config_reloads_total", "Regis
 /** Requests refused by a key's limit, by key and limit. */
 export const limitRefusals = new Family("llm_proxy_limit_refusals_total", "Requests refused by a key's limit, by key and limit", "counter", ["key", "limit"])
 
-const families: ReadonlyArray<Family> = [httpRequests, httpDuration, httpInFlight, upstreamAttempts, tokens, storeErrors, configReloads, limitRefusals]
+/** Time to first token: from a request's arrival to the first byte of content written, for streams. */
+export const timeToFirstToken = new Family(
+  "llm_proxy_time_to_first_token_seconds",
+  "Time from a streamed request's arrival to the first byte of content written to the client",
+  "histogram",
+  ["model", "provider"],
+  [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120]
+)
+
+/** Time per output token: a stream's duration after its first token, divided by its completion tokens. */
+export const timePerOutputToken = new Family(
+  "llm_proxy_time_per_output_token_seconds",
+  "A stream's duration after its first token divided by its completion tokens",
+  "histogram",
+  ["model", "provider"],
+  [0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1]
+)
+
+/** One upstream attempt's duration (for a stream: until its first chunk). */
+export const upstreamDuration = new Family(
+  "llm_proxy_upstream_duration_seconds",
+  "Duration of each upstream attempt (streams: until the first chunk), by public model and provider",
+  "histogram",
+  ["model", "provider"],
+  [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600]
+)
+
+/** The gateway's own time: a request's duration minus the time spent waiting on upstreams (streams: until the first byte). */
+export const overhead = new Family(
+  "llm_proxy_overhead_seconds",
+  "Request time minus the time spent waiting on upstreams (streams: up to the first byte), by route",
+  "histogram",
+  ["route"],
+  [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]
+)
+
+/** Streams being written to clients now. */
+export const streamsActive = new Family("llm_proxy_streams_active", "Streams being written to clients now", "gauge", [])
+
+/** Retries of a deployment after a retryable failure, by public model. */
+export const retries = new Family("llm_proxy_retries_total", "Upstream retries after a retryable failure, by public model", "counter", ["model"])
+
+/** Fallbacks from one public model to another. */
+export const fallbacks = new Family("llm_proxy_fallbacks_total", "Fallbacks from one public model to another", "counter", ["from", "to"])
+
+const families: ReadonlyArray<Family> = [
+  httpRequests,
+  httpDuration,
+  httpInFlight,
+  upstreamAttempts,
+  tokens,
+  storeErrors,
+  configReloads,
+  limitRefusals,
+  timeToFirstToken,
+  timePerOutputToken,
+  upstreamDuration,
+  overhead,
+  streamsActive,
+  retries,
+  fallbacks
+]
 
 /** The routes counted by name; anything else is `other`, so that scanners cannot grow the label set. */
-const knownRoutes = new Set(["/health", "/metrics", "/v1/models", "/v1/llm/models", "/v1/chat/completions", "/openapi.json", "/docs", "/admin/keys", "/admin/usage"])
+const knownRoutes = new Set(["/health", "/metrics", "/v1/models", "/v1/llm/models", "/v1/chat/completions", "/openapi.json", "/docs", "/admin/keys", "/admin/usage", "/ready"])
 
 /** The route label of a request path: the path itself when known, `/v1/models/{model}`, or `other`. */
 export const routeOf = (url: string): string => {

@@ -21,6 +21,7 @@ import type { Deployment } from "../Router/Registry.js"
 import { Router } from "../Router/Router.js"
 import type { RoutedStream, Served } from "../Router/Router.js"
 import { Timer } from "../Timer.js"
+import type { RequestRecord } from "./RequestRecord.js"
 
 /** Response headers the answer carries whatever it is: OpenAI's rate-limit headers for a key with rpm or tpm. */
 export type AnswerHeaders = Readonly<Record<string, string>>
@@ -38,8 +39,11 @@ export class ChatFailure extends Data.TaggedError("ChatFailure")<{ readonly erro
 
 /** The chat core service. */
 export interface ChatCoreService {
-  /** Admits, routes and accounts one request: a JSON completion, or a committed stream when `stream: true`. */
-  readonly chat: (request: ChatCompletionRequest, caller: Caller) => Effect.Effect<ChatAnswer, ChatFailure>
+  /**
+   * Admits, routes and accounts one request: a JSON completion, or a committed stream when `stream: true`. `record`,
+   * when given, gets what the request did (key, model, provider, attempts, upstream time, tokens).
+   */
+  readonly chat: (request: ChatCompletionRequest, caller: Caller, record?: RequestRecord) => Effect.Effect<ChatAnswer, ChatFailure>
 }
 
 export class ChatCore extends Context.Tag("llm-proxy/ChatCore")<ChatCore, ChatCoreService>() {}
@@ -129,6 +133,13 @@ const accountedSource = (source: ChunkSource, onEnd: (usage: Usage | undefined, 
   }
 }
 
+/** Which deployment served, into the request's record. */
+const served = (record: RequestRecord | undefined, routed: Served) => {
+  if (record === undefined) return
+  record.provider = String(routed.deployment.providerKind)
+  record.attempts = routed.attempts
+}
+
 /** The same committed stream over another source (its Stream view derived from it). */
 const withSource = (routed: RoutedStream, source: ChunkSource): RoutedStream => ({
   ...routed,
@@ -162,7 +173,7 @@ export const make = Effect.gen(function* () {
     })
 
   /** Records one request's usage in the background: its answer never waits for the store. */
-  const record = (lease: string | undefined, usage: UsageRecord) => {
+  const finish = (lease: string | undefined, usage: UsageRecord) => {
     runFork(store.finish(lease, usage).pipe(Effect.catchAll(storeFailed("finish"))))
   }
 
@@ -172,7 +183,9 @@ export const make = Effect.gen(function* () {
     caller: Caller,
     request: ChatCompletionRequest,
     deployment: Deployment,
-    completionTexts: ReadonlyArray<string>
+    completionTexts: ReadonlyArray<string>,
+    record: RequestRecord | undefined,
+    endedAt?: number
   ) => {
     const prompt = promptTexts(request)
     runFork(
@@ -190,6 +203,7 @@ export const make = Effect.gen(function* () {
         ),
         Effect.flatMap(({ completionTokens, promptTokens }) => {
           Metrics.recordUsage(deployment.name, { prompt_tokens: promptTokens, completion_tokens: completionTokens })
+          noteTokens(record, deployment, promptTokens, completionTokens, endedAt)
           return store.finish(lease, {
             keyId: caller.id,
             model: request.model,
@@ -203,9 +217,28 @@ export const make = Effect.gen(function* () {
     )
   }
 
-  const recordUsage = (lease: string | undefined, caller: Caller, request: ChatCompletionRequest, deployment: Deployment, usage: Usage) => {
+  /** A finished request's tokens: in its record, and (streams) its time per output token. */
+  const noteTokens = (record: RequestRecord | undefined, deployment: Deployment, prompt: number, completion: number, endedAt?: number) => {
+    if (record === undefined) return
+    record.promptTokens = prompt
+    record.completionTokens = completion
+    if (endedAt !== undefined && record.firstByteAt !== undefined && completion > 0) {
+      Metrics.timePerOutputToken.update((endedAt - record.firstByteAt) / 1000 / completion, deployment.name, String(deployment.providerKind))
+    }
+  }
+
+  const recordUsage = (
+    lease: string | undefined,
+    caller: Caller,
+    request: ChatCompletionRequest,
+    deployment: Deployment,
+    usage: Usage,
+    record: RequestRecord | undefined,
+    endedAt?: number
+  ) => {
     Metrics.recordUsage(deployment.name, usage)
-    record(lease, {
+    noteTokens(record, deployment, usage.prompt_tokens, usage.completion_tokens, endedAt)
+    finish(lease, {
       keyId: caller.id,
       model: request.model,
       promptTokens: usage.prompt_tokens,
@@ -219,7 +252,7 @@ export const make = Effect.gen(function* () {
    * cannot grow them with names of its own.
    */
   const recordRequest = (lease: string | undefined, caller: Caller, model: string) =>
-    record(lease, {
+    finish(lease, {
       keyId: caller.id,
       model: registry.current().lookup(model) === undefined ? "(unknown)" : model,
       promptTokens: 0,
@@ -241,7 +274,8 @@ export const make = Effect.gen(function* () {
     request: ChatCompletionRequest,
     caller: Caller,
     lease: string | undefined,
-    headers: AnswerHeaders
+    headers: AnswerHeaders,
+    record: RequestRecord | undefined
   ): Effect.Effect<ChatAnswer, ChatFailure> => {
     const stopRenewing = keepAlive(caller, lease)
     const failed = (error: ChatError) => {
@@ -250,7 +284,7 @@ export const make = Effect.gen(function* () {
       return new ChatFailure({ error, headers })
     }
     if (request.stream === true) {
-      return Effect.matchCauseEffect(router.stream(withUsageAsked(request)), {
+      return Effect.matchCauseEffect(router.stream(withUsageAsked(request), record), {
         onFailure: (cause) => {
           const failure = Cause.failureOption(cause)
           if (failure._tag === "Some") return Effect.fail(failed(failure.value))
@@ -259,16 +293,18 @@ export const make = Effect.gen(function* () {
           return Effect.failCause(cause as Cause.Cause<never>)
         },
         onSuccess: (routed) => {
+          served(record, routed)
           const source = accountedSource(routed.source, (usage, delivered) => {
             stopRenewing()
-            if (usage !== undefined) recordUsage(lease, caller, request, routed.deployment, usage)
-            else recordCounted(lease, caller, request, routed.deployment, delivered)
+            const endedAt = performance.now()
+            if (usage !== undefined) recordUsage(lease, caller, request, routed.deployment, usage, record, endedAt)
+            else recordCounted(lease, caller, request, routed.deployment, delivered, record, endedAt)
           })
           return Effect.succeed<ChatAnswer>({ _tag: "Stream", stream: withSource(routed, source), headers })
         }
       })
     }
-    return Effect.matchCauseEffect(router.complete(request), {
+    return Effect.matchCauseEffect(router.complete(request, record), {
       onFailure: (cause) => {
         const failure = Cause.failureOption(cause)
         if (failure._tag === "Some") return Effect.fail(failed(failure.value))
@@ -278,15 +314,16 @@ export const make = Effect.gen(function* () {
       },
       onSuccess: (routed) => {
         stopRenewing()
+        served(record, routed)
         const { completion, deployment } = routed
-        if (completion.usage !== undefined) recordUsage(lease, caller, request, deployment, completion.usage)
+        if (completion.usage !== undefined) recordUsage(lease, caller, request, deployment, completion.usage, record)
         else {
           const texts: Array<string> = []
           for (const choice of completion.choices) {
             if (typeof choice.message.content === "string") texts.push(choice.message.content)
             for (const call of choice.message.tool_calls ?? []) texts.push(call.function.name, call.function.arguments)
           }
-          recordCounted(lease, caller, request, deployment, texts)
+          recordCounted(lease, caller, request, deployment, texts, record)
         }
         return Effect.succeed<ChatAnswer>({ _tag: "Completion", completion, served: routed, headers })
       }
@@ -294,7 +331,7 @@ export const make = Effect.gen(function* () {
   }
 
   /** Admission on the store, for a virtual key: its limits, one atomic step. */
-  const admitted = (request: ChatCompletionRequest, caller: Caller, onStoreFailure: "open" | "closed") => {
+  const admitted = (request: ChatCompletionRequest, caller: Caller, onStoreFailure: "open" | "closed", record: RequestRecord | undefined) => {
     const key = caller.key!
     return Effect.matchEffect(store.admit(key.id, key.limits), {
       onFailure: (error) =>
@@ -302,11 +339,11 @@ export const make = Effect.gen(function* () {
           storeFailed("admit")(error),
           onStoreFailure === "closed"
             ? Effect.fail(new ChatFailure({ error: new LimitsUnavailable(), headers: noHeaders }))
-            : serve(request, caller, undefined, noHeaders)
+            : serve(request, caller, undefined, noHeaders, record)
         ),
       onSuccess: (admission: Admission) => {
         const headers = rateLimitHeaders(admission.figures)
-        if (admission._tag === "Admitted") return serve(request, caller, admission.lease, headers)
+        if (admission._tag === "Admitted") return serve(request, caller, admission.lease, headers, record)
         Metrics.limitRefusals.update(1, key.id, admission.limit)
         recordRequest(undefined, caller, request.model)
         const value = admission.limit === "budget" ? key.limits.budget?.usd : admission.limit === "max_parallel" ? key.limits.maxParallel : key.limits[admission.limit]
@@ -320,15 +357,19 @@ export const make = Effect.gen(function* () {
     })
   }
 
-  const chat = (request: ChatCompletionRequest, caller: Caller): Effect.Effect<ChatAnswer, ChatFailure> =>
+  const chat = (request: ChatCompletionRequest, caller: Caller, record?: RequestRecord): Effect.Effect<ChatAnswer, ChatFailure> =>
     Effect.suspend(() => {
       const current = registry.current()
+      if (record !== undefined) {
+        record.keyId = caller.id
+        record.model = request.model
+      }
       if (!mayUse(caller, request.model)) {
         recordRequest(undefined, caller, request.model)
         return Effect.fail(new ChatFailure({ error: new ModelNotFound({ model: request.model }), headers: noHeaders }))
       }
-      if (caller.key === undefined) return serve(request, caller, undefined, noHeaders)
-      return admitted(request, caller, current.settings.limits.on_store_failure)
+      if (caller.key === undefined) return serve(request, caller, undefined, noHeaders, record)
+      return admitted(request, caller, current.settings.limits.on_store_failure, record)
     })
 
   return { chat }

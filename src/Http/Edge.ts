@@ -7,6 +7,7 @@ import { Either, ParseResult, Schema } from "effect"
 import { InvalidRequest, LengthRequired, PayloadTooLarge } from "../Errors.js"
 import { ChatCompletionRequest } from "../OpenAi/Schemas.js"
 import { nestsDeeperThan } from "../Providers/Upstream/Transport.js"
+import type { RequestRecord } from "../Core/RequestRecord.js"
 import type { Served } from "../Router/Router.js"
 
 /** Request headers as Node and the platform both hold them (lower-case names). */
@@ -116,3 +117,18 @@ export const routingHeaders = (served: Served): Record<string, string> => ({
   "x-llm-proxy-provider": String(served.deployment.providerKind),
   "x-llm-proxy-attempts": String(served.attempts)
 })
+
+/**
+ * An access-log line's annotations: `base` (method, path, status, duration, request id) and what the request did,
+ * when it reached the chat core — never a body, never a secret.
+ */
+export const accessFields = (record: RequestRecord | undefined, base: Record<string, unknown>): Record<string, unknown> => {
+  if (record === undefined || record.model === undefined) return base
+  const fields: Record<string, unknown> = { ...base, key: record.keyId, model: record.model, upstreamMs: Math.round(record.upstreamMs) }
+  if (record.provider !== undefined) fields["provider"] = record.provider
+  if (record.attempts > 0) fields["attempts"] = record.attempts
+  if (record.promptTokens !== undefined) fields["promptTokens"] = record.promptTokens
+  if (record.completionTokens !== undefined) fields["completionTokens"] = record.completionTokens
+  if (record.firstByteAt !== undefined) fields["ttftMs"] = Math.round(record.firstByteAt - record.arrivedAt)
+  return fields
+}

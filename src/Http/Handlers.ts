@@ -7,6 +7,9 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect, Layer, Stream } from "effect"
 import { ProxyConfig } from "../Config.js"
 import { ChatCore } from "../Core/Chat.js"
+import { CurrentRecord } from "../Core/RequestRecord.js"
+import type { RequestRecord } from "../Core/RequestRecord.js"
+import * as Metrics from "../Metrics.js"
 import type { ChatAnswer } from "../Core/Chat.js"
 import { within } from "../Providers/Deadline.js"
 import { Forbidden, LimitsUnavailable, ModelNotFound, NotReady } from "../Errors.js"
@@ -93,7 +96,7 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
     const core = yield* ChatCore
     const config = yield* ProxyConfig
 
-    const respond = (answer: ChatAnswer, includeUsage: boolean) =>
+    const respond = (answer: ChatAnswer, includeUsage: boolean, record: RequestRecord | undefined) =>
       Effect.gen(function* () {
         if (answer._tag === "Completion") {
           return HttpServerResponse.text(JSON.stringify(answer.completion), {
@@ -109,15 +112,37 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
         const bounded = routed.chunks.pipe(
           Stream.interruptWhen(within(Effect.never, deadline))
         )
-        return HttpServerResponse.stream(Sse.encode(bounded, { includeUsage, requestId: yield* RequestId, keepaliveMs: config.sseKeepaliveMs }), {
+        const model = routed.deployment.name
+        const provider = String(routed.deployment.providerKind)
+        let first = true
+        const body = Sse.encode(bounded, { includeUsage, requestId: yield* RequestId, keepaliveMs: config.sseKeepaliveMs }).pipe(
+          Stream.tap(() =>
+            Effect.sync(() => {
+              if (!first) return
+              first = false
+              const now = performance.now()
+              if (record !== undefined) record.firstByteAt = now
+              Metrics.timeToFirstToken.update((now - (record?.arrivedAt ?? now)) / 1000, model, provider)
+            })
+          ),
+          (framed) =>
+            Stream.acquireRelease(Effect.sync(() => Metrics.streamsActive.add(1)), () => Effect.sync(() => Metrics.streamsActive.add(-1))).pipe(
+              Stream.flatMap(() => framed)
+            )
+        )
+        return HttpServerResponse.stream(body, {
           contentType: "text/event-stream",
           headers: { ...answer.headers, ...Sse.sseHeaders, ...routingHeaders(routed) }
         })
       })
 
     return handlers.handle("create", ({ payload }) =>
-      Effect.flatMap(CurrentCaller, (caller) => core.chat(payload, caller)).pipe(
-        Effect.flatMap((answer) => respond(answer, payload.stream === true && payload.stream_options?.include_usage === true)),
+      Effect.gen(function* () {
+        const caller = yield* CurrentCaller
+        const record = yield* CurrentRecord
+        const answer = yield* core.chat(payload, caller, record)
+        return yield* respond(answer, payload.stream === true && payload.stream_options?.include_usage === true, record)
+      }).pipe(
         Effect.catchAll((failure) => Effect.succeed(errorResponse(failure.error, failure.headers)))
       )
     )

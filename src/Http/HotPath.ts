@@ -12,11 +12,14 @@ import { Cause, Effect, Exit, LogLevel, Runtime } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { ProxyConfig } from "../Config.js"
 import { ChatCore } from "../Core/Chat.js"
+import { newRecord } from "../Core/RequestRecord.js"
+import type { RequestRecord } from "../Core/RequestRecord.js"
+import * as Metrics from "../Metrics.js"
 import type { ChatAnswer, ChatFailure } from "../Core/Chat.js"
 import { InternalError, ShuttingDown, Unauthorized } from "../Errors.js"
 import { Authenticator } from "./Auth.js"
 import type { Caller } from "./Auth.js"
-import { bodyProblem, decodeChatRequest, hostProblem, pathOf, requestIdOf, routingHeaders } from "./Edge.js"
+import { accessFields, bodyProblem, decodeChatRequest, hostProblem, pathOf, requestIdOf, routingHeaders } from "./Edge.js"
 import { writeError } from "./Errors.js"
 import { Lifecycle } from "./Lifecycle.js"
 import { sseHeaders, writeSse } from "./Sse.js"
@@ -62,18 +65,26 @@ export const make = Effect.gen(function* () {
   const logDefect = (cause: Cause.Cause<unknown>, requestId: string) =>
     runFork(Effect.logError("unhandled failure", cause).pipe(Effect.annotateLogs("requestId", requestId)))
 
-  /** The access log line the HttpApi app writes for its routes (the path, never the query), 499 for a client that left. */
-  const logAccess = (request: IncomingMessage, response: ServerResponse, requestId: string, started: number) =>
+  /**
+   * At the end of a request: the gateway's own time (its duration, or for a stream its time to first byte, minus the
+   * time spent waiting on upstreams), and its access-log line (the path, never the query; 499 for a client that
+   * left) with what the request did.
+   */
+  const onEnd = (request: IncomingMessage, response: ServerResponse, requestId: string, record: RequestRecord) =>
     response.once("close", () => {
+      const endedAt = performance.now()
+      const untilMs = (record.firstByteAt ?? endedAt) - record.arrivedAt
+      Metrics.overhead.update(Math.max(0, untilMs - record.upstreamMs) / 1000, chatPath)
+      if (!accessLog) return
       runFork(
         Effect.logInfo("Sent HTTP response").pipe(
-          Effect.annotateLogs({
+          Effect.annotateLogs(accessFields(record, {
             "http.method": "POST",
             "http.path": pathOf(request.url ?? chatPath),
             "http.status": response.writableFinished ? response.statusCode : 499,
-            durationMs: Math.round(performance.now() - started),
+            durationMs: Math.round(endedAt - record.arrivedAt),
             requestId
-          })
+          }))
         )
       )
     })
@@ -87,7 +98,7 @@ export const make = Effect.gen(function* () {
     writeError(response, new InternalError({ requestId }))
   }
 
-  const answered = (answer: ChatAnswer, includeUsage: boolean, response: ServerResponse, requestId: string) => {
+  const answered = (answer: ChatAnswer, includeUsage: boolean, response: ServerResponse, requestId: string, record: RequestRecord) => {
     if (answer._tag === "Completion") {
       if (response.destroyed) return
       const json = JSON.stringify(answer.completion)
@@ -103,6 +114,8 @@ export const make = Effect.gen(function* () {
     const routed = answer.stream
     if (response.destroyed) return routed.source.close()
     response.writeHead(200, { ...answer.headers, ...sseHeaders, ...routingHeaders(routed), "content-type": "text/event-stream" })
+    Metrics.streamsActive.add(1)
+    response.once("close", () => Metrics.streamsActive.add(-1))
     writeSse(
       routed.source,
       {
@@ -111,18 +124,22 @@ export const make = Effect.gen(function* () {
         logDefect: (cause) => logDefect(cause, requestId),
         onTerminate: lifecycle.onTerminate,
         deadline: routed.deadline,
-        keepalive: { everyMs: config.sseKeepaliveMs, timer: routed.deadline.timer }
+        keepalive: { everyMs: config.sseKeepaliveMs, timer: routed.deadline.timer },
+        onFirstWrite: () => {
+          record.firstByteAt = performance.now()
+          Metrics.timeToFirstToken.update((record.firstByteAt - record.arrivedAt) / 1000, routed.deployment.name, String(routed.deployment.providerKind))
+        }
       },
       response
     )
   }
 
-  const answer = (text: string, response: ServerResponse, requestId: string, caller: Caller) => {
+  const answer = (text: string, response: ServerResponse, requestId: string, caller: Caller, record: RequestRecord) => {
     const decoded = decodeChatRequest(text)
     if (decoded._tag === "Left") return writeError(response, decoded.left)
     const chat = decoded.right
     const includeUsage = chat.stream === true && chat.stream_options?.include_usage === true
-    const fiber = runFork(withRequestId(core.chat(chat, caller), requestId))
+    const fiber = runFork(withRequestId(core.chat(chat, caller, record), requestId))
     const onClose = () => {
       if (!response.writableEnded) fiber.unsafeInterruptAsFork(fiber.id())
     }
@@ -130,7 +147,7 @@ export const make = Effect.gen(function* () {
     fiber.addObserver((exit) => {
       response.off("close", onClose)
       try {
-        if (Exit.isSuccess(exit)) answered(exit.value, includeUsage, response, requestId)
+        if (Exit.isSuccess(exit)) answered(exit.value, includeUsage, response, requestId, record)
         else failed(exit.cause, response, requestId)
       } catch (thrown) {
         if (Exit.isSuccess(exit) && exit.value._tag === "Stream") exit.value.stream.source.close()
@@ -143,9 +160,10 @@ export const make = Effect.gen(function* () {
   return (request: IncomingMessage, response: ServerResponse): boolean => {
     if (!isChatRequest(request)) return false
     const requestId = requestIdOf(request.headers)
+    const record = newRecord()
     try {
       response.setHeader("x-request-id", requestId)
-      if (accessLog) logAccess(request, response, requestId, performance.now())
+      onEnd(request, response, requestId, record)
       const rejection = lifecycle.isDraining()
         ? new ShuttingDown()
         : (hostProblem(request.httpVersion, request.headers) ?? bodyProblem("POST", request.headers, maxBodyBytes))
@@ -160,7 +178,7 @@ export const make = Effect.gen(function* () {
       }
       readBody(request, (text) => {
         try {
-          answer(text, response, requestId, caller)
+          answer(text, response, requestId, caller, record)
         } catch (thrown) {
           logDefect(Cause.die(thrown), requestId)
           writeError(response, new InternalError({ requestId }))

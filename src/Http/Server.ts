@@ -19,7 +19,9 @@ import { Forbidden, InternalError, LimitsUnavailable, MethodNotAllowed, NotReady
 import { Api } from "./Api.js"
 import * as Auth from "./Auth.js"
 import * as Docs from "./Docs.js"
-import { bodyProblem, hasBody, hostProblem, invalidRequestOf, parseJsonBody, pathOf, requestIdOf, unparsableBody } from "./Edge.js"
+import { CurrentRecord, newRecord } from "../Core/RequestRecord.js"
+import type { RequestRecord } from "../Core/RequestRecord.js"
+import { accessFields, bodyProblem, hasBody, hostProblem, invalidRequestOf, parseJsonBody, pathOf, requestIdOf, unparsableBody } from "./Edge.js"
 import type { DecodeIssue } from "./Edge.js"
 import { errorResponse } from "./Errors.js"
 import type { GatewayError } from "./Errors.js"
@@ -35,7 +37,7 @@ const isDecodeError = (error: unknown): error is { readonly _tag: "HttpApiDecode
 const servedRoutes: ReadonlyArray<{ readonly pattern: RegExp; readonly methods: ReadonlyArray<string> }> = (() => {
   const byPath = new Map<string, Set<string>>([
     ["/openapi.json", new Set(["GET"])],
-    ["/docs", new Set(["GET"])]
+    ...Docs.paths.map((path) => [path, new Set(["GET"])] as const)
   ])
   HttpApi.reflect(Api, {
     onGroup: () => {},
@@ -100,21 +102,24 @@ const labelledAsJson = (request: HttpServerRequest.HttpServerRequest): HttpServe
     ? request.modify({ headers: { ...request.headers, "content-type": "application/json" } })
     : request
 
-/** One access-log line per request: method, path (never the query: it may carry a key), status, duration, id. */
-const accessLogged = (app: HttpApp.Default, request: HttpServerRequest.HttpServerRequest, requestId: string): HttpApp.Default => {
-  const started = performance.now()
-  return Effect.onExit(app, (exit) =>
+/**
+ * One access-log line per request: method, path (never the query: it may carry a key), status, duration, id, and
+ * what a chat request did (its record), as far as it is known when the response is handed over.
+ */
+const accessLogged = (app: HttpApp.Default, request: HttpServerRequest.HttpServerRequest, requestId: string, record: RequestRecord): HttpApp.Default =>
+  Effect.onExit(app, (exit) =>
     Effect.logInfo("Sent HTTP response").pipe(
-      Effect.annotateLogs({
-        "http.method": request.method,
-        "http.path": pathOf(request.url),
-        "http.status": Exit.isSuccess(exit) ? exit.value.status : Exit.isInterrupted(exit) ? 499 : 500,
-        durationMs: Math.round(performance.now() - started),
-        requestId
-      })
+      Effect.annotateLogs(
+        accessFields(record, {
+          "http.method": request.method,
+          "http.path": pathOf(request.url),
+          "http.status": Exit.isSuccess(exit) ? exit.value.status : Exit.isInterrupted(exit) ? 499 : 500,
+          durationMs: Math.round(performance.now() - record.arrivedAt),
+          requestId
+        })
+      )
     )
   )
-}
 
 /**
  * The edge around every request of the Api: request id, drain gate, body limit, and the access log when `Info`
@@ -136,11 +141,13 @@ export const makeEdge: Effect.Effect<(app: HttpApp.Default) => HttpApp.Default, 
             bodyProblem(request.method, request.headers, config.maxBodyBytes))
         // One request object for the edge and the app: its body text is read once and cached on it.
         const labelled = labelledAsJson(request)
+        const record = newRecord()
         const served = app.pipe(
           // The app writes its own response: a pre-response handler is how a header reaches it.
           HttpApp.withPreResponseHandler((_request, response) => Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId))),
           Effect.provideService(HttpServerRequest.HttpServerRequest, labelled),
-          Effect.provideService(RequestId, requestId)
+          Effect.provideService(RequestId, requestId),
+          Effect.provideService(CurrentRecord, record)
         )
         const refused = (error: GatewayError) => Effect.succeed(HttpServerResponse.setHeader(errorResponse(error), "x-request-id", requestId))
         const answered =
@@ -154,7 +161,7 @@ export const makeEdge: Effect.Effect<(app: HttpApp.Default) => HttpApp.Default, 
                   return Option.isSome(problem) ? refused(problem.value) : served
                 })
               : served
-        return (accessLog ? accessLogged(answered, request, requestId) : answered).pipe(Effect.annotateLogs("requestId", requestId))
+        return (accessLog ? accessLogged(answered, request, requestId, record) : answered).pipe(Effect.annotateLogs("requestId", requestId))
       })
   }
 )

@@ -114,6 +114,8 @@ export interface SseOptions extends EncodeOptions {
    * close a stream whose model thinks for minutes; `undefined` or 0: none.
    */
   readonly keepalive?: { readonly everyMs: number; readonly timer: TimerService }
+  /** Called once, when the first frame of content is written (time to first token). */
+  readonly onFirstWrite?: () => void
 }
 
 /** The comment line a stream writes when it has been silent too long; every SSE client ignores it. */
@@ -148,6 +150,7 @@ export const writeSse = (source: ChunkSource, options: SseOptions, response: Sse
   let cancelDeadline = () => {}
   let cancelKeepalive = () => {}
   let lastWrite = 0
+  let wroteContent = false
   const stop = () => {
     if (ended) return
     ended = true
@@ -176,6 +179,10 @@ export const writeSse = (source: ChunkSource, options: SseOptions, response: Sse
       const text = framesOf(take, options.includeUsage)
       // An empty batch (e.g. only usage nobody asked for) writes nothing: take the next one.
       if (text.length === 0) continue
+      if (!wroteContent) {
+        wroteContent = true
+        options.onFirstWrite?.()
+      }
       lastWrite = keepaliveTimer?.now() ?? 0
       if (!response.write(text)) {
         response.once("drain", pump)

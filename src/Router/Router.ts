@@ -3,6 +3,7 @@
  * for streams, the commit point (the first upstream chunk is in hand before the client sees a 200).
  */
 import { Cause, Context, Duration, Effect, Exit, Layer, Random, Schedule, Stream } from "effect"
+import type { RequestRecord } from "../Core/RequestRecord.js"
 import { ModelNotFound } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
@@ -50,8 +51,10 @@ export interface RoutedStream extends Served {
 export class Router extends Context.Tag("llm-proxy/Router")<
   Router,
   {
-    readonly complete: (request: ChatCompletionRequest) => Effect.Effect<RoutedCompletion, ModelNotFound | ProviderError>
-    readonly stream: (request: ChatCompletionRequest) => Effect.Effect<RoutedStream, ModelNotFound | ProviderError>
+    /** One completion; `record`, when given, gets the attempts and the time spent on upstreams. */
+    readonly complete: (request: ChatCompletionRequest, record?: RequestRecord) => Effect.Effect<RoutedCompletion, ModelNotFound | ProviderError>
+    /** One stream, committed at its first chunk; `record` as for `complete`. */
+    readonly stream: (request: ChatCompletionRequest, record?: RequestRecord) => Effect.Effect<RoutedStream, ModelNotFound | ProviderError>
   }
 >() {}
 
@@ -157,17 +160,29 @@ const firstSuccess = <A>(
   deadline: number,
   cooldowns: Cooldowns,
   timer: TimerService,
-  attempt: (deployment: Deployment) => Effect.Effect<A, ProviderError>
+  attempt: (deployment: Deployment) => Effect.Effect<A, ProviderError>,
+  record: RequestRecord | undefined
 ): Effect.Effect<{ readonly value: A; readonly deployment: Deployment; readonly attempts: number }, ProviderError> =>
   Effect.suspend(() => {
     let attempts = 0
+    let attemptStarted = 0
     type Found = { readonly value: A; readonly deployment: Deployment; readonly attempts: number }
     const tryFrom = (index: number): Effect.Effect<Found, ProviderError> => {
       const deployment = candidates[index]!
-      const outcome = (result: string) =>
-        Metrics.upstreamAttempts.update(1, deployment.name, String(deployment.providerKind), result)
+      const provider = String(deployment.providerKind)
+      /** One attempt ended: its outcome counted, its duration observed and added to the request's upstream time. */
+      const outcome = (result: string) => {
+        const elapsedMs = performance.now() - attemptStarted
+        Metrics.upstreamAttempts.update(1, deployment.name, provider, result)
+        Metrics.upstreamDuration.update(elapsedMs / 1000, deployment.name, provider)
+        if (record !== undefined) {
+          record.upstreamMs += elapsedMs
+          record.attempts = attempts
+        }
+      }
       const call = Effect.suspend(() => {
         attempts++
+        attemptStarted = performance.now()
         return attempt(deployment)
       })
       // The success path is one match, not a chain of taps: it runs on every request.
@@ -179,7 +194,9 @@ const firstSuccess = <A>(
       const gaveUp = (error: ProviderError): Effect.Effect<Found, ProviderError> => {
         if (!isFallbackWorthy(error)) return Effect.fail(error)
         cooldowns.failed(deployment, timer.now())
-        return index + 1 < candidates.length
+        const next = candidates[index + 1]
+        if (next !== undefined && next.name !== deployment.name) Metrics.fallbacks.update(1, deployment.name, next.name)
+        return next !== undefined
           ? Effect.logDebug("falling back").pipe(
               Effect.annotateLogs({ from: deployment.name, reason: error.reason }),
               Effect.zipRight(tryFrom(index + 1))
@@ -193,7 +210,10 @@ const firstSuccess = <A>(
             outcome(error.reason)
             return Effect.matchEffect(driver.next(error), {
               onFailure: () => gaveUp(error),
-              onSuccess: () => Effect.matchEffect(call, { onSuccess: succeeded, onFailure: afterFailure })
+              onSuccess: () => {
+                Metrics.retries.update(1, deployment.name)
+                return Effect.matchEffect(call, { onSuccess: succeeded, onFailure: afterFailure })
+              }
             })
           }
           return afterFailure(firstError)
@@ -280,7 +300,11 @@ const makeRouting = (registry: Registry, timer: TimerService) => {
   const deadlineIn = (ms: number, onTimeout: () => ProviderError): Deadline => ({ at: timer.now() + ms, timer, onTimeout })
 
   /** Orders the candidates for the request's model and tries them; no attempt starts past the request's deadline. */
-  const route = <A>(request: ChatCompletionRequest, attempt: (deployment: Deployment, remainingMs: number) => Effect.Effect<A, ProviderError>) =>
+  const route = <A>(
+    request: ChatCompletionRequest,
+    record: RequestRecord | undefined,
+    attempt: (deployment: Deployment, remainingMs: number) => Effect.Effect<A, ProviderError>
+  ) =>
     Effect.suspend(() => {
       const now = timer.now()
       const deadline = now + requestMs
@@ -289,24 +313,25 @@ const makeRouting = (registry: Registry, timer: TimerService) => {
           Effect.suspend(() => {
             const remainingMs = deadline - timer.now()
             return remainingMs <= 0 ? Effect.fail(requestTimeout()) : attempt(deployment, remainingMs)
-          })
+          }),
+          record
         ).pipe(Effect.map((result) => ({ ...result, deadline })))
       )
     })
 
   // Plain generators, not Effect.fn: a named Effect.fn captures a stack trace per call, measurable per request.
-  const complete = (request: ChatCompletionRequest) =>
+  const complete = (request: ChatCompletionRequest, record?: RequestRecord) =>
     Effect.gen(function* () {
-      const result = yield* route(request, (deployment, remainingMs) =>
+      const result = yield* route(request, record, (deployment, remainingMs) =>
         deployment.provider.complete(forDeployment(request, deployment), deadlineIn(remainingMs, requestTimeout))
       )
       const completion = withValidUsage(result.value)
       return { completion: renamed(completion, result.deployment.name), deployment: result.deployment, attempts: result.attempts }
     })
 
-  const stream = (request: ChatCompletionRequest) =>
+  const stream = (request: ChatCompletionRequest, record?: RequestRecord) =>
     Effect.gen(function* () {
-      const result = yield* route(request, (deployment, remainingMs) => {
+      const result = yield* route(request, record, (deployment, remainingMs) => {
         // Waiting for the first token ends at first_token_ms, or sooner at the request's deadline.
         const deadline =
           remainingMs < firstTokenMs
@@ -399,8 +424,8 @@ export const make = Effect.gen(function* () {
     return generation.routing
   }
   return {
-    complete: (request: ChatCompletionRequest) => Effect.suspend(() => routing().complete(request)),
-    stream: (request: ChatCompletionRequest) => Effect.suspend(() => routing().stream(request))
+    complete: (request: ChatCompletionRequest, record?: RequestRecord) => Effect.suspend(() => routing().complete(request, record)),
+    stream: (request: ChatCompletionRequest, record?: RequestRecord) => Effect.suspend(() => routing().stream(request, record))
   }
 })
 
