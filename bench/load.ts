@@ -31,6 +31,12 @@ class Samples {
   }
 }
 
+const statusCounts = (result: autocannon.Result): Record<string, number> => {
+  const counts: Record<string, number> = {}
+  for (const [status, stats] of Object.entries(result.statusCodeStats ?? {})) counts[status] = stats.count ?? 0
+  return counts
+}
+
 const runLoad = (job: LoadJob): Promise<JobResult> =>
   new Promise((resolve, reject) => {
     const latencies = new Samples()
@@ -67,7 +73,8 @@ const runLoad = (job: LoadJob): Promise<JobResult> =>
           mismatches: result.mismatches,
           reqPerSec: ok / durationS,
           latencyMs: summarize(latencies.view()),
-          loaderCpuS: cpuSeconds() - cpuBefore
+          loaderCpuS: cpuSeconds() - cpuBefore,
+          ...(job.countStatuses === true ? { statuses: statusCounts(result) } : {})
         })
       }
     )

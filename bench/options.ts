@@ -13,6 +13,10 @@ export interface Options {
   readonly largeCount: number
   readonly build: boolean
   readonly quick: boolean
+  /** `--governance`: the keyed (memory and Redis) and WORKERS=2 scenarios of the proxy (bench/governance.ts). */
+  readonly governance: boolean
+  /** The Redis of the keyed-Redis scenario (`--redis-url`, default redis://127.0.0.1:6379). */
+  readonly redisUrl: string
 }
 
 const usage = `usage: npm run bench -- [options]
@@ -23,7 +27,11 @@ const usage = `usage: npm run bench -- [options]
   --only LIST          comma-separated targets among direct, proxy, peer
   --profile            also CPU-profile the proxy during a c=50 non-stream run (bench/results/profiles)
   --probe-count N      streams in the time-to-first-token probe (default 100; --quick: 15)
-  --no-build           use the existing dist/ instead of running npm run build`
+  --no-build           use the existing dist/ instead of running npm run build
+  --governance         also measure the proxy with a key (rpm + tpm + max_parallel) on the memory store and on
+                       Redis, and with WORKERS=2, against the keyless proxy (a second table)
+  --redis-url URL      the Redis of --governance (default redis://127.0.0.1:6379); the bench writes under a
+                       REDIS_KEY_PREFIX of its own and deletes those keys at the end`
 
 export const parseOptions = (argv: ReadonlyArray<string>): Options => {
   const value = (name: string): string | undefined => {
@@ -40,7 +48,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`${name} must be a positive number, got "${text}"`)
     return parsed
   }
-  const known = new Set(["--peer", "--duration", "--repeats", "--quick", "--only", "--profile", "--probe-count", "--no-build", "--help", "-h"])
+  const known = new Set(["--peer", "--duration", "--repeats", "--quick", "--only", "--profile", "--probe-count", "--no-build", "--governance", "--redis-url", "--help", "-h"])
   for (const arg of argv) {
     if (arg.startsWith("-") && !known.has(arg)) throw new Error(`unknown option ${arg}\n${usage}`)
   }
@@ -63,6 +71,9 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
   if (onlyText !== undefined && onlyText.includes("peer") && peerName === undefined) {
     throw new Error("--only peer needs --peer portkey")
   }
+  const governance = argv.includes("--governance")
+  if (governance && !only.has("proxy")) throw new Error("--governance measures the proxy: leave proxy in --only")
+  if (!governance && argv.includes("--redis-url")) throw new Error("--redis-url is for --governance")
   return {
     peer: peerName,
     durationS: positive("--duration", quick ? 3 : 10),
@@ -73,6 +84,8 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     probeCount: Math.round(positive("--probe-count", quick ? 15 : 100)),
     largeCount: quick ? 30 : 50,
     build: !argv.includes("--no-build"),
-    quick
+    quick,
+    governance,
+    redisUrl: value("--redis-url") ?? "redis://127.0.0.1:6379"
   }
 }

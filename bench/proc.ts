@@ -26,6 +26,36 @@ export const cpuSecondsOf = (pid: number): number => {
   }
 }
 
+/** The processes whose parent is `pid` (e.g. the workers a node:cluster primary forked); empty without /proc. */
+export const childPidsOf = (pid: number): ReadonlyArray<number> => {
+  const children: Array<number> = []
+  try {
+    for (const entry of readdirSync("/proc")) {
+      if (!/^\d+$/.test(entry)) continue
+      try {
+        const stat = readFileSync(`/proc/${entry}/stat`, "utf8")
+        // Field 4, after the state, is the parent's pid.
+        const parent = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1])
+        if (parent === pid) children.push(Number(entry))
+      } catch {
+        // exited between the listing and the read
+      }
+    }
+  } catch {
+    // no /proc
+  }
+  return children
+}
+
+/** CPU seconds of `pid`, or 0 when it is gone (a worker that exited during a run). */
+export const cpuSecondsOrZero = (pid: number): number => {
+  try {
+    return cpuSecondsOf(pid)
+  } catch {
+    return 0
+  }
+}
+
 /** Resident set size and its high-water mark, in MB. */
 export const memoryOf = (pid: number): { readonly rssMb: number; readonly hwmMb: number } => {
   try {

@@ -49,8 +49,11 @@ export const tasksetWorks = (() => {
 })()
 
 /** `command` prefixed with `taskset -c <core>` where that works. */
-export const pinned = (core: number, command: ReadonlyArray<string>): ReadonlyArray<string> =>
-  tasksetWorks ? ["taskset", "-c", String(core), ...command] : command
+export const pinned = (core: number, command: ReadonlyArray<string>): ReadonlyArray<string> => pinnedTo(String(core), command)
+
+/** `command` prefixed with `taskset -c <cores>` (a list such as "0-1") where that works; forked children inherit it. */
+export const pinnedTo = (cores: string, command: ReadonlyArray<string>): ReadonlyArray<string> =>
+  tasksetWorks ? ["taskset", "-c", cores, ...command] : command
 
 /** The node flags of `npm start` (e.g. `--max-semi-space-size=2`): the proxy is measured as users run it. */
 export const startNodeFlags = (): ReadonlyArray<string> => {

@@ -14,6 +14,8 @@ export interface LoadJob extends HttpTarget {
   readonly durationS: number
   /** Count a 2xx response whose body lacks `data: [DONE]` as a mismatch (a stream that broke off). */
   readonly expectSseDone?: boolean
+  /** Return how many responses had each status code (`statuses`), e.g. to tell 429s from other failures. */
+  readonly countStatuses?: boolean
 }
 
 /** Sequential streamed requests, timing the response headers and the first `data:` frame. */
@@ -47,6 +49,8 @@ export interface LoadResult {
   readonly latencyMs: LatencySummary
   /** CPU time the load generator itself used during the run, in seconds. */
   readonly loaderCpuS: number
+  /** Responses by status code, when the job asked for them (`countStatuses`). */
+  readonly statuses?: Readonly<Record<string, number>>
 }
 
 export interface ProbeResult {

@@ -3,6 +3,8 @@ import { execFileSync } from "node:child_process"
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs"
 import { availableParallelism, cpus, release, totalmem } from "node:os"
 import { join } from "node:path"
+import { governanceRows, governanceTable } from "./governance.js"
+import type { GovernanceReport } from "./governance.js"
 import { failures } from "./measure.js"
 import type { RunSample, ScenarioName, TargetReport } from "./measure.js"
 import type { Options } from "./options.js"
@@ -212,10 +214,12 @@ export interface BenchOutcome {
   readonly started: Date
   readonly reports: Partial<Record<TargetName, TargetReport>>
   readonly profile: ProfileSummary | undefined
+  /** `--governance` only. */
+  readonly governance?: GovernanceReport | undefined
 }
 
 /** Prints the table (and which targets failed or ran disturbed) and writes it, with every sample, to bench/results. */
-export const publishReport = ({ options, machine, started, reports, profile }: BenchOutcome): void => {
+export const publishReport = ({ options, machine, started, reports, profile, governance }: BenchOutcome): void => {
   const rows = buildRows(reports)
   const shown = new Set(targetOrder.filter((name) => reports[name] !== undefined && reports[name]?.error === undefined))
   const table = renderTable(rows, shown)
@@ -230,11 +234,22 @@ export const publishReport = ({ options, machine, started, reports, profile }: B
   for (const report of Object.values(reports)) {
     if (report.error !== undefined) console.log(`\n${report.name} FAILED: ${report.error}`)
   }
-  const disturbed = Object.values(reports).flatMap((report) =>
-    Object.entries(report.runs).flatMap(([scenario, runs]) =>
-      runs.filter((run) => (run.otherCpuPercent ?? 0) >= 10).map((run) => `${report.name} ${scenario} (${(run.otherCpuPercent ?? 0).toFixed(0)}%)`)
+  const governanceRowList = governance === undefined ? undefined : governanceRows(governance)
+  const secondTable = governance === undefined || governanceRowList === undefined ? undefined : governanceTable(governance, governanceRowList)
+  if (governance !== undefined && secondTable !== undefined) {
+    console.log(`\n### governance (--governance): llm-proxy with a key, on Redis, with WORKERS=2\n\n${secondTable}`)
+    for (const [part, error] of Object.entries(governance.errors)) console.log(`\ngovernance ${part} FAILED: ${error}`)
+  }
+  const disturbed = [
+    ...Object.values(reports).flatMap((report) =>
+      Object.entries(report.runs).flatMap(([scenario, runs]) =>
+        runs.filter((run) => (run.otherCpuPercent ?? 0) >= 10).map((run) => `${report.name} ${scenario} (${(run.otherCpuPercent ?? 0).toFixed(0)}%)`)
+      )
+    ),
+    ...Object.entries(governance?.runs ?? {}).flatMap(([scenario, runs]) =>
+      runs.filter((run) => (run.otherCpuPercent ?? 0) >= 10).map((run) => `governance ${scenario} (${(run.otherCpuPercent ?? 0).toFixed(0)}%)`)
     )
-  )
+  ]
   if (disturbed.length > 0) {
     console.log(`\nWARNING: other processes used ≥ 10% of a core during: ${disturbed.join(", ")}; those numbers are disturbed.`)
   }
@@ -256,7 +271,8 @@ export const publishReport = ({ options, machine, started, reports, profile }: B
           proxyOverPeer: row.ratios ? row.proxy / row.peer : null
         })),
         table,
-        profile
+        profile,
+        ...(governance === undefined ? {} : { governance: { ...governance, rows: governanceRowList, table: secondTable } })
       },
       (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value),
       2

@@ -11,9 +11,14 @@
  * processes outside the benchmark during a run, e.g. tests running alongside; runs with ≥ 10 % are listed
  * in a warning under the table).
  *
+ * `--governance` adds a second table (bench/governance.ts): the proxy with a key (rpm + tpm + max_parallel) on
+ * the memory store and on Redis, and with WORKERS=2, against the keyless proxy.
+ *
  *   npm run bench -- [--peer portkey] [--duration S] [--repeats N] [--quick] [--only direct,proxy,peer]
- *                    [--profile] [--probe-count N] [--no-build]
+ *                    [--profile] [--probe-count N] [--no-build] [--governance] [--redis-url URL]
  */
+import { brokenSamples, runGovernance } from "./governance.js"
+import type { GovernanceReport } from "./governance.js"
 import { Loader } from "./loader.js"
 import { measureTarget } from "./measure.js"
 import type { TargetReport } from "./measure.js"
@@ -68,6 +73,9 @@ const main = async () => {
     }
   }
 
+  let governance: GovernanceReport | undefined
+  if (options.governance) governance = await runGovernance(backend, loader, work, options)
+
   let profile: ProfileSummary | undefined
   if (options.profile) {
     try {
@@ -80,9 +88,12 @@ const main = async () => {
   await loader.stop()
   await stopChild(backend.child)
 
-  publishReport({ options, machine, started, reports, profile })
+  publishReport({ options, machine, started, reports, profile, governance })
   const failedTargets = Object.values(reports).filter((report) => report.error !== undefined)
-  process.exitCode = failedTargets.length > 0 ? 1 : 0
+  // --governance measures with limits that never refuse and a store that answers: a failure, a 429 or a store
+  // error there means the figures are not what they claim, like a part that could not run.
+  const governanceFailed = governance !== undefined && (Object.keys(governance.errors).length > 0 || brokenSamples(governance) > 0)
+  process.exitCode = failedTargets.length > 0 || governanceFailed ? 1 : 0
 }
 
 main().catch((error: unknown) => {

@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process"
 import { existsSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { rootDir } from "./paths.js"
-import { freePort, pinned, spawnTracked, startNodeFlags, stopChild, tail, tsxCommand, waitForHttp, waitForMessage } from "./processes.js"
+import { freePort, pinned, pinnedTo, spawnTracked, startNodeFlags, stopChild, tail, tsxCommand, waitForHttp, waitForMessage } from "./processes.js"
 
 export type TargetName = "direct" | "proxy" | "peer"
 
@@ -76,15 +76,30 @@ export const buildProxy = () => {
   if (result.status !== 0) throw new Error(`npm run build failed (exit ${String(result.status)})`)
 }
 
-const proxyKey = "bench-key"
+/** The proxy's INTERNAL_API_KEY: the operator's key, keyless (no limits, no admission). */
+export const proxyKey = "bench-key"
+
+/** How a proxy started for `--governance` differs from the one the main table measures. */
+export interface ProxyVariant {
+  /** Lines appended to the registry file, e.g. a `keys:` section. */
+  readonly registryLines?: ReadonlyArray<string>
+  /**
+   * Environment of this proxy on top of the default one. WORKERS, REDIS_URL and REDIS_KEY_PREFIX are taken
+   * from here only (never inherited from the shell), so that a variant measures what it says.
+   */
+  readonly env?: Readonly<Record<string, string>>
+  /** taskset core list (default "0"). */
+  readonly cores?: string
+}
 
 export const startProxy = async (
   backend: Upstream,
   work: string,
   extraNodeArgs: ReadonlyArray<string> = [],
-  tag = "proxy"
-): Promise<RunningTarget & { readonly child: ChildProcess }> => {
-  const configFile = join(work, "registry.yaml")
+  tag = "proxy",
+  variant?: ProxyVariant
+): Promise<RunningTarget & { readonly child: ChildProcess; readonly origin: string }> => {
+  const configFile = join(work, variant === undefined ? "registry.yaml" : `registry-${tag}.yaml`)
   writeFileSync(
     configFile,
     [
@@ -95,6 +110,7 @@ export const startProxy = async (
       "  - name: bench-ttft",
       "    provider: openai",
       `    base_url: ${backend.origin}${ttftPath}/v1`,
+      ...(variant?.registryLines ?? []),
       ""
     ].join("\n")
   )
@@ -102,17 +118,22 @@ export const startProxy = async (
   const logFile = join(work, `${tag}.log`)
   const entry = join(rootDir, "dist", "main.js")
   if (!existsSync(entry)) throw new Error(`${entry} does not exist: build the proxy first`)
-  const child = spawnTracked(pinned(0, [process.execPath, ...startNodeFlags(), ...extraNodeArgs, entry]), {
+  const inherited: NodeJS.ProcessEnv = { ...process.env }
+  if (variant !== undefined) {
+    for (const name of ["WORKERS", "REDIS_URL", "REDIS_KEY_PREFIX"]) delete inherited[name]
+  }
+  const child = spawnTracked(pinnedTo(variant?.cores ?? "0", [process.execPath, ...startNodeFlags(), ...extraNodeArgs, entry]), {
     name: tag,
     logFile,
     env: {
-      ...process.env,
+      ...inherited,
       NODE_ENV: "production",
       INTERNAL_API_KEY: proxyKey,
       LOG_LEVEL: "warn",
       PORT: String(port),
       HOST: "127.0.0.1",
-      CONFIG_FILE: configFile
+      CONFIG_FILE: configFile,
+      ...variant?.env
     }
   })
   const origin = `http://127.0.0.1:${port}`
@@ -121,6 +142,7 @@ export const startProxy = async (
     name: "proxy",
     label: "llm-proxy",
     child,
+    origin,
     pid: child.pid ?? -1,
     upstreamPid: backend.child.pid,
     endpoint: (shape) => ({
