@@ -12,8 +12,13 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
+# /docs serves the standalone bundle of the development dependency @scalar/api-reference, which holds all it
+# needs (the package's ~290 dependencies are for its Vue components): keep its manifest and that one file
+# through the prune, and nothing else of it.
 RUN npm run build \
- && npm prune --omit=dev --no-audit --no-fund
+ && tar -cf /tmp/scalar.tar node_modules/@scalar/api-reference/package.json node_modules/@scalar/api-reference/dist/browser/standalone.js \
+ && npm prune --omit=dev --no-audit --no-fund \
+ && tar -xf /tmp/scalar.tar && rm /tmp/scalar.tar
 
 # ---- runtime: compiled code and production dependencies only, as the unprivileged `node` user ------------
 FROM ${NODE_IMAGE} AS runtime

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import Ajv2020Module from "ajv/dist/2020.js"
 import { Effect } from "effect"
-import { scalarVersion } from "../../src/Http/Docs.js"
+import { scalarBundle } from "../../src/Http/Docs.js"
 import { startGateway } from "../support/Gateway.js"
 import type { RunningGateway } from "../support/Gateway.js"
 
@@ -186,16 +186,20 @@ describe("GET /docs", () => {
 })
 
 describe("GET /docs page", () => {
-  it.scopedLive("embeds the served OpenAPI document and loads the pinned Scalar release, not an inlined bundle", () =>
+  it.scopedLive("embeds the served OpenAPI document and loads the Scalar bundle from the gateway itself, not a CDN or an inlined copy", () =>
     Effect.gen(function* () {
       const gateway = yield* startGateway()
       const docs = yield* fetchText(gateway, "/docs")
       const served = yield* fetchText(gateway, "/openapi.json")
-      const embedded = /<script id="api-reference" type="application\/json">(.*?)<\/script>/s.exec(docs.text)?.[1]
+      const embedded = /<script id="api-reference" type="application\/json"[^>]*>(.*?)<\/script>/s.exec(docs.text)?.[1]
       expect(embedded).toBeDefined()
       expect(JSON.parse(embedded ?? "null")).toEqual(JSON.parse(served.text))
-      expect(docs.text).toContain(`@scalar/api-reference@${scalarVersion}/dist/browser/standalone.min.js`)
-      // the page stays small: the ~6 MB bundle is fetched by the browser, not held by the gateway
+      // the package is installed (a devDependency): the page loads its bundle from the gateway's own versioned URL
+      expect(scalarBundle?.version).toBe("1.39.3")
+      const scripts = [...docs.text.matchAll(/<script[^>]*\ssrc="([^"]*)"/g)].map((match) => match[1])
+      expect(scripts).toEqual([`/docs/scalar-api-reference-${scalarBundle?.version}.js`])
+      expect(docs.text).not.toMatch(/https?:\/\//)
+      // the page stays small: the ~3 MB bundle is a separate, cacheable file
       expect(docs.text.length).toBeLessThan(200_000)
     }))
 })
