@@ -62,8 +62,11 @@ const notFoundBody: Buffer = Buffer.from(
   JSON.stringify({ error: { message: "not found", type: "invalid_request_error", param: null, code: "not_found" } })
 )
 
-/** The frames of one stream: role + first token, tokens, then an empty delta with the finish reason. */
-const streamFrames = (chunks: number): ReadonlyArray<Buffer> => {
+/**
+ * The frames of one stream: role + first token, tokens, then an empty delta with the finish reason; with
+ * `usage`, the usage-only chunk (`choices: []`) before `[DONE]`, as OpenAI sends it for `include_usage`.
+ */
+const streamFrames = (chunks: number, usage: boolean): ReadonlyArray<Buffer> => {
   const count = Math.max(1, chunks)
   const frames: Array<Buffer> = []
   for (let index = 0; index < count; index++) {
@@ -78,6 +81,18 @@ const streamFrames = (chunks: number): ReadonlyArray<Buffer> => {
       choices: [{ index: 0, delta, logprobs: null, finish_reason: last ? "stop" : null }]
     }
     frames.push(Buffer.from(`data: ${JSON.stringify(chunk)}\n\n`))
+  }
+  if (usage) {
+    const usageChunk = {
+      id: "chatcmpl-bench",
+      object: "chat.completion.chunk",
+      created,
+      model: modelName,
+      system_fingerprint: "fp_bench",
+      choices: [],
+      usage: { prompt_tokens: 12, completion_tokens: count, total_tokens: 12 + count }
+    }
+    frames.push(Buffer.from(`data: ${JSON.stringify(usageChunk)}\n\n`))
   }
   frames.push(Buffer.from("data: [DONE]\n\n"))
   return frames
@@ -102,19 +117,22 @@ const shapePattern = /^\/bench\/c(\d{1,5})-d(\d{1,6})(\/.*)$/
 
 const streamRequested = (body: Buffer): boolean => /"stream"\s*:\s*true/.test(body.toString("latin1"))
 
+/** Whether a stream request asks for usage (`stream_options.include_usage`), as OpenAI then sends it. */
+const usageRequested = (body: Buffer): boolean => /"include_usage"\s*:\s*true/.test(body.toString("latin1"))
+
 /** Starts the upstream; resolves once it listens. */
 export const startUpstream = (options: UpstreamOptions = {}): Promise<RunningUpstream> => {
   const shapes = new Map<string, StreamShape>()
-  const shapeFor = (chunks: number, delayMs: number): StreamShape => {
-    const key = `${chunks}:${delayMs}`
+  const shapeFor = (chunks: number, delayMs: number, usage: boolean): StreamShape => {
+    const key = `${chunks}:${delayMs}:${usage}`
     const known = shapes.get(key)
     if (known !== undefined) return known
-    const frames = streamFrames(chunks)
+    const frames = streamFrames(chunks, usage)
     const shape = { delayMs, frames, whole: Buffer.concat(frames) }
     shapes.set(key, shape)
     return shape
   }
-  const defaultShape = shapeFor(options.chunks ?? 20, options.delayMs ?? 0)
+  const defaultShape = (usage: boolean) => shapeFor(options.chunks ?? 20, options.delayMs ?? 0, usage)
 
   const sendStream = (response: ServerResponse, shape: StreamShape) => {
     response.writeHead(200, streamHeaders)
@@ -152,8 +170,9 @@ export const startUpstream = (options: UpstreamOptions = {}): Promise<RunningUps
     const rawPath = (request.url ?? "/").split("?")[0] ?? "/"
     const match = shapePattern.exec(rawPath)
     const path = match?.[3] ?? rawPath
-    const shape = match === null ? defaultShape : shapeFor(Number(match[1]), Number(match[2]))
     if (request.method === "POST" && path === "/v1/chat/completions") {
+      const usage = usageRequested(body)
+      const shape = match === null ? defaultShape(usage) : shapeFor(Number(match[1]), Number(match[2]), usage)
       if (streamRequested(body)) sendStream(response, shape)
       else response.writeHead(200, jsonHeaders(completionBody)).end(completionBody)
       return

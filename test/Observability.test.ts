@@ -33,7 +33,7 @@ describe("latency metrics and the access log", () => {
         }
       })
       const broken = yield* startUpstream("openai", [OpenAi.error(503, "busy", { type: "server_error" })])
-      const healthy = yield* startUpstream("openai", [sse(OpenAi.streamFrames(["one", " two", " three"], { usage: { prompt_tokens: 4, completion_tokens: 3 } }), { gapMs: 20 })])
+      const healthy = yield* startUpstream("openai", [sse(OpenAi.streamFrames(["one", " two", " three"], { usage: { prompt_tokens: 4, completion_tokens: 3, total_tokens: 7 } }), { gapMs: 20 })])
       const registry = registryFromDocument({
         models: [deploymentOf("primary", broken, { fallbacks: ["backup"] }), deploymentOf("backup", healthy)],
         settings: { retry: { max_retries: 1, initial_delay_ms: 1, max_delay_ms: 2 } }

@@ -209,7 +209,8 @@ export const make = Effect.gen(function* () {
             model: request.model,
             promptTokens,
             completionTokens,
-            spendUsd: spendOf(deployment, promptTokens, completionTokens)
+            spendUsd: spendOf(deployment, promptTokens, completionTokens),
+            countInWindows: !caller.operator
           })
         }),
         Effect.catchAll(storeFailed("finish"))
@@ -243,7 +244,8 @@ export const make = Effect.gen(function* () {
       model: request.model,
       promptTokens: usage.prompt_tokens,
       completionTokens: usage.completion_tokens,
-      spendUsd: spendOf(deployment, usage.prompt_tokens, usage.completion_tokens)
+      spendUsd: spendOf(deployment, usage.prompt_tokens, usage.completion_tokens),
+      countInWindows: !caller.operator
     })
   }
 
@@ -257,7 +259,8 @@ export const make = Effect.gen(function* () {
       model: registry.current().lookup(model) === undefined ? "(unknown)" : model,
       promptTokens: 0,
       completionTokens: 0,
-      spendUsd: 0
+      spendUsd: 0,
+      countInWindows: !caller.operator
     })
 
   /** Keeps a lease alive while its request runs; returns how to stop. */

@@ -160,8 +160,8 @@ export const make = (options?: StoreOptions): Effect.Effect<MemoryStoreService> 
       if (lease !== undefined) keys.get(usage.keyId)?.leases.delete(lease)
       const tokens = usage.promptTokens + usage.completionTokens
       const spend = toNanoUsd(usage.spendUsd)
-      if (tokens > 0) addTo(stateOf(usage.keyId).tokens, Math.floor(nowMs / 1000), tokens)
-      if (spend !== 0) {
+      if (tokens > 0 && usage.countInWindows) addTo(stateOf(usage.keyId).tokens, Math.floor(nowMs / 1000), tokens)
+      if (spend !== 0 && usage.countInWindows) {
         const state = stateOf(usage.keyId)
         dropPastPeriods(state, nowMs)
         addTo(state.spendNano, periodName("daily", nowMs), spend)

@@ -217,7 +217,7 @@ export const make = (options: RedisStoreOptions): Effect.Effect<StoreService, ne
       const nowMs = timer.now()
       const dayKeys = usageKeys(prefix, utcDay(nowMs))
       const expireAtMs = (Math.floor(nowMs / dayMs) + usageRetentionDays + 1) * dayMs
-      const keySide = lease !== undefined || tokens > 0 || spendNano !== 0
+      const keySide = lease !== undefined || (usage.countInWindows && (tokens > 0 || spendNano !== 0))
       // Both scripts are sent at once: one round trip.
       return Effect.asVoid(
         call("finish", () =>
@@ -226,7 +226,7 @@ export const make = (options: RedisStoreOptions): Effect.Effect<StoreService, ne
               ? run(
                   Scripts.finishKey,
                   [keys.tokens, keys.leases, keys.spend],
-                  [windowSeconds, lease ?? "", tokens, spendNano, spendMarginMs]
+                  [windowSeconds, lease ?? "", usage.countInWindows ? tokens : 0, usage.countInWindows ? spendNano : 0, spendMarginMs]
                 )
               : undefined,
             run(

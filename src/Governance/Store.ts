@@ -64,6 +64,11 @@ export interface UsageRecord {
   readonly promptTokens: number
   readonly completionTokens: number
   readonly spendUsd: number
+  /**
+   * Whether the tokens and spend also count in the key's windows and budget periods. False for the operator key,
+   * which has no limits: only its usage row is written (on Redis: one script, not two).
+   */
+  readonly countInWindows: boolean
 }
 
 /** A key's current figures, for `GET /admin/keys`. */

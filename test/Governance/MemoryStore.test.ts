@@ -92,7 +92,7 @@ describe("MemoryStore on a controlled clock", () => {
         Effect.gen(function* () {
           const daily: KeyLimits = { budget: { usd: 1, period: "daily" } }
           const monthly: KeyLimits = { budget: { usd: 1, period: "monthly" } }
-          yield* store.finish(undefined, { keyId: "k", model: "m", promptTokens: 0, completionTokens: 0, spendUsd: 1 })
+          yield* store.finish(undefined, { keyId: "k", model: "m", promptTokens: 0, completionTokens: 0, spendUsd: 1, countInWindows: true })
           expect(tagOf(yield* store.admit("k", daily))).toBe("budget")
           expect(yield* store.admit("k", monthly)).toMatchObject({ limit: "budget", retryAfterMs: 1000 + 86_400_000 })
           yield* TestClock.adjust(999)
@@ -119,7 +119,8 @@ describe("MemoryStore on a controlled clock", () => {
               model: "m",
               promptTokens: 5,
               completionTokens: 5,
-              spendUsd: 0
+              spendUsd: 0,
+              countInWindows: true
             })
           }
         }
@@ -127,7 +128,7 @@ describe("MemoryStore on a controlled clock", () => {
         yield* TestClock.adjust(Math.max(61_000, leaseTtlMs) + 1)
         expect((yield* store.size).keys).toBe(0)
         // spend keeps a key only until its month is over (May 17 → 27 → June 6)
-        yield* store.finish(undefined, { keyId: "spender", model: "m", promptTokens: 0, completionTokens: 0, spendUsd: 1 })
+        yield* store.finish(undefined, { keyId: "spender", model: "m", promptTokens: 0, completionTokens: 0, spendUsd: 1, countInWindows: true })
         yield* TestClock.adjust(10 * 86_400_000)
         expect((yield* store.size).keys).toBe(1)
         yield* TestClock.adjust(10 * 86_400_000)
@@ -141,7 +142,7 @@ describe("MemoryStore on a controlled clock", () => {
       Effect.gen(function* () {
         const firstDay = new Date(start).toISOString().slice(0, 10)
         for (let day = 0; day < 120; day++) {
-          yield* store.finish(undefined, { keyId: "k", model: "m", promptTokens: 1, completionTokens: 0, spendUsd: 0 })
+          yield* store.finish(undefined, { keyId: "k", model: "m", promptTokens: 1, completionTokens: 0, spendUsd: 0, countInWindows: true })
           yield* TestClock.adjust(86_400_000)
         }
         expect((yield* store.size).usageDays).toBe(90)

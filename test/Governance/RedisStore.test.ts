@@ -78,7 +78,7 @@ describe("RedisStore", () => {
         if (admission._tag !== "Admitted") throw new Error("not admitted")
         yield* store.renew(keyId, admission.lease)
         yield* store.admit(keyId, {})
-        yield* store.finish(admission.lease, { keyId, model: "m", promptTokens: 3, completionTokens: 4, spendUsd: 0.01 })
+        yield* store.finish(admission.lease, { keyId, model: "m", promptTokens: 3, completionTokens: 4, spendUsd: 0.01, countInWindows: true })
         const keys = yield* withRedis(async (redis) => {
           const names = await keysUnder(redis, layoutPrefix)
           return Promise.all(names.map(async (name) => ({ name, pttl: await redis.pttl(name) })))
@@ -173,7 +173,7 @@ return out`
         const server = yield* ownRedis(port)
         const store = yield* RedisStore.make({ ...options, url: `redis://127.0.0.1:${port}` })
         const key = freshKey("outage")
-        const usage = { keyId: key, model: "m", promptTokens: 1, completionTokens: 1, spendUsd: 0.01 }
+        const usage = { keyId: key, model: "m", promptTokens: 1, completionTokens: 1, spendUsd: 0.01, countInWindows: true }
 
         yield* expectStoreError(store.admit(key, { rpm: 100 }))
         yield* expectStoreError(store.ping)

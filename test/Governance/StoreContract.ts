@@ -39,6 +39,7 @@ const usageOf = (keyId: string, fields: Partial<UsageRecord> = {}): UsageRecord 
   promptTokens: 0,
   completionTokens: 0,
   spendUsd: 0,
+  countInWindows: true,
   ...fields
 })
 
@@ -232,6 +233,20 @@ export const storeContract = (harness: Harness) =>
         expect(refused(yield* store.admit(key, limits)).limit).toBe("rpm")
         yield* store.finish(undefined, usageOf(key, { spendUsd: 0.001 }))
         expect(refused(yield* store.admit(key, limits)).limit).toBe("budget")
+      })
+    )
+
+    harness.test("usage that does not count in windows (the operator's) writes its row and nothing else", (context) =>
+      Effect.gen(function* () {
+        const [store] = context.stores
+        const key = freshKey("operatorlike")
+        yield* store.finish(undefined, usageOf(key, { promptTokens: 40, completionTokens: 2, spendUsd: 3, countInWindows: false }))
+        const day = today(yield* context.now)
+        expect(yield* store.usage(day, key)).toEqual([
+          { key, model: "gpt-test", requests: 1, prompt_tokens: 40, completion_tokens: 2, spend_usd: 3 }
+        ])
+        const figures = yield* store.figures(key, { tpm: 100, budget: { usd: 10, period: "daily" } })
+        expect(figures).toMatchObject({ tokensLastMinute: 0, spendThisPeriodUsd: 0 })
       })
     )
 
