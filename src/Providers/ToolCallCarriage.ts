@@ -79,25 +79,40 @@ const decodePayload = (kind: "g" | "a", payload: string): Carried | undefined =>
   return Either.isRight(decoded) ? { kind: "anthropic", thinkingBlocks: decoded.right.b } : undefined
 }
 
+interface Parts {
+  readonly base: string
+  readonly kind: "g" | "a"
+  readonly head: string
+  readonly payload: string
+  readonly check: string
+}
+
+/** The parts of an id of the carriage's shape, checked for shape only. */
+const split = (id: string): Parts | undefined => {
+  if (id.length > maxCarriedIdChars) return undefined
+  const last = id.lastIndexOf(".")
+  const second = last > 0 ? id.lastIndexOf(".", last - 1) : -1
+  const third = second > 0 ? id.lastIndexOf(".", second - 1) : -1
+  if (third <= 0) return undefined
+  const tag = id.slice(third + 1, second)
+  if (tag !== `${version}g` && tag !== `${version}a`) return undefined
+  const payload = id.slice(second + 1, last)
+  const check = id.slice(last + 1)
+  if (check.length !== checkChars || !base64url.test(check) || payload.length === 0 || !base64url.test(payload)) return undefined
+  return { base: id.slice(0, third), kind: tag === `${version}g` ? "g" : "a", head: id.slice(0, last), payload, check }
+}
+
+/** The upstream's own id within an id the gateway may have issued (the whole id when it carries nothing). */
+export const baseOf = (id: string): string => split(id)?.base ?? id
+
 /**
  * Reads an id a client sent back. An id without the marker is all base; one with the marker loses it (the
  * upstream never sees the carriage) and yields its carriage only when every check passes.
  */
 export const uncarry = (id: string): Uncarried => {
-  if (id.length > maxCarriedIdChars) return { base: id }
-  const last = id.lastIndexOf(".")
-  const second = last > 0 ? id.lastIndexOf(".", last - 1) : -1
-  const third = second > 0 ? id.lastIndexOf(".", second - 1) : -1
-  if (third <= 0) return { base: id }
-  const tag = id.slice(third + 1, second)
-  if (tag !== `${version}g` && tag !== `${version}a`) return { base: id }
-  const base = id.slice(0, third)
-  const payload = id.slice(second + 1, last)
-  const check = id.slice(last + 1)
-  if (check.length !== checkChars || !base64url.test(check) || payload.length === 0 || !base64url.test(payload)) {
-    return { base: id }
-  }
-  if (checkOf(id.slice(0, last)) !== check) return { base }
-  const carried = decodePayload(tag === `${version}g` ? "g" : "a", payload)
-  return carried === undefined ? { base } : { base, carried }
+  const parts = split(id)
+  if (parts === undefined) return { base: id }
+  if (checkOf(parts.head) !== parts.check) return { base: parts.base }
+  const carried = decodePayload(parts.kind, parts.payload)
+  return carried === undefined ? { base: parts.base } : { base: parts.base, carried }
 }

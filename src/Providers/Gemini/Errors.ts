@@ -10,19 +10,28 @@ export const provider = "gemini"
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value)
 
-/** What Gemini's `error.details` add to the shared error table: the ErrorInfo reason and the RetryInfo delay. */
+/** What Gemini's error body adds to the shared error table: its status name, the ErrorInfo reason, the RetryInfo delay. */
 export interface GeminiErrorDetails {
+  /** Google's canonical status (`INVALID_ARGUMENT`, `NOT_FOUND`…): the code clients see. */
+  readonly status?: string | undefined
   readonly errorInfoReason?: string | undefined
   readonly retryDelayMs?: number | undefined
 }
 
+/** A google.rpc.Code name, e.g. `INVALID_ARGUMENT`; anything else is no code. */
+const statusName = /^[A-Z][A-Z_]{1,63}$/
+
 /** ErrorInfo reasons that mean the gateway's credential is wrong, whatever the status (Gemini sends 400). */
 const authenticationReasons: ReadonlySet<string> = new Set(["API_KEY_INVALID", "API_KEY_EXPIRED"])
 
-/** Reads `error.details[]` (google.rpc ErrorInfo / RetryInfo) from a Gemini error body, possibly array-wrapped. */
+/**
+ * Reads `error.status` and `error.details[]` (google.rpc ErrorInfo / RetryInfo) from a Gemini error body, possibly
+ * array-wrapped.
+ */
 export const geminiErrorDetails = (body: unknown): GeminiErrorDetails => {
   const root = Array.isArray(body) ? body[0] : body
   const error = isRecord(root) ? root["error"] : undefined
+  const status = isRecord(error) && typeof error["status"] === "string" && statusName.test(error["status"]) ? error["status"] : undefined
   const details = isRecord(error) && Array.isArray(error["details"]) ? error["details"] : []
   let errorInfoReason: string | undefined
   let retryDelayMs: number | undefined
@@ -35,10 +44,13 @@ export const geminiErrorDetails = (body: unknown): GeminiErrorDetails => {
       if (Number.isFinite(seconds) && seconds >= 0) retryDelayMs = Math.round(seconds * 1000)
     }
   }
-  return { errorInfoReason, retryDelayMs }
+  return { status, errorInfoReason, retryDelayMs }
 }
 
-/** Adds what only Gemini's error details tell: an invalid API key is `Authentication`; RetryInfo sets the wait. */
+/**
+ * Adds what only Gemini's error body tells: an invalid API key is `Authentication`; RetryInfo sets the wait; the
+ * code is Google's status name (`INVALID_ARGUMENT`), or null, never the HTTP status Gemini repeats in `error.code`.
+ */
 export const refineError = (error: ProviderError, details: GeminiErrorDetails): ProviderError =>
   new ProviderError({
     reason:
@@ -50,7 +62,7 @@ export const refineError = (error: ProviderError, details: GeminiErrorDetails): 
     status: error.status,
     retryAfterMs: error.retryAfterMs ?? details.retryDelayMs,
     param: error.param,
-    code: error.code
+    code: details.status ?? null
   })
 
 /** Whether a parsed body (or stream frame) is Gemini's `{error:{code,message,status}}` rather than a response. */
@@ -74,7 +86,7 @@ export const errorFromBody = (body: unknown, fallbackStatus: number): ProviderEr
       provider,
       status,
       param: details.param ?? null,
-      code: details.code ?? null
+      code: null
     }),
     geminiErrorDetails(body)
   )

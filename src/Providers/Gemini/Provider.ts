@@ -15,6 +15,7 @@ import { errorFromBody, geminiErrorDetails, isErrorBody, provider, refineError }
 import { toGeminiRequest } from "./Request.js"
 import { fromGeminiResponse } from "./Response.js"
 import * as StreamTranslate from "./StreamTranslate.js"
+import { makeUnframedText } from "./Unframed.js"
 
 /** Where Google's SDKs send Gemini Developer API calls. */
 export const defaultBaseUrl = "https://generativelanguage.googleapis.com"
@@ -88,7 +89,16 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, Ups
               : Either.flatMap(parseEventData(provider, event.data), (frame) => StreamTranslate.step(state, frame)),
           StreamTranslate.finish
         )
-        return eventSource(transport, provider, response, machine.feedAll, machine.atEnd)
+        // The body's text is also read for lines outside any SSE frame: a bare JSON error after the last frame.
+        // This listener is added first, so it has seen every piece by the time the stream's end is handled.
+        const unframed = makeUnframedText()
+        const utf8 = new TextDecoder()
+        response.body.on("data", (piece: Uint8Array) => unframed.feed(utf8.decode(piece, { stream: true })))
+        const atEnd = () => {
+          unframed.feed(utf8.decode())
+          return unframed.failure() ?? machine.atEnd()
+        }
+        return eventSource(transport, provider, response, machine.feedAll, atEnd)
       })
 
     return { complete, open }

@@ -6,11 +6,12 @@ import { Either } from "effect"
 import type {
   ChatCompletionRequest,
   ChatMessage,
+  ToolCall,
   ToolChoice,
   UserContentPart
 } from "../../OpenAi/Schemas.js"
 import { ProviderError } from "../Provider.js"
-
+import { baseOf, uncarry } from "../ToolCallCarriage.js"
 import { provider } from "./Errors.js"
 
 export interface GeminiPart {
@@ -19,6 +20,8 @@ export interface GeminiPart {
   readonly fileData?: { readonly fileUri: string; readonly mimeType?: string }
   readonly functionCall?: { readonly name: string; readonly args: Readonly<Record<string, unknown>> }
   readonly functionResponse?: { readonly name: string; readonly response: Readonly<Record<string, unknown>> }
+  /** The signature of the thinking behind a function call; Gemini 3 requires it back on the next turn. */
+  readonly thoughtSignature?: string
 }
 
 export interface GeminiContent {
@@ -38,12 +41,21 @@ export interface GeminiGenerationConfig {
   readonly responseMimeType?: string
   /** Plain JSON Schema; `responseSchema` would want Gemini's OpenAPI subset instead. */
   readonly responseJsonSchema?: Readonly<Record<string, unknown>>
+  readonly thinkingConfig?: GeminiThinkingConfig | Readonly<Record<string, unknown>>
+}
+
+/** How a Gemini model thinks: a token budget (2.5) or a level (3), and whether thought summaries come back. */
+export interface GeminiThinkingConfig {
+  readonly thinkingBudget?: number
+  readonly thinkingLevel?: "minimal" | "low" | "medium" | "high"
+  readonly includeThoughts?: boolean
 }
 
 export interface GeminiFunctionDeclaration {
   readonly name: string
   readonly description?: string
-  readonly parameters?: Readonly<Record<string, unknown>>
+  /** Plain JSON Schema, as the client sent it; `parameters` would want Gemini's OpenAPI subset instead. */
+  readonly parametersJsonSchema?: Readonly<Record<string, unknown>>
 }
 
 export interface GeminiToolConfig {
@@ -139,12 +151,36 @@ const argsOf = (raw: string): Readonly<Record<string, unknown>> => {
   return isRecord(parsed) ? parsed : { arguments: raw }
 }
 
+/** The longest thought signature taken from a client's `extra_content`. */
+const maxSignatureChars = 64 * 1024
+const signaturePattern = /^[A-Za-z0-9+/_-]+=*$/
+
+/** `extra_content.google.thought_signature` (Google's OpenAI-compatible spelling), when it is a sane signature. */
+const extraContentSignature = (extra: unknown): string | undefined => {
+  const google = isRecord(extra) ? extra["google"] : undefined
+  const signature = isRecord(google) ? google["thought_signature"] : undefined
+  return typeof signature === "string" && signature.length <= maxSignatureChars && signaturePattern.test(signature) ? signature : undefined
+}
+
+/**
+ * The thought signature that goes back with a tool call: the one in its `extra_content`, else the one the gateway
+ * carried in its id (see ToolCallCarriage.ts). Clients echo one or the other; most echo only the id.
+ */
+export const thoughtSignatureOf = (call: ToolCall): string | undefined => {
+  const fromExtra = extraContentSignature(call.extra_content)
+  if (fromExtra !== undefined) return fromExtra
+  const { carried } = uncarry(call.id)
+  return carried?.kind === "gemini" ? carried.thoughtSignature : undefined
+}
+
 const assistantParts = (message: Extract<ChatMessage, { role: "assistant" }>): ReadonlyArray<GeminiPart> => {
   const parts: Array<GeminiPart> = []
   const text = message.content === undefined || message.content === null ? "" : textOf(message.content)
   if (text.length > 0) parts.push({ text })
   for (const call of message.tool_calls ?? []) {
-    parts.push({ functionCall: { name: call.function.name, args: argsOf(call.function.arguments) } })
+    const functionCall = { name: call.function.name, args: argsOf(call.function.arguments) }
+    const thoughtSignature = thoughtSignatureOf(call)
+    parts.push(thoughtSignature === undefined ? { functionCall } : { functionCall, thoughtSignature })
   }
   return parts
 }
@@ -179,9 +215,106 @@ const generationConfigOf = (request: ChatCompletionRequest): GeminiGenerationCon
   const format = request.response_format
   if (format?.type === "json_object" || format?.type === "json_schema") config.responseMimeType = "application/json"
   if (format?.type === "json_schema" && format.json_schema.schema !== undefined) {
-    config.responseJsonSchema = format.json_schema.schema
+    config.responseJsonSchema = withoutSchemaKeyword(format.json_schema.schema)
   }
   return config
+}
+
+/**
+ * JSON Schema as the client wrote it, but for its `$schema` keyword: a dialect marker that zod and the SDKs add and
+ * that says nothing about the shape.
+ */
+const withoutSchemaKeyword = (schema: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> => {
+  if (!("$schema" in schema)) return schema
+  const { $schema: _dialect, ...rest } = schema
+  return rest
+}
+
+/** The reasoning efforts the Anthropic and Gemini translations know. */
+export type ReasoningEffort = "none" | "minimal" | "low" | "medium" | "high" | "xhigh" | "max"
+const reasoningEfforts: ReadonlySet<string> = new Set(["none", "minimal", "low", "medium", "high", "xhigh", "max"])
+
+/** `reasoning_effort` when the request sets one; a value no table has is the caller's mistake. */
+export const reasoningEffortOf = (
+  request: ChatCompletionRequest,
+  providerName: string
+): Either.Either<ReasoningEffort | undefined, ProviderError> => {
+  const effort = request.reasoning_effort
+  if (effort === undefined || effort === null) return Either.right(undefined)
+  return reasoningEfforts.has(effort)
+    ? Either.right(effort as ReasoningEffort)
+    : Either.left(
+        new ProviderError({
+          reason: "InvalidRequest",
+          message: `reasoning_effort must be one of none, minimal, low, medium, high, xhigh, max for the ${providerName} upstream`,
+          provider: providerName,
+          param: "reasoning_effort"
+        })
+      )
+}
+
+/** How a Gemini model is told to think, by generation: 3 takes a level, 2.5 a budget, older models do not think. */
+type ThinkingGeneration = "level" | "budget" | "none"
+
+export const thinkingGenerationOf = (model: string): ThinkingGeneration => {
+  const version = /gemini-(\d+)(?:\.(\d+))?/i.exec(model)
+  // A name without a version (an alias such as gemini-flash-latest): the budget, which every thinking model takes.
+  if (version === null) return "budget"
+  const major = Number(version[1])
+  const minor = Number(version[2] ?? 0)
+  if (major >= 3) return "level"
+  return major === 2 && minor >= 5 ? "budget" : "none"
+}
+
+/** reasoning_effort → thinkingBudget (Gemini 2.5). Pro cannot stop thinking (128 is its least) and goes to 32768. */
+const thinkingBudgets: Readonly<Record<ReasoningEffort, number>> = {
+  none: 0,
+  minimal: 512,
+  low: 1024,
+  medium: 8192,
+  high: 24576,
+  xhigh: 24576,
+  max: 24576
+}
+const proThinkingBudgets: Readonly<Record<ReasoningEffort, number>> = { ...thinkingBudgets, none: 128, xhigh: 32768, max: 32768 }
+
+/** reasoning_effort → thinkingLevel (Gemini 3). Pro knows only low and high. */
+const thinkingLevels: Readonly<Record<ReasoningEffort, NonNullable<GeminiThinkingConfig["thinkingLevel"]>>> = {
+  none: "minimal",
+  minimal: "minimal",
+  low: "low",
+  medium: "medium",
+  high: "high",
+  xhigh: "high",
+  max: "high"
+}
+const proThinkingLevels: typeof thinkingLevels = { none: "low", minimal: "low", low: "low", medium: "high", high: "high", xhigh: "high", max: "high" }
+
+/** The thinkingConfig `reasoning_effort` stands for on `model`, or none for a model that does not think. */
+export const thinkingConfigFor = (model: string, effort: ReasoningEffort): GeminiThinkingConfig | undefined => {
+  const pro = /pro/i.test(model)
+  const includeThoughts = effort !== "none"
+  switch (thinkingGenerationOf(model)) {
+    case "level":
+      return { thinkingLevel: (pro ? proThinkingLevels : thinkingLevels)[effort], includeThoughts }
+    case "budget":
+      return { thinkingBudget: (pro ? proThinkingBudgets : thinkingBudgets)[effort], includeThoughts }
+    case "none":
+      return undefined
+  }
+}
+
+/**
+ * The request's thinkingConfig: a native `thinkingConfig` object as sent, else what `reasoning_effort` maps to.
+ */
+const thinkingConfigOf = (
+  request: ChatCompletionRequest
+): Either.Either<GeminiGenerationConfig["thinkingConfig"] | undefined, ProviderError> => {
+  const native = (request as Readonly<Record<string, unknown>>)["thinkingConfig"]
+  if (native !== undefined && native !== null) {
+    return isRecord(native) ? Either.right(native) : Either.left(invalidRequest("thinkingConfig must be an object", "thinkingConfig"))
+  }
+  return Either.map(reasoningEffortOf(request, provider), (effort) => (effort === undefined ? undefined : thinkingConfigFor(request.model, effort)))
 }
 
 const toolConfigOf = (choice: ToolChoice): GeminiToolConfig => {
@@ -190,10 +323,6 @@ const toolConfigOf = (choice: ToolChoice): GeminiToolConfig => {
   if (choice === "required") return { functionCallingConfig: { mode: "ANY" } }
   return { functionCallingConfig: { mode: "ANY", allowedFunctionNames: [choice.function.name] } }
 }
-
-/** Gemini rejects an OBJECT schema with no properties; a function without parameters simply omits them. */
-const hasNoProperties = (parameters: Readonly<Record<string, unknown>>): boolean =>
-  isRecord(parameters["properties"]) && Object.keys(parameters["properties"]).length === 0
 
 /**
  * Translates an OpenAI chat request into Gemini's `generateContent` body. Fails with `InvalidRequest` for what
@@ -225,11 +354,12 @@ export const toGeminiRequest = (request: ChatCompletionRequest): Either.Either<G
           break
         }
         case "assistant":
-          for (const call of message.tool_calls ?? []) toolNames.set(call.id, call.function.name)
+          // By the upstream part of the id: a client may echo a carried id in one place and not the other.
+          for (const call of message.tool_calls ?? []) toolNames.set(baseOf(call.id), call.function.name)
           appendTurn(contents, "model", assistantParts(message))
           break
         case "tool": {
-          const name = toolNames.get(message.tool_call_id)
+          const name = toolNames.get(baseOf(message.tool_call_id))
           if (name === undefined) {
             return yield* Either.left(
               invalidRequest(
@@ -249,14 +379,16 @@ export const toGeminiRequest = (request: ChatCompletionRequest): Either.Either<G
       return {
         name,
         ...(description === undefined ? {} : { description }),
-        ...(parameters === undefined || hasNoProperties(parameters) ? {} : { parameters })
+        ...(parameters === undefined ? {} : { parametersJsonSchema: withoutSchemaKeyword(parameters) })
       }
     })
 
+    const thinkingConfig = yield* thinkingConfigOf(request)
+    const generationConfig = generationConfigOf(request)
     const body: GeminiRequestBody = {
       contents,
       ...(system.length === 0 ? {} : { systemInstruction: { parts: system } }),
-      generationConfig: generationConfigOf(request),
+      generationConfig: thinkingConfig === undefined ? generationConfig : { ...generationConfig, thinkingConfig },
       ...(declarations.length === 0 ? {} : { tools: [{ functionDeclarations: declarations }] }),
       ...(declarations.length === 0 || request.tool_choice === undefined ? {} : { toolConfig: toolConfigOf(request.tool_choice) })
     }

@@ -9,6 +9,7 @@ import type {
   Usage } from "../../OpenAi/Schemas.js"
 import { usageOf as checkedUsage } from "../../OpenAi/Wire.js"
 import { ProviderError } from "../Provider.js"
+import { carry } from "../ToolCallCarriage.js"
 import { malformed } from "../Upstream/Transport.js"
 
 import { provider } from "./Errors.js"
@@ -16,6 +17,7 @@ import { provider } from "./Errors.js"
 const GeminiResponsePart = Schema.Struct({
   text: Schema.optional(Schema.String),
   thought: Schema.optional(Schema.Boolean),
+  thoughtSignature: Schema.optional(Schema.String),
   functionCall: Schema.optional(
     Schema.Struct({
       name: Schema.String,
@@ -67,10 +69,19 @@ const contentFilterReasons: ReadonlySet<string> = new Set([
   "IMAGE_RECITATION"
 ])
 
-/** Gemini's `finishReason` as OpenAI's; `STOP` after function calls is `tool_calls`. */
+/** Reasons newer than this table that name a filter or a limit. */
+const filterLike = /SAFETY|RECITATION|BLOCK|PROHIBITED|SPII|HARM/
+const limitLike = /MAX_TOKENS|TOKEN_LIMIT/
+
+/**
+ * Gemini's `finishReason` as OpenAI's: the filters (SAFETY, RECITATION, BLOCKLIST, PROHIBITED_CONTENT, SPII and
+ * their IMAGE_ variants, and any newer reason that names one) are `content_filter`, MAX_TOKENS is `length`; every
+ * other reason (STOP, OTHER, LANGUAGE, MALFORMED_FUNCTION_CALL, an unknown one) is `stop`, or `tool_calls` after
+ * function calls.
+ */
 export const finishReasonOf = (finishReason: string, producedToolCalls: boolean): FinishReason => {
-  if (finishReason === "MAX_TOKENS") return "length"
-  if (contentFilterReasons.has(finishReason)) return "content_filter"
+  if (finishReason === "MAX_TOKENS" || limitLike.test(finishReason)) return "length"
+  if (contentFilterReasons.has(finishReason) || filterLike.test(finishReason)) return "content_filter"
   return producedToolCalls ? "tool_calls" : "stop"
 }
 
@@ -121,25 +132,45 @@ export const toolCallId = (completionId: string, choice: number, ordinal: number
 /** A candidate's parts; a candidate may come without content, or content without parts. */
 export const partsOf = (candidate: GeminiCandidate) => candidate.content?.parts ?? []
 
+export type GeminiResponsePart = ReturnType<typeof partsOf>[number]
+
+/**
+ * A function-call part as a tool call. Its thought signature rides twice: in the id (which every client echoes
+ * back, see ToolCallCarriage.ts) and in `extra_content.google.thought_signature`, as Google's own
+ * OpenAI-compatible API returns it.
+ */
+export const toolCallOf = (
+  part: GeminiResponsePart,
+  functionCall: NonNullable<GeminiResponsePart["functionCall"]>,
+  id: string
+): ToolCall => {
+  const signature = part.thoughtSignature
+  const call: ToolCall = {
+    id: signature === undefined || signature.length === 0 ? id : carry(id, { kind: "gemini", thoughtSignature: signature }),
+    type: "function",
+    function: { name: functionCall.name, arguments: JSON.stringify(functionCall.args ?? {}) }
+  }
+  return signature === undefined || signature.length === 0 ? call : { ...call, extra_content: { google: { thought_signature: signature } } }
+}
+
 const choiceOf = (candidate: GeminiCandidate, position: number, completionId: string) => {
   const index = candidate.index ?? position
   const parts = partsOf(candidate)
   const texts = parts.filter((part) => part.text !== undefined && part.thought !== true).map((part) => part.text ?? "")
+  const thoughts = parts.filter((part) => part.text !== undefined && part.thought === true).map((part) => part.text ?? "")
   const toolCalls: Array<ToolCall> = []
   for (const part of parts) {
     if (part.functionCall === undefined) continue
-    toolCalls.push({
-      id: toolCallId(completionId, index, toolCalls.length),
-      type: "function",
-      function: { name: part.functionCall.name, arguments: JSON.stringify(part.functionCall.args ?? {}) }
-    })
+    toolCalls.push(toolCallOf(part, part.functionCall, toolCallId(completionId, index, toolCalls.length)))
   }
+  const reasoning = thoughts.join("")
   return {
     index,
     message: {
       role: "assistant" as const,
       content: texts.length > 0 ? texts.join("") : toolCalls.length > 0 ? null : "",
       refusal: null,
+      ...(reasoning.length === 0 ? {} : { reasoning_content: reasoning }),
       ...(toolCalls.length === 0 ? {} : { tool_calls: toolCalls })
     },
     finish_reason: finishReasonOf(candidate.finishReason ?? "STOP", toolCalls.length > 0),

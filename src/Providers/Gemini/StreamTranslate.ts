@@ -3,12 +3,17 @@
  *
  * Gemini frames are whole `GenerateContentResponse`s: text arrives in pieces, function calls arrive whole, and
  * `usageMetadata` is cumulative. `step` consumes one parsed frame; `finish` is called when the upstream ends.
+ *
+ * Thought summaries (`thought: true` parts) go out as `reasoning_content`, never as content. A `finishReason` may
+ * come on any frame and a later one replaces it (text marked STOP can still end in SAFETY): each choice's reason
+ * is sent once, by `finish`, after all its content, as the last reason the upstream gave. A clean end without any
+ * reason is a normal stop when something was said; a stream that said nothing at all failed.
  */
 import { Either } from "effect"
 import type { ChatCompletionChunk, FinishReason, Usage } from "../../OpenAi/Schemas.js"
 import { ProviderError } from "../Provider.js"
 import { errorFromBody, isErrorBody, provider } from "./Errors.js"
-import { blockedPromptError, decodeGeminiResponse, finishReasonOf, partsOf, toolCallId, usageOf } from "./Response.js"
+import { blockedPromptError, decodeGeminiResponse, finishReasonOf, partsOf, toolCallId, toolCallOf, usageOf } from "./Response.js"
 
 /** What every chunk of one completion shares. */
 export interface StreamContext {
@@ -20,7 +25,10 @@ export interface StreamContext {
 interface ChoiceState {
   /** How many tool calls this choice has produced so far: the next one's `index`. */
   readonly toolCalls: number
-  readonly finished: boolean
+  /** Whether any text, thought or tool call came for this choice. */
+  readonly produced: boolean
+  /** The last finishReason the upstream gave this choice, held until the stream ends. */
+  readonly finishReason: string | undefined
 }
 
 export interface StreamState {
@@ -74,39 +82,35 @@ export const step = (
       const index = candidate.index ?? position
       const known = choices.get(index)
       if (known === undefined) out.push(choiceChunk(ctx, index, { role: "assistant", content: "" }))
-      let choice: ChoiceState = known ?? { toolCalls: 0, finished: false }
+      let choice: ChoiceState = known ?? { toolCalls: 0, produced: false, finishReason: undefined }
 
-      let text = ""
-      const flushText = () => {
-        if (text.length > 0) out.push(choiceChunk(ctx, index, { content: text }))
-        text = ""
+      // Consecutive pieces of one kind go out as one delta; thoughts and answer text never share one.
+      let pending: { readonly kind: "reasoning_content" | "content"; text: string } | undefined
+      const flush = () => {
+        if (pending !== undefined && pending.text.length > 0) {
+          out.push(choiceChunk(ctx, index, pending.kind === "content" ? { content: pending.text } : { reasoning_content: pending.text }))
+          choice = { ...choice, produced: true }
+        }
+        pending = undefined
       }
       for (const part of partsOf(candidate)) {
-        if (part.text !== undefined && part.thought !== true) text += part.text
+        if (part.text !== undefined) {
+          const kind = part.thought === true ? "reasoning_content" : "content"
+          if (pending?.kind !== kind) flush()
+          pending ??= { kind, text: "" }
+          pending.text += part.text
+        }
         if (part.functionCall !== undefined) {
-          flushText()
+          flush()
           const ordinal: number = choice.toolCalls
-          out.push(
-            choiceChunk(ctx, index, {
-              tool_calls: [
-                {
-                  index: ordinal,
-                  id: toolCallId(ctx.id, index, ordinal),
-                  type: "function",
-                  function: { name: part.functionCall.name, arguments: JSON.stringify(part.functionCall.args ?? {}) }
-                }
-              ]
-            })
-          )
-          choice = { ...choice, toolCalls: ordinal + 1 }
+          const call = toolCallOf(part, part.functionCall, toolCallId(ctx.id, index, ordinal))
+          out.push(choiceChunk(ctx, index, { tool_calls: [{ ...call, index: ordinal }] }))
+          choice = { ...choice, toolCalls: ordinal + 1, produced: true }
         }
       }
-      flushText()
+      flush()
 
-      if (candidate.finishReason !== undefined && !choice.finished) {
-        out.push(choiceChunk(ctx, index, {}, finishReasonOf(candidate.finishReason, choice.toolCalls > 0)))
-        choice = { ...choice, finished: true }
-      }
+      if (candidate.finishReason !== undefined) choice = { ...choice, finishReason: candidate.finishReason }
       choices.set(index, choice)
     }
 
@@ -115,19 +119,24 @@ export const step = (
   })
 
 /**
- * Called when the upstream stream ends: the closing usage chunk (`choices: []`), or `Unavailable` when some choice
- * never got a `finishReason` (the stream broke off).
+ * Called when the upstream stream has ended cleanly: each choice's finish reason (the last one the upstream gave,
+ * else `stop` / `tool_calls`), then the usage chunk (`choices: []`). Fails with `Unavailable` when the stream
+ * carried nothing at all: no content and no finish reason.
  */
 export const finish = (state: StreamState): Either.Either<ReadonlyArray<ChatCompletionChunk>, ProviderError> => {
-  const choices = [...state.choices.values()]
-  if (choices.length === 0 || choices.some((choice) => !choice.finished)) {
+  const choices = [...state.choices.entries()]
+  if (choices.every(([, choice]) => !choice.produced && choice.finishReason === undefined)) {
     return Either.left(
       new ProviderError({
         reason: "Unavailable",
-        message: "gemini upstream stream ended early, before a finishReason",
+        message: "gemini upstream stream ended early, before any content or finishReason",
         provider
       })
     )
   }
-  return Either.right(state.usage === undefined ? [] : [chunk(state.ctx, [], state.usage)])
+  const out = choices.map(([index, choice]) =>
+    choiceChunk(state.ctx, index, {}, finishReasonOf(choice.finishReason ?? "STOP", choice.toolCalls > 0))
+  )
+  if (state.usage !== undefined) out.push(chunk(state.ctx, [], state.usage))
+  return Either.right(out)
 }

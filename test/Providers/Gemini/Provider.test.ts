@@ -2,6 +2,8 @@ import * as Transport from "../../../src/Providers/Upstream/Transport.js"
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Effect, Either, Redacted, Stream } from "effect"
 import type { Scope } from "effect"
+import { readFileSync } from "node:fs"
+import { fileURLToPath } from "node:url"
 import type { ChatCompletionChunk, ChatCompletionRequest } from "../../../src/OpenAi/Schemas.js"
 import { make } from "../../../src/Providers/Gemini/Provider.js"
 import { streamOf } from "../../../src/Providers/Provider.js"
@@ -12,6 +14,12 @@ import type { Reply, UpstreamCall } from "../../support/FakeUpstreams.js"
 const textStream = Gemini.recording("Chats_Tests_sendMessage_Google_AI_with_text_stream").interactions[0]!
 const streamNotFound = Gemini.recording("Chats_Tests_sendMessage_Send_message_stream_with_error").interactions[0]!
 const textStreamFrames = Gemini.recordedStreamFrames("Chats_Tests_sendMessage_Google_AI_with_text_stream")
+
+/** A recorded stream body that is a bare JSON error (vertexai-sdk-test-data). */
+const imageRejected = readFileSync(
+  fileURLToPath(new URL("../../fixtures/gemini/vertexai-sdk-test-data/googleai/streaming-failure-image-rejected.txt", import.meta.url)),
+  "utf8"
+)
 
 /** What the real API sends with JSON, and with a stream. */
 const jsonHeaders = { "content-type": "application/json; charset=UTF-8" }
@@ -64,6 +72,22 @@ const scenario = (call: UpstreamCall): Reply => {
       )
     case "socket-dropped":
       return sse([textStreamFrames.slice(0, 2).join("")], { ...asStreamed, gapMs: 20, then: "destroy" })
+    case "bare-error-stream":
+      return text(200, imageRejected, "text/event-stream")
+    case "error-after-frames":
+      return sse(
+        [
+          ...inPieces(Gemini.googleAiText("streaming-success-basic-reply-short.txt").replace(/,\s*"finishReason": "STOP"/, ""), 40),
+          `${JSON.stringify({ error: { code: 503, message: "The model is overloaded.", status: "UNAVAILABLE" } }, null, 2)}\n`
+        ],
+        asStreamed
+      )
+    case "invalid-argument-400":
+      return Gemini.error(400, "Invalid value at 'contents[0]'", "INVALID_ARGUMENT", jsonHeaders)
+    case "status-less-400":
+      return json({ error: { code: 400, message: "Bad request." } }, { status: 400, headers: jsonHeaders })
+    case "html-400":
+      return text(400, "<html>Bad Request</html>", "text/html")
     case "ok-with-error-body":
       return json({ error: { code: 400, message: "Invalid JSON payload received.", status: "INVALID_ARGUMENT" } }, { headers: jsonHeaders })
     default:
@@ -233,13 +257,50 @@ describe("Gemini provider against a real HTTP upstream", () => {
       expect(yield* streamError("overloaded")).toMatchObject({ reason: "Unavailable", status: 503 })
     }))
 
-  live("fails a stream that ends without a finishReason, or whose socket drops, with Unavailable", () =>
+  live("ends a stream that closes cleanly after content without a finishReason with stop, but fails one whose socket drops", () =>
+    Effect.gen(function*() {
+      const { collect, streamError } = yield* fakeGemini
+      const cutOff = yield* collect("cut-off")
+      expect(contentOf(cutOff).length).toBeGreaterThan(0)
+      expect(cutOff.flatMap((chunk) => chunk.choices.flatMap((choice) => (choice.finish_reason === null ? [] : [choice.finish_reason])))).toStrictEqual(["stop"])
+      const dropped = yield* streamError("socket-dropped")
+      expect(dropped.reason).toBe("Unavailable")
+      expect(dropped.message).toContain("broke off")
+    }))
+
+  live("fails a 200 stream whose recorded body is a bare JSON error with that error's status and Google's code", () =>
     Effect.gen(function*() {
       const { streamError } = yield* fakeGemini
-      const cutOff = yield* streamError("cut-off")
-      expect(cutOff.reason).toBe("Unavailable")
-      expect(cutOff.message).toContain("ended early")
-      expect((yield* streamError("socket-dropped")).reason).toBe("Unavailable")
+      expect(yield* streamError("bare-error-stream")).toMatchObject({
+        reason: "InvalidRequest",
+        status: 400,
+        code: "INVALID_ARGUMENT",
+        message: "Request contains an invalid argument."
+      })
+    }))
+
+  live("fails a stream with a JSON error appended after its last data: frame, after the content it sent", () =>
+    Effect.gen(function*() {
+      const { provider } = yield* fakeGemini
+      const gemini = yield* provider()
+      const items: Array<ChatCompletionChunk> = []
+      const outcome = yield* Effect.either(
+        Stream.runForEach(streamOf(gemini, request("error-after-frames")), (chunk) => Effect.sync(() => items.push(chunk)))
+      )
+      expect(contentOf(items)).toBe("The capital of Wyoming is **Cheyenne**.\n")
+      // Nothing says the answer finished: the failure comes instead of the finish reason.
+      expect(items.some((chunk) => chunk.choices.some((choice) => choice.finish_reason !== null))).toBe(false)
+      expect(Either.isLeft(outcome) ? outcome.left : undefined).toMatchObject({ reason: "Unavailable", status: 503, code: "UNAVAILABLE" })
+    }))
+
+  live("answers error envelopes' code with Google's status name, or null", () =>
+    Effect.gen(function*() {
+      const { completeError, streamError } = yield* fakeGemini
+      expect(yield* completeError("overloaded")).toMatchObject({ status: 503, code: "UNAVAILABLE" })
+      expect(yield* completeError("no-such-model")).toMatchObject({ reason: "NotFound", code: "NOT_FOUND" })
+      expect(yield* streamError("invalid-argument-400")).toMatchObject({ reason: "InvalidRequest", status: 400, code: "INVALID_ARGUMENT" })
+      expect(yield* completeError("status-less-400")).toMatchObject({ reason: "InvalidRequest", status: 400, code: null })
+      expect(yield* completeError("html-400")).toMatchObject({ reason: "InvalidRequest", status: 400, code: null })
     }))
 
   live("fails a 2xx whose body is an error object with that error's reason", () =>

@@ -8,6 +8,7 @@ import { errorFromBody } from "../../../src/Providers/Gemini/Errors.js"
 import { toGeminiRequest } from "../../../src/Providers/Gemini/Request.js"
 import type { GeminiRequestBody } from "../../../src/Providers/Gemini/Request.js"
 import { fromGeminiResponse } from "../../../src/Providers/Gemini/Response.js"
+import { uncarry } from "../../../src/Providers/ToolCallCarriage.js"
 
 const fixtures = fileURLToPath(new URL("../../fixtures/gemini/", import.meta.url))
 const googleai = (name: string): unknown =>
@@ -22,7 +23,20 @@ interface Recording {
 const recording = (name: string): Recording =>
   JSON.parse(readFileSync(`${fixtures}js-genai-recordings/${name}.json`, "utf8")) as Recording
 
+/** A recorded body with its tools' `parameters` (Gemini's OpenAPI subset) sent as `parametersJsonSchema`, unchanged. */
+const asJsonSchemaTools = (body: unknown): unknown =>
+  JSON.parse(JSON.stringify(body).replaceAll('"parameters":', '"parametersJsonSchema":'))
+
 const ctx = { id: "chatcmpl-abc123", created: 1_700_000_000, model: "gemini-2.5-flash" }
+
+interface RecordedBody {
+  readonly candidates: ReadonlyArray<{
+    readonly content: { readonly parts: ReadonlyArray<{ readonly functionCall?: unknown; readonly thoughtSignature?: string; readonly text?: string; readonly thought?: boolean }> }
+  }>
+}
+/** The thought signature of the first function call of a recorded body. */
+const recordedSignature = (body: unknown): string =>
+  (body as RecordedBody).candidates[0]!.content.parts.find((part) => part.functionCall !== undefined)!.thoughtSignature!
 
 const translate = (request: ChatCompletionRequest): GeminiRequestBody => Either.getOrThrow(toGeminiRequest(request))
 const translateError = (request: ChatCompletionRequest): ProviderError =>
@@ -49,9 +63,13 @@ describe("toGeminiRequest", () => {
     expect(body).not.toHaveProperty("model")
   })
 
-  it("produces the bodies js-genai sent for a function-calling chat, including the model's earlier call", () => {
+  it("produces the bodies js-genai sent for a function-calling chat, including the model's earlier call (tool schemas as parametersJsonSchema)", () => {
     const [first, second] = recording("Chats_Tests_chats_function_calling_Google_AI_with_function_calling_stream")
       .interactions
+      .map((interaction) => ({
+        ...interaction,
+        request: { ...interaction.request, bodySegments: interaction.request.bodySegments.map(asJsonSchemaTools) }
+      }))
     expect(translate({
       model: "gemini-2.0-flash",
       messages: [{ role: "user", content: "what is the result of 100/2" }],
@@ -224,8 +242,8 @@ describe("toGeminiRequest", () => {
     const body = translate(base)
     expect(body.tools).toStrictEqual([{
       functionDeclarations: [
-        { name: "customDivide", description: "Custom divide function", parameters: divideTool.function.parameters },
-        { name: "now" }
+        { name: "customDivide", description: "Custom divide function", parametersJsonSchema: divideTool.function.parameters },
+        { name: "now", parametersJsonSchema: { type: "object", properties: {} } }
       ]
     }])
     expect(body.toolConfig).toBeUndefined()
@@ -279,14 +297,19 @@ describe("fromGeminiResponse", () => {
     })
   })
 
-  it("turns functionCall parts into tool_calls with stable ids and finish_reason tool_calls", () => {
-    const completion = complete(googleai("unary-success-thinking-function-call-thought-summary-signature.json"))
+  it("turns functionCall parts into tool_calls with stable ids carrying the thought signature, and finish_reason tool_calls", () => {
+    const recorded = googleai("unary-success-thinking-function-call-thought-summary-signature.json")
+    const signature = recordedSignature(recorded)
+    const completion = complete(recorded)
     const choice = completion.choices[0]!
     expect(choice.finish_reason).toBe("tool_calls")
     expect(choice.message.content).toBeNull()
-    expect(choice.message.tool_calls).toStrictEqual([
-      { id: "call_abc123_0_0", type: "function", function: { name: "now", arguments: "{}" } }
-    ])
+    const [call, ...others] = choice.message.tool_calls ?? []
+    expect(others).toHaveLength(0)
+    expect(call).toMatchObject({ type: "function", function: { name: "now", arguments: "{}" } })
+    expect(call?.extra_content).toStrictEqual({ google: { thought_signature: signature } })
+    expect(uncarry(call?.id ?? "")).toStrictEqual({ base: "call_abc123_0_0", carried: { kind: "gemini", thoughtSignature: signature } })
+    expect(choice.message.reasoning_content).toMatch(/^\*\*Thinking Through the New Year's Eve Calculation\*\*/)
     expect(completion.usage?.completion_tokens_details).toStrictEqual({ reasoning_tokens: 501 })
     expect(complete(googleai("unary-success-thinking-function-call-thought-summary-signature.json")))
       .toStrictEqual(completion)
@@ -359,5 +382,160 @@ describe("errorFromBody", () => {
         details: [{ "@type": "type.googleapis.com/google.rpc.RetryInfo", retryDelay: "12.5s" }]
       }
     }, 200)).toMatchObject({ reason: "RateLimited", status: 429, retryAfterMs: 12_500 })
+  })
+})
+
+describe("reasoning and thought signatures", () => {
+  const user = { role: "user", content: "How many days until New Year's Eve?" } as const
+
+  it("gives reasoning_content from thought summaries, apart from the content", () => {
+    const recorded = googleai("unary-success-thinking-reply-thought-summary.json") as RecordedBody
+    const completion = complete(recorded)
+    const thoughts = recorded.candidates[0]!.content.parts.filter((part) => part.thought === true).map((part) => part.text).join("")
+    expect(completion.choices[0]?.message.reasoning_content).toBe(thoughts)
+    expect(completion.choices[0]?.message.content).toBe("Mountain View")
+    expect(complete(googleai("unary-success-basic-reply-short.json")).choices[0]?.message).not.toHaveProperty("reasoning_content")
+  })
+
+  it("sends a recorded thought signature back with its function call, from the id the gateway issued", () => {
+    const recorded = googleai("unary-success-thinking-function-call-thought-summary-signature.json")
+    const signature = recordedSignature(recorded)
+    const message = complete(recorded).choices[0]!.message
+    const call = message.tool_calls![0]!
+    // What the openai SDK's runTools sends back: the id, type and function only.
+    const body = translate({
+      model: "gemini-3-pro-preview",
+      messages: [
+        user,
+        { role: "assistant", content: null, tool_calls: [{ id: call.id, type: "function", function: call.function }] },
+        { role: "tool", tool_call_id: call.id, content: "{\"now\":\"2025-07-28\"}" }
+      ]
+    })
+    expect(body.contents).toStrictEqual([
+      { role: "user", parts: [{ text: user.content }] },
+      { role: "model", parts: [{ functionCall: { name: "now", args: {} }, thoughtSignature: signature }] },
+      { role: "user", parts: [{ functionResponse: { name: "now", response: { now: "2025-07-28" } } }] }
+    ])
+    expect(JSON.stringify(body)).not.toContain(".lp1g.")
+  })
+
+  it("takes the signature from extra_content.google.thought_signature (Google's OpenAI-compatible field) before the id", () => {
+    const signature = recordedSignature(googleai("unary-success-thinking-function-call-thought-summary-signature.json"))
+    const body = translate({
+      model: "m",
+      messages: [
+        user,
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [{ id: "call_plain", type: "function", function: { name: "now", arguments: "{}" }, extra_content: { google: { thought_signature: signature } } }]
+        },
+        { role: "tool", tool_call_id: "call_plain", content: "ok" }
+      ]
+    })
+    expect(body.contents[1]).toStrictEqual({ role: "model", parts: [{ functionCall: { name: "now", args: {} }, thoughtSignature: signature }] })
+    // A signature that is not base64 is not sent, and a plain id carries none.
+    const junk = translate({
+      model: "m",
+      messages: [
+        user,
+        {
+          role: "assistant",
+          content: null,
+          tool_calls: [{ id: "call_plain", type: "function", function: { name: "now", arguments: "{}" }, extra_content: { google: { thought_signature: "<script>" } } }]
+        },
+        { role: "tool", tool_call_id: "call_plain", content: "ok" }
+      ]
+    })
+    expect(junk.contents[1]).toStrictEqual({ role: "model", parts: [{ functionCall: { name: "now", args: {} } }] })
+  })
+
+  it("matches a tool result to its call by the upstream part of the id, carried or not", () => {
+    const signature = recordedSignature(googleai("unary-success-thinking-function-call-thought-summary-signature.json"))
+    const call = complete(googleai("unary-success-thinking-function-call-thought-summary-signature.json")).choices[0]!.message.tool_calls![0]!
+    const body = translate({
+      model: "m",
+      messages: [
+        user,
+        { role: "assistant", content: null, tool_calls: [{ id: call.id, type: "function", function: call.function }] },
+        { role: "tool", tool_call_id: "call_abc123_0_0", content: "ok" }
+      ]
+    })
+    expect(body.contents[1]?.parts[0]?.thoughtSignature).toBe(signature)
+    expect(body.contents[2]).toStrictEqual({ role: "user", parts: [{ functionResponse: { name: "now", response: { content: "ok" } } }] })
+  })
+
+  it("maps reasoning_effort to thinkingBudget on 2.5 and thinkingLevel on 3, with includeThoughts", () => {
+    const config = (model: string, reasoning_effort: string) =>
+      translate({ model, messages: [user], reasoning_effort }).generationConfig.thinkingConfig
+    expect(config("gemini-2.5-flash", "none")).toStrictEqual({ thinkingBudget: 0, includeThoughts: false })
+    expect(config("gemini-2.5-flash", "minimal")).toStrictEqual({ thinkingBudget: 512, includeThoughts: true })
+    expect(config("gemini-2.5-flash", "low")).toStrictEqual({ thinkingBudget: 1024, includeThoughts: true })
+    expect(config("gemini-2.5-flash", "medium")).toStrictEqual({ thinkingBudget: 8192, includeThoughts: true })
+    expect(config("gemini-2.5-flash", "high")).toStrictEqual({ thinkingBudget: 24576, includeThoughts: true })
+    expect(config("gemini-2.5-pro", "none")).toStrictEqual({ thinkingBudget: 128, includeThoughts: false })
+    expect(config("gemini-2.5-pro", "max")).toStrictEqual({ thinkingBudget: 32768, includeThoughts: true })
+    expect(config("gemini-flash-latest", "low")).toStrictEqual({ thinkingBudget: 1024, includeThoughts: true })
+    expect(config("gemini-3-flash-preview", "minimal")).toStrictEqual({ thinkingLevel: "minimal", includeThoughts: true })
+    expect(config("gemini-3-flash-preview", "medium")).toStrictEqual({ thinkingLevel: "medium", includeThoughts: true })
+    expect(config("gemini-3-flash-preview", "none")).toStrictEqual({ thinkingLevel: "minimal", includeThoughts: false })
+    expect(config("gemini-3-pro-preview", "minimal")).toStrictEqual({ thinkingLevel: "low", includeThoughts: true })
+    expect(config("gemini-3-pro-preview", "medium")).toStrictEqual({ thinkingLevel: "high", includeThoughts: true })
+    expect(config("gemini-3.1-pro-preview", "high")).toStrictEqual({ thinkingLevel: "high", includeThoughts: true })
+    // Models that do not think are not told to.
+    expect(config("gemini-2.0-flash", "high")).toBeUndefined()
+    expect(translate({ model: "gemini-2.5-flash", messages: [user] }).generationConfig).not.toHaveProperty("thinkingConfig")
+    expect(translate({ model: "gemini-2.5-flash", messages: [user], reasoning_effort: null }).generationConfig).not.toHaveProperty("thinkingConfig")
+  })
+
+  it("refuses an unknown reasoning_effort, and forwards a native thinkingConfig as is, over reasoning_effort", () => {
+    expect(translateError({ model: "gemini-2.5-flash", messages: [user], reasoning_effort: "extreme" })).toMatchObject({
+      reason: "InvalidRequest",
+      param: "reasoning_effort"
+    })
+    const native = { thinkingBudget: 333, includeThoughts: true, futureKnob: { on: true } }
+    const request = { model: "gemini-2.5-flash", messages: [user], reasoning_effort: "high", thinkingConfig: native } as ChatCompletionRequest
+    expect(translate(request).generationConfig.thinkingConfig).toStrictEqual(native)
+    expect(translateError({ model: "m", messages: [user], thinkingConfig: "high" } as ChatCompletionRequest)).toMatchObject({
+      reason: "InvalidRequest",
+      param: "thinkingConfig"
+    })
+  })
+
+  it("sends tool parameters and response schemas as JSON Schema, unmodified but for $schema", () => {
+    // What zod's toJSONSchema (the AI SDK, LangChain, the openai SDK's helpers) produces.
+    const zodSchema = {
+      $schema: "https://json-schema.org/draft/2020-12/schema",
+      type: "object",
+      properties: {
+        city: { type: "string", minLength: 1 },
+        when: { anyOf: [{ type: "string", format: "date" }, { type: "null" }] },
+        tags: { type: "array", items: { $ref: "#/$defs/tag" } }
+      },
+      $defs: { tag: { type: "string", enum: ["a", "b"] } },
+      required: ["city", "when", "tags"],
+      additionalProperties: false
+    }
+    const { $schema: _dialect, ...expected } = zodSchema
+    const body = translate({
+      model: "m",
+      messages: [user],
+      tools: [{ type: "function", function: { name: "weather", parameters: zodSchema } }],
+      response_format: { type: "json_schema", json_schema: { name: "out", schema: zodSchema } }
+    })
+    expect(body.tools).toStrictEqual([{ functionDeclarations: [{ name: "weather", parametersJsonSchema: expected }] }])
+    expect(body.generationConfig.responseJsonSchema).toStrictEqual(expected)
+    expect(JSON.stringify(body)).not.toContain('"parameters"')
+  })
+})
+
+describe("Gemini error codes", () => {
+  it("carries Google's status name as the code, never the HTTP status as a string", () => {
+    expect(errorFromBody(googleai("unary-failure-api-key.json"), 200).code).toBe("INVALID_ARGUMENT")
+    expect(errorFromBody(googleai("unary-failure-unknown-model.json"), 200).code).toBe("NOT_FOUND")
+    expect(errorFromBody(googleai("unary-failure-generativelanguage-api-not-enabled.json"), 200).code).toBe("PERMISSION_DENIED")
+    expect(errorFromBody({ error: { code: 400, message: "bad" } }, 200).code).toBeNull()
+    expect(errorFromBody({ error: { code: 500, message: "bad", status: 500 } }, 200).code).toBeNull()
+    expect(errorFromBody([{ error: { code: 503, message: "busy", status: "UNAVAILABLE" } }], 200).code).toBe("UNAVAILABLE")
   })
 })
