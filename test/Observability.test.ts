@@ -6,6 +6,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, LogLevel } from "effect"
 import { afterEach, vi } from "vitest"
+import { captureLogs } from "./support/Logs.js"
 import { startGateway, testKey } from "./support/Gateway.js"
 import { deploymentOf, OpenAi, registryFromDocument, sse, startUpstream } from "./support/FakeUpstreams.js"
 import { call, chatRequest, postChat } from "./support/Http.js"
@@ -21,17 +22,7 @@ const sample = (text: string, series: string): number =>
 describe("latency metrics and the access log", () => {
   it.scopedLive("a retried, fallen-back stream and a completion fill every family, and the access line says what happened", () =>
     Effect.gen(function* () {
-      const lines: Array<Record<string, unknown>> = []
-      vi.spyOn(console, "log").mockImplementation((...args: Array<unknown>) => {
-        for (const arg of args) {
-          if (typeof arg !== "string") continue
-          try {
-            lines.push(JSON.parse(arg) as Record<string, unknown>)
-          } catch {
-            // not a JSON line
-          }
-        }
-      })
+      const lines = captureLogs().json
       const broken = yield* startUpstream("openai", [OpenAi.error(503, "busy", { type: "server_error" })])
       const healthy = yield* startUpstream("openai", [sse(OpenAi.streamFrames(["one", " two", " three"], { usage: { prompt_tokens: 4, completion_tokens: 3, total_tokens: 7 } }), { gapMs: 20 })])
       const registry = registryFromDocument({

@@ -281,20 +281,15 @@ export const make = Effect.gen(function* () {
     record: RequestRecord | undefined
   ): Effect.Effect<ChatAnswer, ChatFailure> => {
     const stopRenewing = keepAlive(caller, lease)
-    const failed = (error: ChatError) => {
+    /** The request failed (or was interrupted) before an answer: it still counts, its lease is released. */
+    const routeFailed = (cause: Cause.Cause<ChatError>) => {
       stopRenewing()
       recordRequest(lease, caller, request.model)
-      return new ChatFailure({ error, headers })
+      return Effect.failCause(Cause.map(cause, (error) => new ChatFailure({ error, headers })))
     }
     if (request.stream === true) {
       return Effect.matchCauseEffect(router.stream(withUsageAsked(request), record), {
-        onFailure: (cause) => {
-          const failure = Cause.failureOption(cause)
-          if (failure._tag === "Some") return Effect.fail(failed(failure.value))
-          stopRenewing()
-          recordRequest(lease, caller, request.model)
-          return Effect.failCause(cause as Cause.Cause<never>)
-        },
+        onFailure: routeFailed,
         onSuccess: (routed) => {
           served(record, routed)
           const source = accountedSource(routed.source, (usage, delivered) => {
@@ -308,13 +303,7 @@ export const make = Effect.gen(function* () {
       })
     }
     return Effect.matchCauseEffect(router.complete(request, record), {
-      onFailure: (cause) => {
-        const failure = Cause.failureOption(cause)
-        if (failure._tag === "Some") return Effect.fail(failed(failure.value))
-        stopRenewing()
-        recordRequest(lease, caller, request.model)
-        return Effect.failCause(cause as Cause.Cause<never>)
-      },
+      onFailure: routeFailed,
       onSuccess: (routed) => {
         stopRenewing()
         served(record, routed)

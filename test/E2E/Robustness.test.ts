@@ -4,9 +4,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, LogLevel } from "effect"
-import { vi } from "vitest"
 import { connect } from "node:net"
 import { gzipSync } from "node:zlib"
+import { captureLogs } from "../support/Logs.js"
 import { mounts, startGateway, testKey } from "../support/Gateway.js"
 import type { RunningGateway } from "../support/Gateway.js"
 import { deploymentOf, json, OpenAi, raw, registryFromDocument, sse, startUpstream, text } from "../support/FakeUpstreams.js"
@@ -221,11 +221,9 @@ describe("wrong outcomes that were (findings 11–14, 16)", () => {
     Effect.gen(function* () {
       const key = "sk-upstream-secret-4242424242"
       process.env["ROBUSTNESS_UPSTREAM_KEY"] = key
-      const lines: Array<string> = []
-      const spy = vi.spyOn(console, "log").mockImplementation((...args: Array<unknown>) => {
-        for (const arg of args) lines.push(typeof arg === "string" ? arg : JSON.stringify(arg))
-      })
-      yield* Effect.addFinalizer(() => Effect.sync(() => spy.mockRestore()))
+      const logs = captureLogs()
+      const lines = logs.raw
+      yield* Effect.addFinalizer(() => Effect.sync(logs.restore))
       const { gateway } = yield* gatewayWith(
         [
           OpenAi.error(400, `Incorrect API key provided: ${key}. Check ${key}.`, { type: "invalid_request_error", code: "invalid_api_key" }),

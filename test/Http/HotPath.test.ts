@@ -21,6 +21,7 @@ import * as Server from "../../src/Http/Server.js"
 import * as Mock from "../../src/Providers/Mock/Provider.js"
 import * as Registry from "../../src/Router/Registry.js"
 import * as Router from "../../src/Router/Router.js"
+import { captureLogs } from "../support/Logs.js"
 import { startGateway } from "../support/Gateway.js"
 import { postChat, postRaw } from "../support/Http.js"
 import { ssePayloads } from "../support/Sse.js"
@@ -31,21 +32,8 @@ afterEach(() => {
   vi.restoreAllMocks()
 })
 
-/** JSON log lines written while `effect` runs, parsed. */
-const capturedLogLines = () => {
-  const lines: Array<Record<string, unknown>> = []
-  vi.spyOn(console, "log").mockImplementation((...args: Array<unknown>) => {
-    for (const arg of args) {
-      if (typeof arg !== "string") continue
-      try {
-        lines.push(JSON.parse(arg) as Record<string, unknown>)
-      } catch {
-        // not a JSON log line
-      }
-    }
-  })
-  return lines
-}
+/** JSON log lines written from now on, parsed. */
+const capturedLogLines = () => captureLogs().json
 
 describe("chat hot path", () => {
   it.scopedLive("serves the chat path with a query string (as Azure-style clients send) like the bare path", () =>

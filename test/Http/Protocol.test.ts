@@ -8,6 +8,7 @@ import { Effect, LogLevel } from "effect"
 import { connect } from "node:net"
 import type { Socket } from "node:net"
 import { afterEach, vi } from "vitest"
+import { captureLogs } from "../support/Logs.js"
 import { startGateway, testKey } from "../support/Gateway.js"
 import type { RunningGateway } from "../support/Gateway.js"
 import { call } from "../support/Http.js"
@@ -164,10 +165,7 @@ describe("the access log never writes a query (finding 19)", () => {
 
   it.scopedLive("a key sent as ?api_key=… is refused and its value is logged nowhere", () =>
     Effect.gen(function* () {
-      const lines: Array<string> = []
-      vi.spyOn(console, "log").mockImplementation((...args: Array<unknown>) => {
-        for (const arg of args) lines.push(typeof arg === "string" ? arg : JSON.stringify(arg))
-      })
+      const lines = captureLogs().raw
       const gateway = yield* startGateway({ settings: { logLevel: LogLevel.Debug, logFormat: "json" } })
       const secret = "sk-query-secret-123456789"
       for (const path of [`/v1/models?api_key=${secret}`, `/v1/chat/completions?api_key=${secret}`, `/nowhere?key=${secret}`]) {

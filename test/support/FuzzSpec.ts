@@ -1,12 +1,9 @@
 /**
  * What the fuzz suites share: the run count (`FUZZ_RUNS`, read once here), OpenAI's published schemas compiled
- * with ajv (the same conversion as test/Conformance/OpenAiSpec.test.ts, copied, not moved), and the checks every
+ * with ajv (test/support/Spec.ts), and the checks every
  * client-visible body must pass.
  */
-import Ajv2020Module from "ajv/dist/2020.js"
-import type { ErrorObject, ValidateFunction } from "ajv/dist/2020.js"
-import { readFileSync } from "node:fs"
-import * as Yaml from "yaml"
+import { describeErrors, validatorFor } from "./Spec.js"
 
 /** Runs per property: small by default (the whole fuzz suite stays well under a minute); `FUZZ_RUNS=1000` for long runs. */
 export const fuzzRuns: number = (() => {
@@ -19,69 +16,8 @@ export const fuzzRuns: number = (() => {
 /** A share of `fuzzRuns` (at least one) for the properties whose every run costs a round trip or more. */
 export const runsOf = (share: number): number => Math.max(1, Math.round(fuzzRuns * share))
 
-// ---------------------------------------------------------------------------------------------------------------
-// OpenAPI 3.0-style schema → JSON Schema 2020-12 (copied from test/Conformance/OpenAiSpec.test.ts)
-
-type Json = null | boolean | number | string | ReadonlyArray<Json> | { readonly [key: string]: Json }
-type JsonObject = { readonly [key: string]: Json }
-
-const isObject = (value: Json | undefined): value is JsonObject => typeof value === "object" && value !== null && !Array.isArray(value)
-
-const componentRef = "#/components/schemas/"
-
-const toJsonSchema = (node: Json): Json => {
-  if (Array.isArray(node)) return node.map(toJsonSchema)
-  if (!isObject(node)) return node
-  const out: Record<string, Json> = {}
-  for (const [key, value] of Object.entries(node)) {
-    if (key === "nullable") continue
-    if (key === "$ref" && typeof value === "string" && value.startsWith(componentRef)) {
-      out[key] = `#/$defs/${value.slice(componentRef.length)}`
-    } else {
-      out[key] = toJsonSchema(value)
-    }
-  }
-  if (node["nullable"] !== true) return out
-  const type = out["type"]
-  if (typeof type === "string") {
-    out["type"] = [type, "null"]
-    const values = out["enum"]
-    if (Array.isArray(values)) out["enum"] = [...values, null]
-    return out
-  }
-  return { anyOf: [out, { type: "null" }] }
-}
-
-interface OpenApiDocument {
-  readonly components: { readonly schemas: Record<string, Json> }
-}
-
-const specDocument = Yaml.parse(
-  readFileSync(new URL("../fixtures/openai/openai-openapi.chat-models-subset.yaml", import.meta.url), "utf8")
-) as OpenApiDocument
-const specId = "https://openai-openapi.fuzz.test/schemas.json"
-
-const Ajv2020 = Ajv2020Module.default
-const ajv = new Ajv2020({ strict: false, allErrors: true, validateFormats: false })
-ajv.addSchema(
-  { $id: specId, $defs: Object.fromEntries(Object.entries(specDocument.components.schemas).map(([name, schema]) => [name, toJsonSchema(schema)])) },
-  specId
-)
-
 /** The spec's component schemas the fuzz suites check against. */
 export type SpecSchema = "CreateChatCompletionResponse" | "CreateChatCompletionStreamResponse" | "CompletionUsage" | "ErrorResponse"
-
-const validators = new Map<string, ValidateFunction>()
-const validatorFor = (name: SpecSchema): ValidateFunction => {
-  const known = validators.get(name)
-  if (known !== undefined) return known
-  const compiled = ajv.compile({ $ref: `${specId}#/$defs/${name}` })
-  validators.set(name, compiled)
-  return compiled
-}
-
-const describeErrors = (errors: ReadonlyArray<ErrorObject> | null | undefined): string =>
-  (errors ?? []).map((error) => `${error.instancePath || "(root)"} ${error.message ?? ""} ${JSON.stringify(error.params)}`).join("\n")
 
 /** What is wrong with `value` as the spec's `schema`, or `undefined` when it conforms. */
 export const specViolation = (schema: SpecSchema, value: unknown): string | undefined => {
