@@ -5,7 +5,7 @@ import { Clock, Effect, Either, Layer, Redacted } from "effect"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { chunksOfCompletion } from "../../OpenAi/Wire.js"
 import { fromItems } from "../ChunkSource.js"
-import { ChatProvider } from "../Provider.js"
+import { ChatProvider, ProviderError } from "../Provider.js"
 import type { Deadline, Provider, UpstreamTarget } from "../Provider.js"
 import { eventSource, parseEventData, runMachine } from "../Upstream/EventSource.js"
 import type { SseEvent } from "../Upstream/SseDecoder.js"
@@ -19,6 +19,24 @@ import * as StreamTranslate from "./StreamTranslate.js"
 export const defaultBaseUrl = "https://api.anthropic.com"
 
 const anthropicVersion = "2023-06-01"
+
+/**
+ * An error answer's code is Anthropic's error type (`invalid_request_error`, `overloaded_error`…), or null: the
+ * shared table reads `error.code`, which Anthropic's body does not have.
+ */
+export const refineError = (error: ProviderError, body: unknown): ProviderError => {
+  const inner = typeof body === "object" && body !== null && "error" in body ? body.error : undefined
+  const type = typeof inner === "object" && inner !== null && "type" in inner ? inner.type : undefined
+  return new ProviderError({
+    reason: error.reason,
+    message: error.message,
+    provider: error.provider,
+    status: error.status,
+    retryAfterMs: error.retryAfterMs,
+    param: error.param,
+    code: typeof type === "string" && /^[a-z][a-z_]{0,63}$/.test(type) ? type : null
+  })
+}
 
 /** How a deployment talks to Anthropic. */
 export interface AnthropicOptions {
@@ -55,7 +73,7 @@ export const make = (target: UpstreamTarget, options?: AnthropicOptions): Effect
     const complete = (request: ChatCompletionRequest, deadline?: Deadline) =>
       Effect.gen(function* () {
         const body = yield* toAnthropicRequest(request, translateOptions)
-        const response = yield* postJson(transport, endpoint, JSON.stringify(body), deadline)
+        const response = yield* postJson(transport, endpoint, JSON.stringify(body), deadline, refineError)
         const message = yield* Effect.flatMap(readJson(transport, providerName, response, deadline), decodeAnthropicMessage)
         return fromAnthropicMessage(message, yield* context(request))
       })
@@ -64,7 +82,7 @@ export const make = (target: UpstreamTarget, options?: AnthropicOptions): Effect
       Effect.gen(function* () {
         const body = yield* toAnthropicRequest(request, translateOptions)
         const ctx = yield* context(request)
-        const response = yield* postJson(transport, endpoint, JSON.stringify({ ...body, stream: true }), deadline)
+        const response = yield* postJson(transport, endpoint, JSON.stringify({ ...body, stream: true }), deadline, refineError)
         const media = mediaTypeOf(response)
         if (media === "application/json") {
           // An upstream that answered the whole message: told as the stream it would have sent.

@@ -4,15 +4,23 @@
  * `response_format: json_schema` has no universally available Anthropic counterpart, so it becomes a tool named
  * after the schema that the model must call (see Response.ts for the way back). `json_object` becomes a
  * system-prompt instruction.
+ *
+ * Extended thinking: a native `thinking` object is forwarded as is, else `reasoning_effort` maps to a budget (see
+ * `thinkingBudgets`). Signed thinking blocks of an assistant message go back in place, before its tool calls:
+ * from its `thinking_blocks`, else from the ids of its tool calls, which carry them (ToolCallCarriage.ts).
  */
 import { Either } from "effect"
 import type {
   ChatCompletionRequest,
   ChatMessage,
+  ThinkingBlock,
   ToolCall,
   UserContentPart
 } from "../../OpenAi/Schemas.js"
 import { ProviderError } from "../Provider.js"
+import { reasoningEffortOf } from "../ReasoningEffort.js"
+import type { ReasoningEffort } from "../ReasoningEffort.js"
+import { baseOf, uncarry } from "../ToolCallCarriage.js"
 
 /** The provider kind reported in every `ProviderError` of this dialect. */
 export const providerName = "anthropic"
@@ -50,7 +58,12 @@ export interface AnthropicToolResultBlock {
   readonly content: string | ReadonlyArray<AnthropicTextBlock>
 }
 
+export type AnthropicThinkingBlock =
+  | { readonly type: "thinking"; readonly thinking: string; readonly signature?: string }
+  | { readonly type: "redacted_thinking"; readonly data: string }
+
 export type AnthropicContentBlock =
+  | AnthropicThinkingBlock
   | AnthropicTextBlock
   | AnthropicImageBlock
   | AnthropicDocumentBlock
@@ -86,6 +99,8 @@ export interface AnthropicRequestBody {
   readonly metadata?: { readonly user_id: string }
   readonly tools?: ReadonlyArray<AnthropicTool>
   readonly tool_choice?: AnthropicToolChoice
+  /** Extended thinking: `{type: "enabled", budget_tokens}`, or whatever native object the client sent. */
+  readonly thinking?: Readonly<Record<string, unknown>>
   readonly stream?: boolean
 }
 
@@ -180,13 +195,26 @@ const blocksOf = (
         typeof content === "string"
           ? textBlocks(content)
           : content.flatMap((part) => textBlocks(part.type === "text" ? part.text : part.refusal))
+      const explicit = message.thinking_blocks ?? []
       const calls = (message.tool_calls ?? []).map((call, i) =>
-        Either.map(
-          parseArguments(call, `${param}.tool_calls[${i}].function.arguments`),
-          (input): AnthropicContentBlock => ({ type: "tool_use", id: call.id, name: call.function.name, input })
-        )
+        Either.map(parseArguments(call, `${param}.tool_calls[${i}].function.arguments`), (input) => {
+          const { base, carried } = uncarry(call.id)
+          const toolUse: AnthropicContentBlock = { type: "tool_use", id: base, name: call.function.name, input }
+          // Blocks the id carried, unless the message sent its thinking blocks itself.
+          const thinking = explicit.length === 0 && carried?.kind === "anthropic" ? carried.thinkingBlocks.map(thinkingBlockOf) : []
+          return { thinking, toolUse }
+        })
       )
-      return Either.map(Either.all(calls), (toolUses) => ({ role: "assistant", content: [...text, ...toolUses] }))
+      return Either.map(Either.all(calls), (uses) => {
+        // Thinking comes first, as Anthropic sent it: the message's own blocks, or the ones its first call carried;
+        // blocks a later call carried (interleaved thinking) go right before that call.
+        const [first, ...rest] = uses
+        const leading = explicit.length > 0 ? explicit.map(thinkingBlockOf) : (first?.thinking ?? [])
+        const blocks: Array<AnthropicContentBlock> = [...leading, ...text]
+        if (first !== undefined) blocks.push(first.toolUse)
+        for (const use of rest) blocks.push(...use.thinking, use.toolUse)
+        return { role: "assistant", content: blocks }
+      })
     }
     case "tool":
       return Either.right({
@@ -194,7 +222,7 @@ const blocksOf = (
         content: [
           {
             type: "tool_result",
-            tool_use_id: message.tool_call_id,
+            tool_use_id: baseOf(message.tool_call_id),
             content:
               typeof message.content === "string"
                 ? message.content
@@ -204,6 +232,14 @@ const blocksOf = (
       })
   }
 }
+
+/** A thinking block as Anthropic takes it back: exactly its fields, nothing a client added. */
+const thinkingBlockOf = (block: ThinkingBlock): AnthropicThinkingBlock =>
+  block.type === "redacted_thinking"
+    ? { type: "redacted_thinking", data: block.data }
+    : block.signature === undefined
+      ? { type: "thinking", thinking: block.thinking }
+      : { type: "thinking", thinking: block.thinking, signature: block.signature }
 
 /**
  * Anthropic wants strictly alternating turns, and tool results first within a user turn: consecutive same-role
@@ -271,12 +307,40 @@ const toolsOf = (request: ChatCompletionRequest): Array<AnthropicTool> => {
 }
 
 /**
+ * reasoning_effort → `budget_tokens`. 1024 is Anthropic's least; 24576 leaves room for an answer within the
+ * 32000-token output of the smallest-output thinking models.
+ */
+export const thinkingBudgets: Readonly<Record<Exclude<ReasoningEffort, "none">, number>> = {
+  minimal: 1024,
+  low: 2048,
+  medium: 8192,
+  high: 16384,
+  xhigh: 24576,
+  max: 24576
+}
+
+const isRecord = (value: unknown): value is Readonly<Record<string, unknown>> =>
+  typeof value === "object" && value !== null && !Array.isArray(value)
+
+/** The `thinking` to send: the client's own object as is, else what `reasoning_effort` maps to (none for `none`). */
+const thinkingOf = (request: ChatCompletionRequest): Either.Either<Readonly<Record<string, unknown>> | undefined, ProviderError> => {
+  const native = (request as Readonly<Record<string, unknown>>)["thinking"]
+  if (native !== undefined && native !== null) {
+    return isRecord(native) ? Either.right(native) : Either.left(invalidRequest("thinking must be an object", "thinking"))
+  }
+  return Either.map(reasoningEffortOf(request, providerName), (effort) =>
+    effort === undefined || effort === "none" ? undefined : { type: "enabled", budget_tokens: thinkingBudgets[effort] }
+  )
+}
+
+/**
  * Translates an OpenAI chat request into an Anthropic Messages request body (without `stream`).
  *
  * Fails with a `ProviderError` of reason `InvalidRequest` (with `param` pointing at the culprit) for what Anthropic
  * cannot express: tool-call arguments that are not a JSON object, audio input, files by id, non-base64 data URLs
- * and `n` > 1. `logprobs`, penalties, `seed` and `logit_bias` have no Anthropic counterpart and are dropped; of the
- * unknown extra fields only `top_k` is forwarded.
+ * and `n` > 1, an unknown `reasoning_effort`, a `thinking` that is not an object. `logprobs`, penalties, `seed` and
+ * `logit_bias` have no Anthropic counterpart and are dropped; of the unknown extra fields `top_k` and `thinking` are
+ * forwarded.
  */
 export const toAnthropicRequest = (
   request: ChatCompletionRequest,
@@ -293,27 +357,51 @@ export const toAnthropicRequest = (
   })
   if (request.response_format?.type === "json_object") system.push(jsonObjectInstruction)
 
-  return Either.map(Either.all(turns), (params) => {
+  return Either.gen(function*() {
+    const params = yield* Either.all(turns)
+    const thinking = yield* thinkingOf(request)
     const answerTool = responseFormatToolName(request)
     const tools = toolsOf(request)
     const toolChoice = toolChoiceOf(request, answerTool)
     const systemText = system.filter((text) => text.length > 0).join("\n\n")
     const extras: Readonly<Record<string, unknown>> = request
-    const topK = extras["top_k"]
     const stop = request.stop
-    return {
+    const thinks = thinking !== undefined && thinking["type"] !== "disabled"
+    // Thinking takes temperature 1 only, top_p from 0.95, and no top_k: other values are left out.
+    const temperature = typeof request.temperature === "number" ? Math.min(1, Math.max(0, request.temperature)) : undefined
+    const topP = typeof request.top_p === "number" && (!thinks || request.top_p >= 0.95) ? request.top_p : undefined
+    const topK = thinks ? undefined : extras["top_k"]
+    const body: AnthropicRequestBody = {
       model: request.model,
       messages: alternate(params),
-      max_tokens: request.max_completion_tokens ?? request.max_tokens ?? options.defaultMaxTokens,
+      max_tokens: maxTokensOf(request, options.defaultMaxTokens, thinking),
       ...(systemText.length > 0 ? { system: systemText } : {}),
       // OpenAI's temperature runs 0–2, Anthropic's 0–1.
-      ...(typeof request.temperature === "number" ? { temperature: Math.min(1, Math.max(0, request.temperature)) } : {}),
-      ...(typeof request.top_p === "number" ? { top_p: request.top_p } : {}),
+      ...(temperature !== undefined && (!thinks || temperature === 1) ? { temperature } : {}),
+      ...(topP !== undefined ? { top_p: topP } : {}),
       ...(typeof topK === "number" ? { top_k: topK } : {}),
       ...(stop === undefined || stop === null ? {} : { stop_sequences: typeof stop === "string" ? [stop] : stop }),
       ...(request.user !== undefined ? { metadata: { user_id: request.user } } : {}),
       ...(tools.length > 0 ? { tools } : {}),
-      ...(toolChoice !== undefined ? { tool_choice: toolChoice } : {})
+      ...(toolChoice !== undefined ? { tool_choice: toolChoice } : {}),
+      ...(thinking !== undefined ? { thinking } : {})
     }
+    return body
   })
+}
+
+/**
+ * `max_tokens`, which with thinking must exceed `budget_tokens`: the client's limit when it does (it then bounds
+ * thinking and answer together, as OpenAI's reasoning models count it), else the budget plus the client's limit
+ * (or the default) for the answer.
+ */
+const maxTokensOf = (
+  request: ChatCompletionRequest,
+  defaultMaxTokens: number,
+  thinking: Readonly<Record<string, unknown>> | undefined
+): number => {
+  const asked = request.max_completion_tokens ?? request.max_tokens ?? undefined
+  const budget = thinking?.["budget_tokens"]
+  if (typeof budget !== "number" || !Number.isSafeInteger(budget) || budget <= 0) return asked ?? defaultMaxTokens
+  return asked !== undefined && asked > budget ? asked : budget + (asked ?? defaultMaxTokens)
 }

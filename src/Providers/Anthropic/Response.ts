@@ -7,10 +7,12 @@ import { Either, Schema } from "effect"
 import type {
   ChatCompletion,
   FinishReason,
+  ThinkingBlock,
   ToolCall,
   Usage } from "../../OpenAi/Schemas.js"
 import { usageOf } from "../../OpenAi/Wire.js"
 import { ProviderError } from "../Provider.js"
+import { carry } from "../ToolCallCarriage.js"
 import { malformed } from "../Upstream/Transport.js"
 
 import { providerName } from "./Request.js"
@@ -31,9 +33,15 @@ export const AnthropicToolUseContent = Schema.Struct({
   name: Schema.String,
   input: Schema.Unknown
 })
-/** Thinking, server tools, citations and whatever comes next: carried, never shown. */
+export const AnthropicThinkingContent = Schema.Struct({
+  type: Schema.Literal("thinking"),
+  thinking: Schema.String,
+  signature: Schema.optional(Schema.String)
+})
+export const AnthropicRedactedThinkingContent = Schema.Struct({ type: Schema.Literal("redacted_thinking"), data: Schema.String })
+/** Server tools, citations and whatever comes next: carried, never shown. */
 const OtherContent = Schema.Struct({
-  type: Schema.String.pipe(Schema.filter((type) => type !== "text" && type !== "tool_use"))
+  type: Schema.String.pipe(Schema.filter((type) => type !== "text" && type !== "tool_use" && type !== "thinking" && type !== "redacted_thinking"))
 })
 
 /** A non-streamed Messages API response (only the fields the translation reads). */
@@ -41,7 +49,9 @@ export const AnthropicMessage = Schema.Struct({
   id: Schema.String,
   type: Schema.Literal("message"),
   role: Schema.Literal("assistant"),
-  content: Schema.Array(Schema.Union(AnthropicTextContent, AnthropicToolUseContent, OtherContent)),
+  content: Schema.Array(
+    Schema.Union(AnthropicTextContent, AnthropicToolUseContent, AnthropicThinkingContent, AnthropicRedactedThinkingContent, OtherContent)
+  ),
   stop_reason: Schema.NullOr(Schema.String),
   usage: AnthropicUsage
 })
@@ -50,6 +60,23 @@ export type AnthropicMessage = typeof AnthropicMessage.Type
 const decodeMessage = Schema.decodeUnknownEither(AnthropicMessage)
 const isText = Schema.is(AnthropicTextContent)
 const isToolUse = Schema.is(AnthropicToolUseContent)
+const isThinking = Schema.is(AnthropicThinkingContent)
+const isRedactedThinking = Schema.is(AnthropicRedactedThinkingContent)
+
+/**
+ * The id a tool call is given: Anthropic's own, carrying the thinking blocks that came before it (and after the
+ * previous call), so that a client that echoes only the id sends them back (see ToolCallCarriage.ts).
+ */
+export const toolCallIdOf = (id: string, thinkingBefore: ReadonlyArray<ThinkingBlock>): string =>
+  thinkingBefore.length === 0 ? id : carry(id, { kind: "anthropic", thinkingBlocks: thinkingBefore })
+
+/** A thinking block exactly as Anthropic wants it back. */
+export const thinkingBlockOf = (block: typeof AnthropicThinkingContent.Type | typeof AnthropicRedactedThinkingContent.Type): ThinkingBlock =>
+  block.type === "redacted_thinking"
+    ? { type: "redacted_thinking", data: block.data }
+    : block.signature === undefined
+      ? { type: "thinking", thinking: block.thinking }
+      : { type: "thinking", thinking: block.thinking, signature: block.signature }
 
 /** Checks an upstream body against the Messages response shape; anything else is `MalformedResponse`. */
 export const decodeAnthropicMessage = (body: unknown): Either.Either<AnthropicMessage, ProviderError> =>
@@ -102,25 +129,37 @@ export interface CompletionContext {
 
 /**
  * Translates a Messages API response into a `chat.completion`: text blocks joined into `content`, `tool_use`
- * blocks as `tool_calls`, thinking and other blocks dropped. A call to the response-format tool becomes the
- * content instead, with finish_reason "stop" unless the model also called real tools.
+ * blocks as `tool_calls`, thinking as `reasoning_content` (its text) and `thinking_blocks` (signed, to send back),
+ * other blocks dropped. A call to the response-format tool becomes the content instead, with finish_reason "stop"
+ * unless the model also called real tools.
  */
 export const fromAnthropicMessage = (message: AnthropicMessage, ctx: CompletionContext): ChatCompletion => {
   const texts: Array<string> = []
+  const thoughts: Array<string> = []
+  const thinkingBlocks: Array<ThinkingBlock> = []
+  /** Thinking blocks not yet carried by a tool call's id. */
+  let uncarried: Array<ThinkingBlock> = []
   const toolCalls: Array<ToolCall> = []
   let answer: string | undefined
   for (const block of message.content) {
     if (isText(block)) texts.push(block.text)
-    else if (isToolUse(block) && block.name === ctx.responseFormatTool && answer === undefined) {
+    else if (isThinking(block) || isRedactedThinking(block)) {
+      const thinking = thinkingBlockOf(block)
+      if (thinking.type === "thinking") thoughts.push(thinking.thinking)
+      thinkingBlocks.push(thinking)
+      uncarried.push(thinking)
+    } else if (isToolUse(block) && block.name === ctx.responseFormatTool && answer === undefined) {
       answer = JSON.stringify(block.input ?? {})
     } else if (isToolUse(block)) {
       toolCalls.push({
-        id: block.id,
+        id: toolCallIdOf(block.id, uncarried),
         type: "function",
         function: { name: block.name, arguments: JSON.stringify(block.input ?? {}) }
       })
+      uncarried = []
     }
   }
+  const reasoning = thoughts.join("")
   const finishReason = finishReasonFor(message.stop_reason)
   const usage = usageFrom(message.usage)
   return {
@@ -136,6 +175,8 @@ export const fromAnthropicMessage = (message: AnthropicMessage, ctx: CompletionC
           // Any text beside the answer would make the content invalid JSON.
           content: answer ?? (texts.length > 0 ? texts.join("") : null),
           refusal: null,
+          ...(reasoning.length > 0 ? { reasoning_content: reasoning } : {}),
+          ...(thinkingBlocks.length > 0 ? { thinking_blocks: thinkingBlocks } : {}),
           ...(toolCalls.length > 0 ? { tool_calls: toolCalls } : {})
         },
         finish_reason: finishReason === "tool_calls" && toolCalls.length === 0 ? "stop" : finishReason,

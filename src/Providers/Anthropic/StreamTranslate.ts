@@ -3,14 +3,18 @@
  *
  * Drive it with `Stream.mapAccumEffect(initialState(ctx), step)` (an `Either` is an `Effect`), then call `finish`
  * once the upstream ends: a stream that stops before `message_stop` is a failure, not a short answer.
+ *
+ * Thinking streams as `reasoning_content`; each thinking (or redacted_thinking) block, once complete with its
+ * signature, goes out as `thinking_blocks: [block]`, and the next tool call's id carries the blocks since the
+ * previous call (see ToolCallCarriage.ts).
  */
 import { Either, Schema } from "effect"
-import type { ChatCompletionChunk, FinishReason } from "../../OpenAi/Schemas.js"
+import type { ChatCompletionChunk, FinishReason, ThinkingBlock } from "../../OpenAi/Schemas.js"
 import { ProviderError } from "../Provider.js"
 import type { ProviderErrorReason } from "../Provider.js"
 import { malformed } from "../Upstream/Transport.js"
 import { providerName } from "./Request.js"
-import { AnthropicUsage, finishReasonFor, usageFrom } from "./Response.js"
+import { AnthropicUsage, finishReasonFor, toolCallIdOf, usageFrom } from "./Response.js"
 import type { CompletionContext } from "./Response.js"
 
 /** One decoded SSE event: its name and its parsed JSON data. */
@@ -25,6 +29,9 @@ type Block =
   | { readonly kind: "tool"; readonly ordinal: number }
   /** The response-format tool: its input is streamed as content. */
   | { readonly kind: "answer" }
+  /** Thinking so far: its text and signature, sent as a block when it stops. */
+  | { readonly kind: "thinking"; readonly thinking: string; readonly signature: string }
+  | { readonly kind: "redacted"; readonly data: string }
   | { readonly kind: "ignored" }
 
 export interface StreamState {
@@ -32,6 +39,8 @@ export interface StreamState {
   readonly blocks: Readonly<Record<number, Block>>
   /** How many real tool calls have started; the next one gets this index. */
   readonly toolCalls: number
+  /** Completed thinking blocks that no tool call's id carries yet. */
+  readonly uncarried: ReadonlyArray<ThinkingBlock>
   readonly usage: AnthropicUsage
   readonly stopped: boolean
 }
@@ -43,6 +52,7 @@ export const initialState = (ctx: CompletionContext): StreamState => ({
   ctx,
   blocks: {},
   toolCalls: 0,
+  uncarried: [],
   usage: { input_tokens: 0, output_tokens: 0 },
   stopped: false
 })
@@ -57,7 +67,10 @@ const ContentBlockStart = Schema.Struct({
     type: Schema.String,
     text: Schema.optional(Schema.String),
     id: Schema.optional(Schema.String),
-    name: Schema.optional(Schema.String)
+    name: Schema.optional(Schema.String),
+    thinking: Schema.optional(Schema.String),
+    signature: Schema.optional(Schema.String),
+    data: Schema.optional(Schema.String)
   })
 })
 
@@ -66,9 +79,13 @@ const ContentBlockDelta = Schema.Struct({
   delta: Schema.Struct({
     type: Schema.String,
     text: Schema.optional(Schema.String),
-    partial_json: Schema.optional(Schema.String)
+    partial_json: Schema.optional(Schema.String),
+    thinking: Schema.optional(Schema.String),
+    signature: Schema.optional(Schema.String)
   })
 })
+
+const ContentBlockStop = Schema.Struct({ index: Schema.Number })
 
 const optionalCount = Schema.optional(Schema.NullOr(Schema.Number))
 
@@ -170,6 +187,14 @@ export const step = (state: StreamState, event: AnthropicStreamEvent): StepResul
           const text = block.text ?? ""
           return emit(next, text.length > 0 ? [chunk(state, { content: text })] : [])
         }
+        if (block.type === "thinking") {
+          const thinking = block.thinking ?? ""
+          const next = { ...state, blocks: { ...state.blocks, [index]: { kind: "thinking", thinking, signature: block.signature ?? "" } as const } }
+          return emit(next, thinking.length > 0 ? [chunk(state, { reasoning_content: thinking })] : [])
+        }
+        if (block.type === "redacted_thinking" && block.data !== undefined) {
+          return emit({ ...state, blocks: { ...state.blocks, [index]: { kind: "redacted", data: block.data } as const } })
+        }
         if (block.type !== "tool_use") {
           return emit({ ...state, blocks: { ...state.blocks, [index]: { kind: "ignored" } as const } })
         }
@@ -183,12 +208,13 @@ export const step = (state: StreamState, event: AnthropicStreamEvent): StepResul
         const next: StreamState = {
           ...state,
           toolCalls: ordinal + 1,
+          uncarried: [],
           blocks: { ...state.blocks, [index]: { kind: "tool", ordinal } }
         }
         return emit(next, [
           chunk(state, {
             tool_calls: [
-              { index: ordinal, id: block.id, type: "function", function: { name: block.name, arguments: "" } }
+              { index: ordinal, id: toolCallIdOf(block.id, state.uncarried), type: "function", function: { name: block.name, arguments: "" } }
             ]
           })
         ])
@@ -200,6 +226,15 @@ export const step = (state: StreamState, event: AnthropicStreamEvent): StepResul
         if (delta.type === "text_delta" && delta.text !== undefined && delta.text.length > 0) {
           return emit(state, [chunk(state, { content: delta.text })])
         }
+        if (block?.kind === "thinking" && delta.type === "thinking_delta" && delta.thinking !== undefined) {
+          if (delta.thinking.length === 0) return emit(state)
+          const next = { ...state, blocks: { ...state.blocks, [index]: { ...block, thinking: block.thinking + delta.thinking } } }
+          return emit(next, [chunk(state, { reasoning_content: delta.thinking })])
+        }
+        if (block?.kind === "thinking" && delta.type === "signature_delta" && delta.signature !== undefined) {
+          // The signature comes whole; a later one replaces it, as Anthropic's SDKs read it.
+          return emit({ ...state, blocks: { ...state.blocks, [index]: { ...block, signature: delta.signature } } })
+        }
         if (delta.type !== "input_json_delta" || delta.partial_json === undefined || delta.partial_json.length === 0) {
           return emit(state)
         }
@@ -209,6 +244,20 @@ export const step = (state: StreamState, event: AnthropicStreamEvent): StepResul
           ])
         }
         return emit(state, block?.kind === "answer" ? [chunk(state, { content: delta.partial_json })] : [])
+      })
+
+    case "content_block_stop":
+      return decodeOr(ContentBlockStop, event, ({ index }) => {
+        const block = state.blocks[index]
+        if (block?.kind !== "thinking" && block?.kind !== "redacted") return emit(state)
+        const thinking: ThinkingBlock =
+          block.kind === "redacted"
+            ? { type: "redacted_thinking", data: block.data }
+            : block.signature.length > 0
+              ? { type: "thinking", thinking: block.thinking, signature: block.signature }
+              : { type: "thinking", thinking: block.thinking }
+        const next: StreamState = { ...state, uncarried: [...state.uncarried, thinking], blocks: { ...state.blocks, [index]: { kind: "ignored" } } }
+        return emit(next, [chunk(state, { thinking_blocks: [thinking] })])
       })
 
     case "message_delta":
@@ -243,7 +292,7 @@ export const step = (state: StreamState, event: AnthropicStreamEvent): StepResul
       return Either.left(errorFromEvent(event.data))
 
     default:
-      // ping, content_block_stop, and event types newer than this code.
+      // ping, and event types newer than this code.
       return emit(state)
   }
 }

@@ -11,6 +11,8 @@ import type {
   UserContentPart
 } from "../../OpenAi/Schemas.js"
 import { ProviderError } from "../Provider.js"
+import { reasoningEffortOf } from "../ReasoningEffort.js"
+import type { ReasoningEffort } from "../ReasoningEffort.js"
 import { baseOf, uncarry } from "../ToolCallCarriage.js"
 import { provider } from "./Errors.js"
 
@@ -228,29 +230,6 @@ const withoutSchemaKeyword = (schema: Readonly<Record<string, unknown>>): Readon
   if (!("$schema" in schema)) return schema
   const { $schema: _dialect, ...rest } = schema
   return rest
-}
-
-/** The reasoning efforts the Anthropic and Gemini translations know. */
-export type ReasoningEffort = "none" | "minimal" | "low" | "medium" | "high" | "xhigh" | "max"
-const reasoningEfforts: ReadonlySet<string> = new Set(["none", "minimal", "low", "medium", "high", "xhigh", "max"])
-
-/** `reasoning_effort` when the request sets one; a value no table has is the caller's mistake. */
-export const reasoningEffortOf = (
-  request: ChatCompletionRequest,
-  providerName: string
-): Either.Either<ReasoningEffort | undefined, ProviderError> => {
-  const effort = request.reasoning_effort
-  if (effort === undefined || effort === null) return Either.right(undefined)
-  return reasoningEfforts.has(effort)
-    ? Either.right(effort as ReasoningEffort)
-    : Either.left(
-        new ProviderError({
-          reason: "InvalidRequest",
-          message: `reasoning_effort must be one of none, minimal, low, medium, high, xhigh, max for the ${providerName} upstream`,
-          provider: providerName,
-          param: "reasoning_effort"
-        })
-      )
 }
 
 /** How a Gemini model is told to think, by generation: 3 takes a level, 2.5 a budget, older models do not think. */

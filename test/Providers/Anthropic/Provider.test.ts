@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs"
 import { streamOf } from "../../../src/Providers/Provider.js"
 import * as Transport from "../../../src/Providers/Upstream/Transport.js"
 import { describe, expect, it } from "@effect/vitest"
@@ -39,6 +40,16 @@ const scenario = (call: UpstreamCall): Reply => {
       return Anthropic.error(529, "overloaded_error", "Overloaded")
     case "unauthorized":
       return Anthropic.error(401, "authentication_error", "invalid x-api-key")
+    case "invalid-request":
+      return Anthropic.error(400, "invalid_request_error", "messages.1.content.0.type: Expected `thinking` or `redacted_thinking`, but found `tool_use`.")
+    case "recorded-thinking":
+      return call.stream
+        ? sse(
+            readFileSync(new URL("../../fixtures/anthropic/vercel-ai-fixtures/anthropic-clear-thinking.1.chunks.txt", import.meta.url), "utf8")
+              .split("\n")
+              .map((line) => `event: ${(JSON.parse(line) as { type: string }).type}\ndata: ${line}\n\n`)
+          )
+        : text(200, readFileSync(new URL("../../fixtures/anthropic/vercel-ai-fixtures/issue-13430-thinking-tool-call.json", import.meta.url), "utf8"), "application/json")
     case "html-502":
       return text(502, "<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
     case "not-a-message":
@@ -214,6 +225,33 @@ describe("Anthropic provider against a real HTTP upstream", () => {
         status: 401,
         message: "invalid x-api-key"
       })
+    }))
+
+  it.scopedLive("gives Anthropic's error type as the code of an error answer, streamed or not", () =>
+    Effect.gen(function* () {
+      const { complete, collect } = yield* fakeAnthropic
+      expect(yield* Effect.flip(complete(request("invalid-request")))).toMatchObject({ reason: "InvalidRequest", status: 400, code: "invalid_request_error" })
+      expect(yield* Effect.flip(collect(request("invalid-request")))).toMatchObject({ status: 400, code: "invalid_request_error" })
+      expect(yield* Effect.flip(complete(request("rate-limited")))).toMatchObject({ code: "rate_limit_error" })
+      expect(yield* Effect.flip(complete(request("html-502")))).toMatchObject({ code: null })
+    }))
+
+  it.scopedLive("sends reasoning_effort as thinking and answers recorded thinking, whole and streamed", () =>
+    Effect.gen(function* () {
+      const { complete, collect, lastFor } = yield* fakeAnthropic
+      const done = yield* complete(request("recorded-thinking", { reasoning_effort: "medium", temperature: 0.5 }))
+      expect(lastFor("recorded-thinking").body).toMatchObject({ thinking: { type: "enabled", budget_tokens: 8192 }, max_tokens: 8192 + 4096 })
+      expect(lastFor("recorded-thinking").json).not.toHaveProperty("temperature")
+      expect(done.choices[0]?.message).toMatchObject({
+        reasoning_content: "The user wants me to call checkSandboxErrors immediately.",
+        thinking_blocks: [{ type: "thinking", thinking: "The user wants me to call checkSandboxErrors immediately." }]
+      })
+      const chunks = yield* collect(request("recorded-thinking", { reasoning_effort: "low" }))
+      expect(lastFor("recorded-thinking").body).toMatchObject({ stream: true, thinking: { type: "enabled", budget_tokens: 2048 } })
+      expect(chunks.map((chunk) => chunk.choices[0]?.delta.reasoning_content ?? "").join("")).toBe(
+        "The previous result was 925. Now I need to divide that by 5.\n\n925 ÷ 5 = 185"
+      )
+      expect(contentOf(chunks)).toBe("925 ÷ 5 = 185")
     }))
 
   it.scopedLive("maps an HTML 502 page to Unavailable without echoing the page", () =>

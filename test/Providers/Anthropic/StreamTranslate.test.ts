@@ -7,6 +7,7 @@ import { makeSseDecoder } from "../../../src/Providers/Upstream/SseDecoder.js"
 import { finish, initialState, step } from "../../../src/Providers/Anthropic/StreamTranslate.js"
 import type { AnthropicStreamEvent, StreamState } from "../../../src/Providers/Anthropic/StreamTranslate.js"
 import type { CompletionContext } from "../../../src/Providers/Anthropic/Response.js"
+import { uncarry } from "../../../src/Providers/ToolCallCarriage.js"
 
 const ctx: CompletionContext = { id: "chatcmpl-stream", created: 1_700_000_000, model: "claude-test" }
 
@@ -69,6 +70,12 @@ const toolCalls = (chunks: ReadonlyArray<ChatCompletionChunk>) => {
   }
   return calls
 }
+
+const reasoning = (chunks: ReadonlyArray<ChatCompletionChunk>): string =>
+  chunks.map((chunk) => chunk.choices[0]?.delta.reasoning_content ?? "").join("")
+
+/** Every thinking block the deltas announced, in order. */
+const thinkingBlocks = (chunks: ReadonlyArray<ChatCompletionChunk>) => chunks.flatMap((chunk) => chunk.choices[0]?.delta.thinking_blocks ?? [])
 
 const finishReasons = (chunks: ReadonlyArray<ChatCompletionChunk>) =>
   chunks.flatMap((chunk) => chunk.choices.map((choice) => choice.finish_reason)).filter((reason) => reason !== null)
@@ -160,7 +167,7 @@ describe("StreamTranslate on recorded streams", () => {
 })
 
 describe("StreamTranslate on constructed events", () => {
-  it("numbers tool calls by tool_use block, not by content block index, and drops thinking", () => {
+  it("numbers tool calls by tool_use block, not by content block index, and carries thinking in the first call's id", () => {
     const chunks = runOk([
       messageStart,
       event("content_block_start", { index: 0, content_block: { type: "thinking", thinking: "" } }),
@@ -180,10 +187,15 @@ describe("StreamTranslate on constructed events", () => {
     ])
     expectWellFormed(chunks)
     expect(text(chunks)).toBe("Two calls.")
-    expect(toolCalls(chunks)).toEqual([
-      { id: "t_a", name: "a", arguments: '{"x":1}' },
-      { id: "t_b", name: "b", arguments: '{"y":2}' }
-    ])
+    const [first, second] = toolCalls(chunks)
+    expect(second).toEqual({ id: "t_b", name: "b", arguments: '{"y":2}' })
+    expect(first).toMatchObject({ name: "a", arguments: '{"x":1}' })
+    expect(uncarry(first?.id ?? "")).toStrictEqual({
+      base: "t_a",
+      carried: { kind: "anthropic", thinkingBlocks: [{ type: "thinking", thinking: "hmm", signature: "sig" }] }
+    })
+    expect(reasoning(chunks)).toBe("hmm")
+    expect(thinkingBlocks(chunks)).toStrictEqual([{ type: "thinking", thinking: "hmm", signature: "sig" }])
   })
 
   it("streams the response-format tool's input as content and finishes with stop", () => {
@@ -256,3 +268,102 @@ describe("StreamTranslate on constructed events", () => {
     expect(chunks).toHaveLength(3)
   })
 })
+
+/** The AI SDK's recording format: one event's JSON data per line, its name in its `type`. */
+const recordedEvents = (name: string): Array<AnthropicStreamEvent> =>
+  fixture(`vercel-ai-fixtures/${name}`)
+    .split("\n")
+    .filter((line) => line.length > 0)
+    .map((line) => {
+      const data = JSON.parse(line) as { readonly type: string }
+      return { event: data.type, data }
+    })
+
+interface RecordedMessage {
+  readonly content: ReadonlyArray<
+    | { readonly type: "thinking"; readonly thinking: string; readonly signature: string }
+    | { readonly type: "tool_use"; readonly id: string; readonly name: string; readonly input: unknown }
+  >
+}
+
+/** A recorded non-streamed message told as the events Anthropic streams for it (blocks whole, then stopped). */
+const asEvents = (message: RecordedMessage, stopReason: string): Array<AnthropicStreamEvent> => [
+  messageStart,
+  ...message.content.flatMap((block, index) =>
+    block.type === "thinking"
+      ? [
+          event("content_block_start", { index, content_block: { type: "thinking", thinking: "", signature: "" } }),
+          event("content_block_delta", { index, delta: { type: "thinking_delta", thinking: block.thinking } }),
+          event("content_block_delta", { index, delta: { type: "signature_delta", signature: block.signature } }),
+          event("content_block_stop", { index })
+        ]
+      : [
+          event("content_block_start", { index, content_block: { type: "tool_use", id: block.id, name: block.name, input: {} } }),
+          event("content_block_delta", { index, delta: { type: "input_json_delta", partial_json: JSON.stringify(block.input) } }),
+          event("content_block_stop", { index })
+        ]
+  ),
+  messageDelta(stopReason, 59),
+  messageStop
+]
+
+describe("StreamTranslate and extended thinking", () => {
+  it("streams a recorded thinking block as reasoning_content before the content, then the signed block once complete", () => {
+    const recorded = recordedEvents("anthropic-clear-thinking.1.chunks.txt")
+    const chunks = runOk(recorded)
+    expectWellFormed(chunks)
+    expect(reasoning(chunks)).toBe("The previous result was 925. Now I need to divide that by 5.\n\n925 ÷ 5 = 185")
+    expect(text(chunks)).toBe("925 ÷ 5 = 185")
+    const signature = (recorded.find((e) => JSON.stringify(e.data).includes("signature_delta"))?.data as { delta: { signature: string } }).delta.signature
+    expect(thinkingBlocks(chunks)).toStrictEqual([{ type: "thinking", thinking: reasoning(chunks), signature }])
+    const deltas = chunks.map((chunk) => chunk.choices[0]?.delta ?? {})
+    const blockAt = deltas.findIndex((delta) => delta.thinking_blocks !== undefined)
+    const firstContent = deltas.findIndex((delta) => typeof delta.content === "string" && delta.content.length > 0)
+    const reasoningAt = deltas.flatMap((delta, index) => (delta.reasoning_content === undefined ? [] : [index]))
+    expect(Math.max(...reasoningAt)).toBeLessThan(blockAt)
+    expect(blockAt).toBeLessThan(firstContent)
+    expect(deltas.some((delta) => delta.reasoning_content !== undefined && delta.content !== undefined)).toBe(false)
+    expect(finishReasons(chunks)).toEqual(["stop"])
+  })
+
+  it("carries the recorded signed thinking block in the id of the tool call that follows it", () => {
+    const message = JSON.parse(fixture("vercel-ai-fixtures/issue-13430-thinking-tool-call.json")) as RecordedMessage
+    const thinking = message.content[0]!
+    const chunks = runOk(asEvents(message, "tool_use"))
+    expectWellFormed(chunks)
+    const [call] = toolCalls(chunks)
+    expect(call).toMatchObject({ name: "checkSandboxErrors", arguments: "{}" })
+    expect(uncarry(call?.id ?? "")).toStrictEqual({ base: "toolu_017R7ACrx7NF7sLDDtvdQ1u9", carried: { kind: "anthropic", thinkingBlocks: [thinking] } })
+    expect(thinkingBlocks(chunks)).toStrictEqual([thinking])
+    expect(finishReasons(chunks)).toEqual(["tool_calls"])
+  })
+
+  it("passes redacted_thinking on whole, and each call carries only the thinking since the call before it", () => {
+    const chunks = runOk([
+      messageStart,
+      event("content_block_start", { index: 0, content_block: { type: "redacted_thinking", data: "EmwKAhgBEgy3va3pzix" } }),
+      event("content_block_stop", { index: 0 }),
+      event("content_block_start", { index: 1, content_block: { type: "tool_use", id: "toolu_a", name: "a", input: {} } }),
+      event("content_block_stop", { index: 1 }),
+      event("content_block_start", { index: 2, content_block: { type: "thinking", thinking: "then b", signature: "" } }),
+      event("content_block_delta", { index: 2, delta: { type: "signature_delta", signature: "c2lnLWI=" } }),
+      event("content_block_stop", { index: 2 }),
+      event("content_block_start", { index: 3, content_block: { type: "tool_use", id: "toolu_b", name: "b", input: {} } }),
+      event("content_block_start", { index: 4, content_block: { type: "tool_use", id: "toolu_c", name: "c", input: {} } }),
+      messageDelta("tool_use", 9),
+      messageStop
+    ])
+    expectWellFormed(chunks)
+    expect(thinkingBlocks(chunks)).toStrictEqual([
+      { type: "redacted_thinking", data: "EmwKAhgBEgy3va3pzix" },
+      { type: "thinking", thinking: "then b", signature: "c2lnLWI=" }
+    ])
+    expect(reasoning(chunks)).toBe("then b")
+    expect(toolCalls(chunks).map((call) => uncarry(call.id ?? ""))).toStrictEqual([
+      { base: "toolu_a", carried: { kind: "anthropic", thinkingBlocks: [{ type: "redacted_thinking", data: "EmwKAhgBEgy3va3pzix" }] } },
+      { base: "toolu_b", carried: { kind: "anthropic", thinkingBlocks: [{ type: "thinking", thinking: "then b", signature: "c2lnLWI=" }] } },
+      { base: "toolu_c" }
+    ])
+  })
+})
+

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Either, Schema } from "effect"
+import { readFileSync } from "node:fs"
 import { ChatCompletion } from "../../../src/OpenAi/Schemas.js"
 import type { ChatCompletionRequest } from "../../../src/OpenAi/Schemas.js"
 import type { ProviderError } from "../../../src/Providers/Provider.js"
@@ -7,6 +8,9 @@ import { responseFormatToolName, toAnthropicRequest } from "../../../src/Provide
 import type { AnthropicRequestBody } from "../../../src/Providers/Anthropic/Request.js"
 import { decodeAnthropicMessage, finishReasonFor, fromAnthropicMessage } from "../../../src/Providers/Anthropic/Response.js"
 import type { AnthropicMessage } from "../../../src/Providers/Anthropic/Response.js"
+import { carry, uncarry } from "../../../src/Providers/ToolCallCarriage.js"
+import { refineError } from "../../../src/Providers/Anthropic/Provider.js"
+import { ProviderError as ProviderErrorClass } from "../../../src/Providers/Provider.js"
 
 const options = { defaultMaxTokens: 4096 }
 
@@ -276,7 +280,7 @@ describe("toAnthropicRequest", () => {
 })
 
 describe("fromAnthropicMessage", () => {
-  it("joins text, maps tool_use to tool_calls and drops thinking", () => {
+  it("joins text, maps tool_use to tool_calls and gives thinking as reasoning_content and thinking_blocks, carried in the call's id", () => {
     const decoded = Either.getOrThrow(
       decodeAnthropicMessage({
         id: "msg_01",
@@ -296,6 +300,11 @@ describe("fromAnthropicMessage", () => {
     )
     const completion = fromAnthropicMessage(decoded, ctx)
     expect(Schema.is(ChatCompletion)(completion)).toBe(true)
+    const carriedId = completion.choices[0]?.message.tool_calls?.[0]?.id ?? ""
+    expect(uncarry(carriedId)).toStrictEqual({
+      base: "toolu_1",
+      carried: { kind: "anthropic", thinkingBlocks: [{ type: "thinking", thinking: "Let me think", signature: "sig" }] }
+    })
     expect(completion).toEqual({
       id: "chatcmpl-test",
       object: "chat.completion",
@@ -308,8 +317,10 @@ describe("fromAnthropicMessage", () => {
             role: "assistant",
             content: "I'll check the weather.",
             refusal: null,
+            reasoning_content: "Let me think",
+            thinking_blocks: [{ type: "thinking", thinking: "Let me think", signature: "sig" }],
             tool_calls: [
-              { id: "toolu_1", type: "function", function: { name: "get_weather", arguments: '{"location":"Paris"}' } }
+              { id: carriedId, type: "function", function: { name: "get_weather", arguments: '{"location":"Paris"}' } }
             ]
           },
           finish_reason: "tool_calls",
@@ -367,3 +378,169 @@ describe("fromAnthropicMessage", () => {
     }
   })
 })
+
+/** A non-streamed message recorded from the real API (AI SDK fixtures): signed thinking, then a tool call. */
+const recordedThinkingMessage = (): unknown =>
+  JSON.parse(readFileSync(new URL("../../fixtures/anthropic/vercel-ai-fixtures/issue-13430-thinking-tool-call.json", import.meta.url), "utf8"))
+
+const recordedThinking = {
+  type: "thinking",
+  thinking: "The user wants me to call checkSandboxErrors immediately.",
+  signature: (recordedThinkingMessage() as { content: ReadonlyArray<{ signature?: string }> }).content[0]!.signature!
+} as const
+
+describe("extended thinking", () => {
+  const question = { role: "user", content: "Check the sandbox for errors." } as const
+  const completion = () => fromAnthropicMessage(Either.getOrThrow(decodeAnthropicMessage(recordedThinkingMessage())), ctx)
+
+  it("gives a recorded signed thinking block as reasoning_content and thinking_blocks, and carries it in the tool call's id", () => {
+    const done = completion()
+    expect(Schema.is(ChatCompletion)(done)).toBe(true)
+    const message = done.choices[0]!.message
+    expect(message.reasoning_content).toBe(recordedThinking.thinking)
+    expect(message.thinking_blocks).toStrictEqual([recordedThinking])
+    expect(message.content).toBeNull()
+    expect(message.tool_calls).toHaveLength(1)
+    expect(uncarry(message.tool_calls![0]!.id)).toStrictEqual({
+      base: "toolu_017R7ACrx7NF7sLDDtvdQ1u9",
+      carried: { kind: "anthropic", thinkingBlocks: [recordedThinking] }
+    })
+    expect(done.choices[0]?.finish_reason).toBe("tool_calls")
+  })
+
+  it("sends the signed block back in place, before the tool_use, when the client echoes only the tool call id", () => {
+    const call = completion().choices[0]!.message.tool_calls![0]!
+    const body = translate({
+      model: "claude-sonnet-4-6",
+      reasoning_effort: "low",
+      messages: [
+        question,
+        // What the openai SDK's runTools rebuilds: id, type and function only.
+        { role: "assistant", content: null, tool_calls: [{ id: call.id, type: "function", function: call.function }] },
+        { role: "tool", tool_call_id: call.id, content: "no errors" }
+      ]
+    })
+    expect(body.messages).toStrictEqual([
+      { role: "user", content: [{ type: "text", text: question.content }] },
+      {
+        role: "assistant",
+        content: [recordedThinking, { type: "tool_use", id: "toolu_017R7ACrx7NF7sLDDtvdQ1u9", name: "checkSandboxErrors", input: {} }]
+      },
+      { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_017R7ACrx7NF7sLDDtvdQ1u9", content: "no errors" }] }
+    ])
+  })
+
+  it("sends a message's own thinking_blocks (the AI SDK, LiteLLM style) first, before its text and tool calls, over what ids carry", () => {
+    const redacted = { type: "redacted_thinking", data: "EmwKAhgBEgy3va3pzix" } as const
+    const carried = carry("toolu_x", { kind: "anthropic", thinkingBlocks: [{ type: "thinking", thinking: "stale", signature: "c3RhbGU=" }] })
+    const body = translate({
+      model: "claude-sonnet-4-6",
+      messages: [
+        question,
+        {
+          role: "assistant",
+          content: "Checking.",
+          reasoning_content: "ignored: only signed blocks go back",
+          thinking_blocks: [{ ...recordedThinking, cache_control: { type: "ephemeral" } } as typeof recordedThinking, redacted],
+          tool_calls: [{ id: carried, type: "function", function: { name: "checkSandboxErrors", arguments: "{}" } }]
+        },
+        { role: "tool", tool_call_id: carried, content: "ok" }
+      ]
+    })
+    expect(body.messages[1]).toStrictEqual({
+      role: "assistant",
+      content: [recordedThinking, redacted, { type: "text", text: "Checking." }, { type: "tool_use", id: "toolu_x", name: "checkSandboxErrors", input: {} }]
+    })
+    expect(body.messages[2]).toStrictEqual({ role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_x", content: "ok" }] })
+  })
+
+  it("puts interleaved thinking a later call carries right before that call, and drops a carriage that fails its check", () => {
+    const a = carry("toolu_a", { kind: "anthropic", thinkingBlocks: [recordedThinking] })
+    const b = carry("toolu_b", { kind: "anthropic", thinkingBlocks: [{ type: "thinking", thinking: "and b", signature: "Yg==" }] })
+    const tampered = `${a.slice(0, -3)}${a.endsWith("AAA") ? "BBB" : "AAA"}`
+    const body = translate({
+      model: "m",
+      messages: [
+        question,
+        {
+          role: "assistant",
+          content: "Two checks.",
+          tool_calls: [
+            { id: a, type: "function", function: { name: "f", arguments: "{}" } },
+            { id: b, type: "function", function: { name: "g", arguments: "{}" } }
+          ]
+        },
+        { role: "tool", tool_call_id: a, content: "1" },
+        { role: "tool", tool_call_id: b, content: "2" }
+      ]
+    })
+    expect(body.messages[1]?.content).toStrictEqual([
+      recordedThinking,
+      { type: "text", text: "Two checks." },
+      { type: "tool_use", id: "toolu_a", name: "f", input: {} },
+      { type: "thinking", thinking: "and b", signature: "Yg==" },
+      { type: "tool_use", id: "toolu_b", name: "g", input: {} }
+    ])
+    const spoiled = translate({
+      model: "m",
+      messages: [question, { role: "assistant", content: null, tool_calls: [{ id: tampered, type: "function", function: { name: "f", arguments: "{}" } }] }]
+    })
+    expect(spoiled.messages[1]?.content).toStrictEqual([{ type: "tool_use", id: "toolu_a", name: "f", input: {} }])
+  })
+
+  it("maps reasoning_effort to a thinking budget, raising max_tokens above it as Anthropic requires", () => {
+    const send = (extra: Partial<ChatCompletionRequest>) => translate({ model: "claude-sonnet-4-5", messages: [question], ...extra })
+    const budgets = { minimal: 1024, low: 2048, medium: 8192, high: 16384, xhigh: 24576, max: 24576 } as const
+    for (const [effort, budget] of Object.entries(budgets)) {
+      const body = send({ reasoning_effort: effort })
+      expect(body.thinking).toStrictEqual({ type: "enabled", budget_tokens: budget })
+      // No max_tokens from the client: the default 4096 for the answer, on top of the budget.
+      expect(body.max_tokens).toBe(budget + 4096)
+    }
+    // A client limit above the budget bounds thinking and answer together; one at or below it is room for the answer.
+    expect(send({ reasoning_effort: "medium", max_completion_tokens: 20_000 }).max_tokens).toBe(20_000)
+    expect(send({ reasoning_effort: "medium", max_tokens: 500 }).max_tokens).toBe(8192 + 500)
+    expect(send({ reasoning_effort: "medium", max_tokens: 8192 }).max_tokens).toBe(8192 * 2)
+    // none, null or nothing: no thinking, max_tokens as before.
+    for (const extra of [{ reasoning_effort: "none" }, { reasoning_effort: null }, {}]) {
+      const body = send({ ...extra, max_tokens: 300 })
+      expect(body).not.toHaveProperty("thinking")
+      expect(body.max_tokens).toBe(300)
+    }
+  })
+
+  it("leaves out the sampling settings thinking refuses, and keeps the ones it takes", () => {
+    const body = translate({ model: "m", messages: [question], reasoning_effort: "low", temperature: 0.2, top_p: 0.5, top_k: 40 } as ChatCompletionRequest)
+    expect(body).not.toHaveProperty("temperature")
+    expect(body).not.toHaveProperty("top_p")
+    expect(body).not.toHaveProperty("top_k")
+    const kept = translate({ model: "m", messages: [question], reasoning_effort: "low", temperature: 1, top_p: 0.97 })
+    expect(kept).toMatchObject({ temperature: 1, top_p: 0.97 })
+    const plain = translate({ model: "m", messages: [question], temperature: 0.2, top_p: 0.5, top_k: 40 } as ChatCompletionRequest)
+    expect(plain).toMatchObject({ temperature: 0.2, top_p: 0.5, top_k: 40 })
+  })
+
+  it("forwards a native thinking object as is, over reasoning_effort, and refuses what it cannot map", () => {
+    const adaptive = translate({ model: "m", messages: [question], reasoning_effort: "high", thinking: { type: "adaptive", display: "summarized" } } as ChatCompletionRequest)
+    expect(adaptive.thinking).toStrictEqual({ type: "adaptive", display: "summarized" })
+    expect(adaptive.max_tokens).toBe(4096)
+    const enabled = translate({ model: "m", messages: [question], max_tokens: 1000, thinking: { type: "enabled", budget_tokens: 5000 } } as ChatCompletionRequest)
+    expect(enabled).toMatchObject({ thinking: { type: "enabled", budget_tokens: 5000 }, max_tokens: 6000 })
+    const disabled = translate({ model: "m", messages: [question], temperature: 0.3, thinking: { type: "disabled" } } as ChatCompletionRequest)
+    expect(disabled).toMatchObject({ thinking: { type: "disabled" }, temperature: 0.3 })
+    expect(translateError({ model: "m", messages: [question], reasoning_effort: "extreme" })).toMatchObject({ reason: "InvalidRequest", param: "reasoning_effort" })
+    expect(translateError({ model: "m", messages: [question], thinking: true } as ChatCompletionRequest)).toMatchObject({ reason: "InvalidRequest", param: "thinking" })
+  })
+})
+
+describe("Anthropic error codes", () => {
+  const base = new ProviderErrorClass({ reason: "InvalidRequest", message: "m", provider: "anthropic", status: 400, code: "400" })
+  it("carries Anthropic's error type as the code, or null, never a number", () => {
+    expect(refineError(base, { type: "error", error: { type: "invalid_request_error", message: "m" } }).code).toBe("invalid_request_error")
+    expect(refineError(base, { type: "error", error: { type: "overloaded_error", message: "m" } })).toMatchObject({ code: "overloaded_error", status: 400, reason: "InvalidRequest" })
+    expect(refineError(base, { error: { code: 400, message: "m" } }).code).toBeNull()
+    expect(refineError(base, { error: { type: 529 } }).code).toBeNull()
+    expect(refineError(base, "not an object").code).toBeNull()
+  })
+})
+
