@@ -15,6 +15,7 @@ import * as Logging from "./Logging.js"
 import * as Transport from "./Providers/Upstream/Transport.js"
 import * as Registry from "./Router/Registry.js"
 import * as Router from "./Router/Router.js"
+import * as Tracing from "./Tracing/Tracing.js"
 
 /** Warns loudly when the development default key is in use. */
 const defaultKeyWarning = Layer.effectDiscard(
@@ -36,7 +37,10 @@ export interface ServeOptions<EA, RA> {
   readonly store?: Layer.Layer<Store.Store>
 }
 
-/** A server layer with everything behind it: chat core, router, registry, authenticator, lifecycle, logging. */
+/**
+ * A server layer with everything behind it: chat core, router, registry, authenticator, lifecycle, tracing, logging.
+ * Tracing is built before the server and released after it has drained: its last spans are flushed.
+ */
 const withServices = <E, R, E2, R2, EA, RA>(
   server: Layer.Layer<never, E2, R2>,
   registry: Layer.Layer<Registry.ModelRegistry, E, R>,
@@ -49,6 +53,7 @@ const withServices = <E, R, E2, R2, EA, RA>(
     Layer.provide(registry),
     Layer.provide(Layer.merge(options.store ?? StoreLayer.layerConfig, Tokenizer.layer)),
     Layer.provideMerge(Lifecycle.layer),
+    Layer.provide(Tracing.layer),
     Layer.provide(defaultKeyWarning),
     Layer.provide(Logging.layer)
   )

@@ -4,6 +4,8 @@
  */
 import { Config, ConfigError, Context, Effect, Either, Layer, LogLevel, Option, Redacted } from "effect"
 import { availableParallelism } from "node:os"
+import { traceSettingsOf, variableNames } from "./Tracing/Settings.js"
+import type { TraceSettings, VariableName } from "./Tracing/Settings.js"
 
 /** The key used when `INTERNAL_API_KEY` is unset; refused in production. */
 export const defaultInternalApiKey = "change-me-internal-key"
@@ -43,6 +45,8 @@ export interface ProxySettings {
   readonly sseKeepaliveMs: number
   /** Gateway processes serving the port (`WORKERS`, 1-64 or `auto`); more than 1 runs a node:cluster group. */
   readonly workers: number
+  /** OpenTelemetry tracing (the standard `OTEL_*` variables); `undefined`: off, at no cost per request. */
+  readonly tracing: TraceSettings | undefined
   readonly production: boolean
 }
 
@@ -120,6 +124,19 @@ const workers = Config.string("WORKERS").pipe(
   Config.mapOrFail((text) => Either.mapLeft(parseWorkers(text), (message) => ConfigError.InvalidData(["WORKERS"], message)))
 )
 
+/** The `OTEL_*` variables, read all at once and checked together (Tracing/Settings.ts). */
+const tracing = Effect.gen(function* () {
+  const values = new Map<VariableName, string>()
+  for (const name of variableNames) {
+    const value = yield* Config.option(Config.string(name))
+    if (Option.isSome(value)) values.set(name, value.value)
+  }
+  return yield* Either.match(traceSettingsOf((name) => values.get(name)), {
+    onLeft: (problem) => Effect.fail(ConfigError.InvalidData([problem.variable], problem.message)),
+    onRight: (settings) => Effect.succeed(settings)
+  })
+})
+
 /** Reads and validates every setting from the current ConfigProvider (the environment by default). */
 export const loadSettings: Effect.Effect<ProxySettings, ConfigError.ConfigError> = Effect.gen(function* () {
   const nodeEnv = yield* Config.string("NODE_ENV").pipe(Config.withDefault("development"))
@@ -169,6 +186,7 @@ export const loadSettings: Effect.Effect<ProxySettings, ConfigError.ConfigError>
     mockTokenDelayMs: yield* integerInRange("MOCK_TOKEN_DELAY_MS", 0, 0, 60_000),
     sseKeepaliveMs: yield* integerInRange("SSE_KEEPALIVE_MS", 15_000, 0, 3_600_000),
     workers: yield* workers,
+    tracing: yield* tracing,
     production
   }
 })
@@ -198,6 +216,7 @@ export const layerTest = (overrides: Partial<ProxySettings> = {}): Layer.Layer<P
     mockTokenDelayMs: 0,
     sseKeepaliveMs: 15_000,
     workers: 1,
+    tracing: undefined,
     production: false,
     ...overrides
   })

@@ -2,12 +2,25 @@
  * What one request did, gathered as it goes — by the transport (arrival, first byte, status), the chat core (key,
  * model, tokens) and the Router (attempts, time waiting on upstreams) — for its access-log line and the latency
  * metrics. Plain mutable fields: it is written a handful of times per request and read once, at its end.
+ *
+ * It also carries what every upstream request of the request says about it (the upstream transport reads it from
+ * `CurrentRecord`): its id, and with tracing on the span of the attempt in progress, for `traceparent`.
  */
+import type { Span } from "@opentelemetry/api"
 import { Context } from "effect"
 
 export interface RequestRecord {
   /** `performance.now()` at the request's arrival. */
   readonly arrivedAt: number
+  /** The request's id, sent upstream as `x-request-id`. */
+  readonly requestId: string | undefined
+  /** With tracing on: the request's server span, from its arrival until its response closes. */
+  span: Span | undefined
+  /**
+   * With tracing on: the span of the upstream attempt in progress, then of the one that answered (a stream's ends
+   * with the stream).
+   */
+  attemptSpan: Span | undefined
   keyId: string | undefined
   /** The public model asked for. */
   model: string | undefined
@@ -23,8 +36,11 @@ export interface RequestRecord {
 }
 
 /** A fresh record for a request arriving now. */
-export const newRecord = (arrivedAt: number = performance.now()): RequestRecord => ({
+export const newRecord = (requestId?: string, arrivedAt: number = performance.now()): RequestRecord => ({
   arrivedAt,
+  requestId,
+  span: undefined,
+  attemptSpan: undefined,
   keyId: undefined,
   model: undefined,
   provider: undefined,
@@ -35,7 +51,10 @@ export const newRecord = (arrivedAt: number = performance.now()): RequestRecord 
   firstByteAt: undefined
 })
 
-/** The current request's record, for transports that pass it down through the Effect context (the HttpApi). */
+/**
+ * The current request's record in the Effect context: both transports provide it, the HttpApi handler reads it, and
+ * the upstream transport takes the request id (and trace context) of every upstream request from it.
+ */
 export class CurrentRecord extends Context.Reference<CurrentRecord>()("llm-proxy/CurrentRecord", {
   defaultValue: (): RequestRecord | undefined => undefined
 }) {}

@@ -120,7 +120,7 @@ export const routingHeaders = (served: Served): Record<string, string> => ({
 
 /**
  * An access-log line's annotations: `base` (method, path, status, duration, request id) and what the request did,
- * when it reached the chat core — never a body, never a secret.
+ * when it reached the chat core (and its trace id, with tracing on) — never a body, never a secret.
  */
 export const accessFields = (record: RequestRecord | undefined, base: Record<string, unknown>): Record<string, unknown> => {
   if (record === undefined || record.model === undefined) return base
@@ -130,5 +130,7 @@ export const accessFields = (record: RequestRecord | undefined, base: Record<str
   if (record.promptTokens !== undefined) fields["promptTokens"] = record.promptTokens
   if (record.completionTokens !== undefined) fields["completionTokens"] = record.completionTokens
   if (record.firstByteAt !== undefined) fields["ttftMs"] = Math.round(record.firstByteAt - record.arrivedAt)
+  // With tracing on, the line names its trace.
+  if (record.span !== undefined) fields["traceId"] = record.span.spanContext().traceId
   return fields
 }

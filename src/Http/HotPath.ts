@@ -8,15 +8,16 @@
  * Everything it runs outside Effect (body reading, the fiber's observer, the SSE writer) is inside one boundary
  * per request: whatever throws becomes that request's 500 (or error frame), logged with the request id.
  */
-import { Cause, Effect, Exit, LogLevel, Runtime } from "effect"
+import { Cause, Context, Effect, Exit, FiberRef, FiberRefs, LogLevel, Runtime } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { ProxyConfig } from "../Config.js"
 import { ChatCore } from "../Core/Chat.js"
-import { newRecord } from "../Core/RequestRecord.js"
+import { CurrentRecord, newRecord } from "../Core/RequestRecord.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import * as Metrics from "../Metrics.js"
 import type { ChatAnswer, ChatFailure } from "../Core/Chat.js"
 import { InternalError, ShuttingDown, Unauthorized } from "../Errors.js"
+import { Tracing } from "../Tracing/Tracing.js"
 import { Authenticator } from "./Auth.js"
 import type { Caller } from "./Auth.js"
 import { accessFields, bodyProblem, decodeChatRequest, hostProblem, pathOf, requestIdOf, routingHeaders } from "./Edge.js"
@@ -52,8 +53,18 @@ export const make = Effect.gen(function* () {
   const authenticator = yield* Authenticator
   const lifecycle = yield* Lifecycle
   const config = yield* ProxyConfig
+  const tracing = yield* Tracing
   const runtime = yield* Effect.runtime<never>()
   const runFork = Runtime.runFork(runtime)
+  /**
+   * Runs a request's chat with its record in the fiber's context (the upstream transport reads its id there), set
+   * as the fiber is made: no Effect step for it.
+   */
+  const runChat = <A, E>(effect: Effect.Effect<A, E>, record: RequestRecord) =>
+    runFork(effect, {
+      updateRefs: (refs, fiberId) =>
+        FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentContext, value: Context.add(runtime.context, CurrentRecord, record) })
+    })
   const { maxBodyBytes } = config
 
   const accessLog = LogLevel.lessThanEqual(config.logLevel, LogLevel.Info)
@@ -67,12 +78,15 @@ export const make = Effect.gen(function* () {
 
   /**
    * At the end of a request: the gateway's own time (its duration, or for a stream its time to first byte, minus the
-   * time spent waiting on upstreams), and its access-log line (the path, never the query; 499 for a client that
-   * left) with what the request did.
+   * time spent waiting on upstreams), its server span's end, and its access-log line (the path, never the query;
+   * 499 for a client that left) with what the request did.
    */
   const onEnd = (request: IncomingMessage, response: ServerResponse, requestId: string, record: RequestRecord) =>
     response.once("close", () => {
       const endedAt = performance.now()
+      if (tracing !== undefined && record.span !== undefined) {
+        tracing.endServer(record.span, record, response.headersSent ? response.statusCode : undefined, !response.writableFinished)
+      }
       const untilMs = (record.firstByteAt ?? endedAt) - record.arrivedAt
       Metrics.overhead.update(Math.max(0, untilMs - record.upstreamMs) / 1000, chatPath)
       if (!accessLog) return
@@ -139,7 +153,7 @@ export const make = Effect.gen(function* () {
     if (decoded._tag === "Left") return writeError(response, decoded.left)
     const chat = decoded.right
     const includeUsage = chat.stream === true && chat.stream_options?.include_usage === true
-    const fiber = runFork(withRequestId(core.chat(chat, caller, record), requestId))
+    const fiber = runChat(withRequestId(core.chat(chat, caller, record), requestId), record)
     const onClose = () => {
       if (!response.writableEnded) fiber.unsafeInterruptAsFork(fiber.id())
     }
@@ -160,8 +174,19 @@ export const make = Effect.gen(function* () {
   return (request: IncomingMessage, response: ServerResponse): boolean => {
     if (!isChatRequest(request)) return false
     const requestId = requestIdOf(request.headers)
-    const record = newRecord()
+    const record = newRecord(requestId)
     try {
+      if (tracing !== undefined) {
+        record.span = tracing.startServer({
+          method: "POST",
+          path: chatPath,
+          headers: request.headers,
+          httpVersion: request.httpVersion,
+          clientAddress: request.socket.remoteAddress,
+          localPort: request.socket.localPort,
+          requestId
+        })
+      }
       response.setHeader("x-request-id", requestId)
       onEnd(request, response, requestId, record)
       const rejection = lifecycle.isDraining()

@@ -29,6 +29,8 @@ import * as Handlers from "./Handlers.js"
 import * as HotPath from "./HotPath.js"
 import { drainOnShutdown, Lifecycle } from "./Lifecycle.js"
 import { RequestId } from "./RequestId.js"
+import { Tracing } from "../Tracing/Tracing.js"
+import type { TracingService } from "../Tracing/Tracing.js"
 
 const isDecodeError = (error: unknown): error is { readonly _tag: "HttpApiDecodeError"; readonly issues: ReadonlyArray<DecodeIssue>; readonly message: string } =>
   typeof error === "object" && error !== null && (error as { _tag?: unknown })._tag === "HttpApiDecodeError"
@@ -62,6 +64,40 @@ const httpVersionOf = (request: HttpServerRequest.HttpServerRequest): string | u
   return typeof source === "object" && source !== null && "httpVersion" in source && typeof source.httpVersion === "string"
     ? source.httpVersion
     : undefined
+}
+
+/** The port a request served by the platform's Node server arrived on. */
+const localPortOf = (request: HttpServerRequest.HttpServerRequest): number | undefined => {
+  const source: unknown = request.source
+  if (typeof source !== "object" || source === null || !("socket" in source)) return undefined
+  const socket: unknown = source.socket
+  return typeof socket === "object" && socket !== null && "localPort" in socket && typeof socket.localPort === "number" ? socket.localPort : undefined
+}
+
+/**
+ * A chat request's server span, from its arrival until its response is written (a stream's last byte included: the
+ * edge wraps the platform's writing of the response).
+ */
+const traced = (app: HttpApp.Default, tracing: TracingService, request: HttpServerRequest.HttpServerRequest, requestId: string, record: RequestRecord): HttpApp.Default => {
+  const span = tracing.startServer({
+    method: request.method,
+    path: HotPath.chatPath,
+    headers: request.headers,
+    httpVersion: httpVersionOf(request),
+    clientAddress: Option.getOrUndefined(request.remoteAddress),
+    localPort: localPortOf(request),
+    requestId
+  })
+  record.span = span
+  return Effect.onExit(app, (exit) =>
+    Effect.sync(() =>
+      Exit.isSuccess(exit)
+        ? tracing.endServer(span, record, exit.value.status, false)
+        : Exit.isInterrupted(exit)
+          ? tracing.endServer(span, record, undefined, true)
+          : tracing.endServer(span, record, 500, false)
+    )
+  )
 }
 
 /** A known path asked with a method it does not take: 405, before anything is said about the body. */
@@ -122,14 +158,15 @@ const accessLogged = (app: HttpApp.Default, request: HttpServerRequest.HttpServe
   )
 
 /**
- * The edge around every request of the Api: request id, drain gate, body limit, and the access log when `Info`
- * is on. Serve the Api with it (`HttpApiBuilder.serve(edge)`) wherever you mount `ApiLive`. Runs per request, so
- * it allocates as little as it can.
+ * The edge around every request of the Api: request id, drain gate, body limit, the access log when `Info` is on,
+ * and a chat request's server span when tracing is on. Serve the Api with it (`HttpApiBuilder.serve(edge)`) wherever
+ * you mount `ApiLive`. Runs per request, so it allocates as little as it can.
  */
 export const makeEdge: Effect.Effect<(app: HttpApp.Default) => HttpApp.Default, never, ProxyConfig | Lifecycle> = Effect.gen(
   function* () {
     const config = yield* ProxyConfig
     const lifecycle = yield* Lifecycle
+    const tracing = yield* Tracing
     const accessLog = LogLevel.lessThanEqual(config.logLevel, LogLevel.Info)
     return (app) =>
       Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
@@ -141,7 +178,7 @@ export const makeEdge: Effect.Effect<(app: HttpApp.Default) => HttpApp.Default, 
             bodyProblem(request.method, request.headers, config.maxBodyBytes))
         // One request object for the edge and the app: its body text is read once and cached on it.
         const labelled = labelledAsJson(request)
-        const record = newRecord()
+        const record = newRecord(requestId)
         const served = app.pipe(
           // The app writes its own response: a pre-response handler is how a header reaches it.
           HttpApp.withPreResponseHandler((_request, response) => Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId))),
@@ -161,7 +198,11 @@ export const makeEdge: Effect.Effect<(app: HttpApp.Default) => HttpApp.Default, 
                   return Option.isSome(problem) ? refused(problem.value) : served
                 })
               : served
-        return (accessLog ? accessLogged(answered, request, requestId, record) : answered).pipe(Effect.annotateLogs("requestId", requestId))
+        const spanned =
+          tracing !== undefined && request.method === "POST" && pathOf(request.url) === HotPath.chatPath
+            ? traced(answered, tracing, request, requestId, record)
+            : answered
+        return (accessLog ? accessLogged(spanned, request, requestId, record) : spanned).pipe(Effect.annotateLogs("requestId", requestId))
       })
   }
 )

@@ -18,6 +18,8 @@ import type { TimerService } from "../Timer.js"
 import { ModelRegistry } from "./Registry.js"
 import type { Deployment, Registry } from "./Registry.js"
 import type { RouterSettings } from "./RegistryFile.js"
+import { Tracing } from "../Tracing/Tracing.js"
+import type { StreamTrace, TracingService } from "../Tracing/Tracing.js"
 
 /** Which deployment answered, and after how many upstream calls in all. */
 export interface Served {
@@ -151,6 +153,36 @@ const forDeployment = (request: ChatCompletionRequest, deployment: Deployment): 
   request.model === deployment.upstreamModel ? request : { ...request, model: deployment.upstreamModel }
 
 /**
+ * With tracing on, how one attempt runs under its span: `deployment`'s `number`th upstream call of the request,
+ * its `retry`th retry there. The span is the record's `attemptSpan` while it runs (the upstream request names it).
+ */
+type TracedAttempt = <A>(deployment: Deployment, number: number, retry: number, effect: Effect.Effect<A, ProviderError>) => Effect.Effect<A, ProviderError>
+
+/** The attempts of one request under its server span; none when tracing is off or the request has no span. */
+const tracedAttempts = (
+  tracing: TracingService | undefined,
+  request: ChatCompletionRequest,
+  record: RequestRecord | undefined
+): TracedAttempt | undefined => {
+  const parent = record?.span
+  if (tracing === undefined || record === undefined || parent === undefined) return undefined
+  return (deployment, number, retry, effect) => {
+    const span = tracing.startAttempt(parent, { deployment, request, number, retry, keyId: record.keyId })
+    record.attemptSpan = span
+    return tracing.within(span, effect)
+  }
+}
+
+/** What `firstSuccess` found: the value, who gave it, after how many calls, and when its attempt started. */
+interface Found<A> {
+  readonly value: A
+  readonly deployment: Deployment
+  readonly attempts: number
+  /** `performance.now()` when the successful attempt started. */
+  readonly startedAt: number
+}
+
+/**
  * Tries each candidate with retries until one succeeds. A failure the caller caused ends the search at once;
  * otherwise the last failure is reported.
  */
@@ -161,15 +193,16 @@ const firstSuccess = <A>(
   cooldowns: Cooldowns,
   timer: TimerService,
   attempt: (deployment: Deployment) => Effect.Effect<A, ProviderError>,
-  record: RequestRecord | undefined
-): Effect.Effect<{ readonly value: A; readonly deployment: Deployment; readonly attempts: number }, ProviderError> =>
+  record: RequestRecord | undefined,
+  traced: TracedAttempt | undefined
+): Effect.Effect<Found<A>, ProviderError> =>
   Effect.suspend(() => {
     let attempts = 0
     let attemptStarted = 0
-    type Found = { readonly value: A; readonly deployment: Deployment; readonly attempts: number }
-    const tryFrom = (index: number): Effect.Effect<Found, ProviderError> => {
+    const tryFrom = (index: number): Effect.Effect<Found<A>, ProviderError> => {
       const deployment = candidates[index]!
       const provider = String(deployment.providerKind)
+      let retry = -1
       /** One attempt ended: its outcome counted, its duration observed and added to the request's upstream time. */
       const outcome = (result: string) => {
         const elapsedMs = performance.now() - attemptStarted
@@ -182,16 +215,17 @@ const firstSuccess = <A>(
       }
       const call = Effect.suspend(() => {
         attempts++
+        retry++
         attemptStarted = performance.now()
-        return attempt(deployment)
+        return traced === undefined ? attempt(deployment) : traced(deployment, attempts, retry, attempt(deployment))
       })
       // The success path is one match, not a chain of taps: it runs on every request.
       const succeeded = (value: A) => {
         outcome("ok")
         cooldowns.succeeded(deployment)
-        return Effect.succeed({ value, deployment, attempts })
+        return Effect.succeed({ value, deployment, attempts, startedAt: attemptStarted })
       }
-      const gaveUp = (error: ProviderError): Effect.Effect<Found, ProviderError> => {
+      const gaveUp = (error: ProviderError): Effect.Effect<Found<A>, ProviderError> => {
         if (!isFallbackWorthy(error)) return Effect.fail(error)
         cooldowns.failed(deployment, timer.now())
         const next = candidates[index + 1]
@@ -204,9 +238,9 @@ const firstSuccess = <A>(
           : Effect.fail(error)
       }
       /** After a failed attempt: the schedule decides whether (and when) to call again, fed each failure in turn. */
-      const retryAfter = (firstError: ProviderError): Effect.Effect<Found, ProviderError> =>
+      const retryAfter = (firstError: ProviderError): Effect.Effect<Found<A>, ProviderError> =>
         Effect.flatMap(Schedule.driver(retrySchedule(settings, deadline, timer)), (driver) => {
-          const afterFailure = (error: ProviderError): Effect.Effect<Found, ProviderError> => {
+          const afterFailure = (error: ProviderError): Effect.Effect<Found<A>, ProviderError> => {
             outcome(error.reason)
             return Effect.matchEffect(driver.next(error), {
               onFailure: () => gaveUp(error),
@@ -289,7 +323,7 @@ const openAndTakeFirst = (
  * The routing of one registry generation: its settings, its deployments' cooldowns. A reload makes a new one for new
  * requests; requests in flight finish on the one they started with.
  */
-const makeRouting = (registry: Registry, timer: TimerService) => {
+const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingService | undefined) => {
   const { settings } = registry
   const requestMs = settings.timeouts.request_ms
   const firstTokenMs = settings.timeouts.first_token_ms
@@ -314,7 +348,8 @@ const makeRouting = (registry: Registry, timer: TimerService) => {
             const remainingMs = deadline - timer.now()
             return remainingMs <= 0 ? Effect.fail(requestTimeout()) : attempt(deployment, remainingMs)
           }),
-          record
+          record,
+          tracedAttempts(tracing, request, record)
         ).pipe(Effect.map((result) => ({ ...result, deadline })))
       )
     })
@@ -326,6 +361,8 @@ const makeRouting = (registry: Registry, timer: TimerService) => {
         deployment.provider.complete(forDeployment(request, deployment), deadlineIn(remainingMs, requestTimeout))
       )
       const completion = withValidUsage(result.value)
+      const span = record?.attemptSpan
+      if (tracing !== undefined && span !== undefined) tracing.completed(span, completion)
       return { completion: renamed(completion, result.deployment.name), deployment: result.deployment, attempts: result.attempts }
     })
 
@@ -339,7 +376,9 @@ const makeRouting = (registry: Registry, timer: TimerService) => {
             : deadlineIn(firstTokenMs, () => timeoutError(`first token within ${firstTokenMs} ms`))
         return openAndTakeFirst(deployment.provider.open(forDeployment(request, deployment), deadline), deadline)
       })
-      const source = committedSource(result.value, result.deployment.name, result.deadline)
+      const span = record?.attemptSpan
+      const trace = tracing !== undefined && span !== undefined ? tracing.streaming(span, performance.now() - result.startedAt) : undefined
+      const source = committedSource(result.value, result.deployment.name, result.deadline, trace)
       const chunks = Stream.repeatEffectChunkOption(pullOf(source)).pipe(Stream.ensuring(releaseOf(source)))
       const deadline: Deadline = { at: result.deadline, timer, onTimeout: requestTimeout }
       return { source, chunks, deadline, deployment: result.deployment, attempts: result.attempts }
@@ -348,9 +387,10 @@ const makeRouting = (registry: Registry, timer: TimerService) => {
   /**
    * The data phase of a committed stream: the first batch, then the upstream's, renamed to the public name with
    * their usage checked and counted. A wait for the next batch ends at first_token_ms, and never past the request's
-   * deadline. The end, a failure or `close` releases the upstream.
+   * deadline. The end, a failure or `close` releases the upstream. With tracing on, `trace` sees the upstream's
+   * batches as they were sent, and the end.
    */
-  const committedSource = (connected: Connected, name: string, deadline: number): ChunkSource => {
+  const committedSource = (connected: Connected, name: string, deadline: number, trace: StreamTrace | undefined): ChunkSource => {
     const upstream = connected.source
     let first: ReadonlyArray<ChatCompletionChunk> | "end" | undefined = connected.first
     let ended: Take<ChatCompletionChunk> | undefined
@@ -363,6 +403,7 @@ const makeRouting = (registry: Registry, timer: TimerService) => {
       ended = take
       stopTimer()
       upstream.close()
+      if (trace !== undefined && !Array.isArray(take)) trace.end(take as Exclude<Take<ChatCompletionChunk>, ReadonlyArray<ChatCompletionChunk>>)
       return take
     }
     const renamedBatch = (batch: ReadonlyArray<ChatCompletionChunk>): ReadonlyArray<ChatCompletionChunk> =>
@@ -372,11 +413,15 @@ const makeRouting = (registry: Registry, timer: TimerService) => {
       if (first !== undefined) {
         const taken = first
         first = undefined
-        return taken === "end" ? end(taken) : renamedBatch(taken)
+        if (taken === "end") return end(taken)
+        trace?.batch(taken)
+        return renamedBatch(taken)
       }
       const take = upstream.poll()
       if (take === undefined) return undefined
-      return Array.isArray(take) ? renamedBatch(take) : end(take)
+      if (!Array.isArray(take)) return end(take)
+      trace?.batch(take)
+      return renamedBatch(take)
     }
     const onReady = (wake: (() => void) | undefined) => {
       stopTimer()
@@ -401,7 +446,10 @@ const makeRouting = (registry: Registry, timer: TimerService) => {
       })
     }
     const close = () => {
-      if (ended === undefined) end("end")
+      if (ended !== undefined) return
+      // Closed before its end: the client left (the span says so; the source ends as it always has).
+      trace?.end("cancelled")
+      end("end")
     }
     const release = Effect.suspend(() => {
       close()
@@ -417,10 +465,11 @@ const makeRouting = (registry: Registry, timer: TimerService) => {
 export const make = Effect.gen(function* () {
   const holder = yield* ModelRegistry
   const timer = yield* Timer
+  const tracing = yield* Tracing
   let generation: { readonly registry: Registry; readonly routing: ReturnType<typeof makeRouting> } | undefined
   const routing = () => {
     const registry = holder.current()
-    if (generation?.registry !== registry) generation = { registry, routing: makeRouting(registry, timer) }
+    if (generation?.registry !== registry) generation = { registry, routing: makeRouting(registry, timer, tracing) }
     return generation.routing
   }
   return {

@@ -4,7 +4,11 @@
  * through HttpClient: the gateway's hot path is this call, and the wrapper's cost showed in the profiles.
  */
 import { Context, Effect, Layer } from "effect"
+import type { Span } from "@opentelemetry/api"
 import { ProxyConfig } from "../../Config.js"
+import { CurrentRecord } from "../../Core/RequestRecord.js"
+import type { RequestRecord } from "../../Core/RequestRecord.js"
+import { formatTraceparent } from "../../Tracing/TraceContext.js"
 import { Agent, request } from "undici"
 import type { Dispatcher } from "undici"
 import type { Readable } from "node:stream"
@@ -187,10 +191,41 @@ const describeFailure = (
   }
 }
 
+/** The upstream's address on an attempt's span (`server.address`, `server.port`). */
+const noteServer = (span: Span, url: string) => {
+  try {
+    const { hostname, port, protocol } = new URL(url)
+    span.setAttributes({
+      "server.address": hostname.startsWith("[") ? hostname.slice(1, -1) : hostname,
+      "server.port": port === "" ? (protocol === "https:" ? 443 : 80) : Number(port)
+    })
+  } catch {
+    // not a URL: undici will say so
+  }
+}
+
+/**
+ * The headers of one upstream request: the endpoint's, and what the request says about itself — its id
+ * (`x-request-id`) and, with tracing on, its attempt's span (`traceparent`, with the client's `tracestate`).
+ */
+const outboundHeaders = (endpoint: Endpoint, record: RequestRecord | undefined): Readonly<Record<string, string>> => {
+  if (record === undefined) return endpoint.headers
+  const span = record.attemptSpan
+  if (span === undefined) return record.requestId === undefined ? endpoint.headers : { ...endpoint.headers, "x-request-id": record.requestId }
+  noteServer(span, endpoint.url)
+  const context = span.spanContext()
+  const headers: Record<string, string> = { ...endpoint.headers, traceparent: formatTraceparent(context) }
+  if (record.requestId !== undefined) headers["x-request-id"] = record.requestId
+  const state = context.traceState?.serialize()
+  if (state !== undefined && state !== "") headers["tracestate"] = state
+  return headers
+}
+
 /**
  * Sends `body` as JSON and resolves with a 2xx response; any other status becomes a `ProviderError`, which
  * `refine` may sharpen from the parsed error body. Interrupting the caller, or reaching `deadline`, aborts the
- * request; the deadline covers a stalled error body too.
+ * request; the deadline covers a stalled error body too. The current request (`CurrentRecord`) names itself in
+ * the headers.
  */
 export const postJson = (
   transport: TransportService,
@@ -199,12 +234,22 @@ export const postJson = (
   deadline: Deadline | undefined,
   refine?: RefineError
 ): Effect.Effect<UpstreamResponse, ProviderError> =>
+  Effect.flatMap(CurrentRecord, (record) => send(transport, endpoint, outboundHeaders(endpoint, record), body, deadline, refine))
+
+const send = (
+  transport: TransportService,
+  endpoint: Endpoint,
+  headers: Readonly<Record<string, string>>,
+  body: string,
+  deadline: Deadline | undefined,
+  refine: RefineError | undefined
+): Effect.Effect<UpstreamResponse, ProviderError> =>
   bounded<UpstreamResponse>(deadline, (settle, isSettled) => {
     const controller = new AbortController()
     const { provider } = endpoint
     request(endpoint.url, {
       method: "POST",
-      headers: endpoint.headers,
+      headers,
       body,
       signal: controller.signal,
       dispatcher: transport.dispatcher
