@@ -3,11 +3,12 @@
  * tracing on, which variable wins, and that a bad value names its variable (and never repeats a header's value).
  */
 import { spawn } from "node:child_process"
+import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either, Redacted } from "effect"
 import { loadSettings } from "../../src/Config.js"
-import { defaultBatch, traceSettingsFrom } from "../../src/Tracing/Settings.js"
+import { defaultBatch, traceSettingsFrom, variableNames } from "../../src/Tracing/Settings.js"
 import type { SettingProblem, TraceSettings } from "../../src/Tracing/Settings.js"
 import { formatTraceparent, parseTraceparent } from "../../src/Tracing/TraceContext.js"
 
@@ -138,6 +139,15 @@ describe("trace settings", () => {
       const failed = yield* load({ OTEL_TRACES_SAMPLER: "bogus" })
       expect(Either.isLeft(failed) && String(failed.left)).toContain("Invalid data at OTEL_TRACES_SAMPLER")
     }))
+
+  it("are each documented in .env.example and the README", () => {
+    const envExample = readFileSync(new URL("../../.env.example", import.meta.url), "utf8")
+    const readme = readFileSync(new URL("../../README.md", import.meta.url), "utf8")
+    for (const name of variableNames) {
+      expect(envExample, name).toContain(name)
+      expect(readme, name).toContain(`\`${name}\``)
+    }
+  })
 
   it("stop start-up with one line naming the variable", async () => {
     const root = fileURLToPath(new URL("../..", import.meta.url))
