@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs"
 import { fileURLToPath } from "node:url"
 import { deflateRawSync } from "node:zlib"
 import type { ThinkingBlock } from "../../src/OpenAi/Schemas.js"
-import { carry, maxCarriedIdChars, uncarry } from "../../src/Providers/ToolCallCarriage.js"
+import { baseOf, carry, maxCarriedIdChars, uncarry } from "../../src/Providers/ToolCallCarriage.js"
 
 const fixtures = fileURLToPath(new URL("../fixtures/", import.meta.url))
 const json = (path: string): unknown => JSON.parse(readFileSync(`${fixtures}${path}`, "utf8"))
@@ -47,6 +47,13 @@ describe("ToolCallCarriage", () => {
     const blocks: ReadonlyArray<ThinkingBlock> = [...recordedThinking, { type: "redacted_thinking", data: "EmwKAhgBEgy3va3pzix/LafPsn4aDFIT" }]
     const id = carry("toolu_017R7ACrx7NF7sLDDtvdQ1u9", { kind: "anthropic", thinkingBlocks: blocks })
     expect(uncarry(id)).toStrictEqual({ base: "toolu_017R7ACrx7NF7sLDDtvdQ1u9", carried: { kind: "anthropic", thinkingBlocks: blocks } })
+  })
+
+  it("gives the upstream part of an id by its shape alone, as uncarry does", () => {
+    const id = carry("call_abc_0_0", { kind: "gemini", thoughtSignature: recordedSignature })
+    expect(baseOf(id)).toBe("call_abc_0_0")
+    expect(baseOf(`${id.slice(0, -1)}${id.endsWith("A") ? "B" : "A"}`)).toBe("call_abc_0_0")
+    for (const plain of ["toolu_01A09q90qw90lq917835lq9", "a.b.c.d", "x.lp1g.y"]) expect(baseOf(plain)).toBe(plain)
   })
 
   it("reads an id without a carriage as all base", () => {
