@@ -7,6 +7,7 @@ import { Effect, Layer, Redacted } from "effect"
 import type { ChatCompletionChunk, ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { chunkOf, chunksOfCompletion, completionOf } from "../../OpenAi/Wire.js"
 import { fromItems } from "../ChunkSource.js"
+import { baseOf } from "../ToolCallCarriage.js"
 import { ChatProvider, ProviderError } from "../Provider.js"
 import type { Deadline, Provider, UpstreamTarget } from "../Provider.js"
 import { eventSource } from "../Upstream/EventSource.js"
@@ -72,6 +73,33 @@ const jsonAsStream = (transport: TransportService, response: UpstreamResponse, d
       : Effect.succeed(fromItems(chunksOfCompletion(completion)))
   })
 
+/** Whether an id carries what another dialect attached to a tool call (see ToolCallCarriage). */
+const carries = (id: string): boolean => baseOf(id) !== id
+
+/**
+ * The request without the carriage other dialects attach to tool call ids (a conversation that moved here, e.g. by
+ * a fallback from Gemini): OpenAI-compatible upstreams get the plain ids, which some refuse past 40 characters.
+ * The request itself when nothing carries, which is nearly always.
+ */
+const withPlainToolCallIds = (request: ChatCompletionRequest): ChatCompletionRequest => {
+  const carried = request.messages.some(
+    (message) =>
+      (message.role === "tool" && carries(message.tool_call_id)) ||
+      (message.role === "assistant" && (message.tool_calls ?? []).some((call) => carries(call.id)))
+  )
+  if (!carried) return request
+  return {
+    ...request,
+    messages: request.messages.map((message) =>
+      message.role === "tool"
+        ? { ...message, tool_call_id: baseOf(message.tool_call_id) }
+        : message.role === "assistant" && message.tool_calls !== undefined
+          ? { ...message, tool_calls: message.tool_calls.map((call) => ({ ...call, id: baseOf(call.id) })) }
+          : message
+    )
+  }
+}
+
 /** A provider for one OpenAI-compatible deployment, on the injected upstream transport. */
 export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, UpstreamTransport> =>
   Effect.map(UpstreamTransport, (transport): Provider => {
@@ -86,7 +114,7 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, Ups
     const eventStream = { provider, url, headers: { ...headers, accept: "text/event-stream" } }
 
     const complete = (request: ChatCompletionRequest, deadline?: Deadline) =>
-      postJson(transport, json, JSON.stringify({ ...request, stream: false }), deadline).pipe(
+      postJson(transport, json, JSON.stringify({ ...withPlainToolCallIds(request), stream: false }), deadline).pipe(
         Effect.flatMap((response) => readJson(transport, provider, response, deadline)),
         Effect.flatMap((body) => {
           const completion = completionOf(body)
@@ -95,7 +123,7 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, Ups
       )
 
     const open = (request: ChatCompletionRequest, deadline?: Deadline) =>
-      Effect.flatMap(postJson(transport, eventStream, JSON.stringify({ ...request, stream: true }), deadline), (response) => {
+      Effect.flatMap(postJson(transport, eventStream, JSON.stringify({ ...withPlainToolCallIds(request), stream: true }), deadline), (response) => {
         const media = mediaTypeOf(response)
         // Unlabelled bodies are read as SSE: they claim nothing else.
         if (media === "text/event-stream" || media === "") {
