@@ -135,6 +135,8 @@ const keyValues = (name: VariableName, text: string, keys: RegExp): Record<strin
   const pairs: Record<string, string> = {}
   const entries = text.split(",")
   entries.forEach((entry, index) => {
+    // An empty member (a trailing comma, say) says nothing: skipped.
+    if (entry.trim() === "") return
     const equals = entry.indexOf("=")
     const key = equals === -1 ? "" : entry.slice(0, equals).trim()
     let value: string | undefined

@@ -72,7 +72,7 @@ describe("trace settings", () => {
   it("merge the headers, the traces variable winning key by key, values percent-decoded", () => {
     const settings = on({
       ...endpoint,
-      OTEL_EXPORTER_OTLP_HEADERS: "api-key=general, x-tenant=a%20b",
+      OTEL_EXPORTER_OTLP_HEADERS: "api-key=general, x-tenant=a%20b,",
       OTEL_EXPORTER_OTLP_TRACES_HEADERS: "api-key=traces%3D1"
     })
     expect(Redacted.value(settings.headers)).toEqual({ "api-key": "traces=1", "x-tenant": "a b" })
