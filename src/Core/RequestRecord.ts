@@ -4,10 +4,11 @@
  * metrics. Plain mutable fields: it is written a handful of times per request and read once, at its end.
  *
  * It also carries what every upstream request of the request says about it (the upstream transport reads it from
- * `CurrentRecord`): its id, and with tracing on the span of the attempt in progress, for `traceparent`.
+ * `currentRecord`): its id, and with tracing on the span of the attempt in progress, for `traceparent`.
  */
 import type { Span } from "@opentelemetry/api"
-import { Context } from "effect"
+import { FiberRef } from "effect"
+import { globalValue } from "effect/GlobalValue"
 
 export interface RequestRecord {
   /** `performance.now()` at the request's arrival. */
@@ -52,9 +53,10 @@ export const newRecord = (requestId?: string, arrivedAt: number = performance.no
 })
 
 /**
- * The current request's record in the Effect context: both transports provide it, the HttpApi handler reads it, and
- * the upstream transport takes the request id (and trace context) of every upstream request from it.
+ * The current request's record, in its fiber: both transports set it, the HttpApi handler reads it, and the upstream
+ * transport takes the request id (and trace context) of every upstream request from it. A FiberRef rather than a
+ * Context entry: the fast path sets it as it makes the request's fiber, at the cost of no Context copy.
  */
-export class CurrentRecord extends Context.Reference<CurrentRecord>()("llm-proxy/CurrentRecord", {
-  defaultValue: (): RequestRecord | undefined => undefined
-}) {}
+export const currentRecord: FiberRef.FiberRef<RequestRecord | undefined> = globalValue(Symbol.for("llm-proxy/currentRecord"), () =>
+  FiberRef.unsafeMake<RequestRecord | undefined>(undefined)
+)

@@ -4,10 +4,10 @@
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Effect, Layer, Stream } from "effect"
+import { Effect, FiberRef, Layer, Stream } from "effect"
 import { ProxyConfig } from "../Config.js"
 import { ChatCore } from "../Core/Chat.js"
-import { CurrentRecord } from "../Core/RequestRecord.js"
+import { currentRecord } from "../Core/RequestRecord.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import * as Metrics from "../Metrics.js"
 import type { ChatAnswer } from "../Core/Chat.js"
@@ -139,7 +139,7 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
     return handlers.handle("create", ({ payload }) =>
       Effect.gen(function* () {
         const caller = yield* CurrentCaller
-        const record = yield* CurrentRecord
+        const record = yield* FiberRef.get(currentRecord)
         const answer = yield* core.chat(payload, caller, record)
         return yield* respond(answer, payload.stream === true && payload.stream_options?.include_usage === true, record)
       }).pipe(

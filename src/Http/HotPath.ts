@@ -8,11 +8,11 @@
  * Everything it runs outside Effect (body reading, the fiber's observer, the SSE writer) is inside one boundary
  * per request: whatever throws becomes that request's 500 (or error frame), logged with the request id.
  */
-import { Cause, Context, Effect, Exit, FiberRef, FiberRefs, LogLevel, Runtime } from "effect"
+import { Cause, Effect, Exit, FiberRefs, LogLevel, Runtime } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { ProxyConfig } from "../Config.js"
 import { ChatCore } from "../Core/Chat.js"
-import { CurrentRecord, newRecord } from "../Core/RequestRecord.js"
+import { currentRecord, newRecord } from "../Core/RequestRecord.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import * as Metrics from "../Metrics.js"
 import type { ChatAnswer, ChatFailure } from "../Core/Chat.js"
@@ -57,14 +57,11 @@ export const make = Effect.gen(function* () {
   const runtime = yield* Effect.runtime<never>()
   const runFork = Runtime.runFork(runtime)
   /**
-   * Runs a request's chat with its record in the fiber's context (the upstream transport reads its id there), set
-   * as the fiber is made: no Effect step for it.
+   * Runs a request's chat with its record in its fiber (the upstream transport reads the request's id there), set as
+   * the fiber is made: no Effect step for it.
    */
   const runChat = <A, E>(effect: Effect.Effect<A, E>, record: RequestRecord) =>
-    runFork(effect, {
-      updateRefs: (refs, fiberId) =>
-        FiberRefs.updateAs(refs, { fiberId, fiberRef: FiberRef.currentContext, value: Context.add(runtime.context, CurrentRecord, record) })
-    })
+    runFork(effect, { updateRefs: (refs, fiberId) => FiberRefs.updateAs(refs, { fiberId, fiberRef: currentRecord, value: record }) })
   const { maxBodyBytes } = config
 
   const accessLog = LogLevel.lessThanEqual(config.logLevel, LogLevel.Info)

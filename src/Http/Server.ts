@@ -19,7 +19,7 @@ import { Forbidden, InternalError, LimitsUnavailable, MethodNotAllowed, NotReady
 import { Api } from "./Api.js"
 import * as Auth from "./Auth.js"
 import * as Docs from "./Docs.js"
-import { CurrentRecord, newRecord } from "../Core/RequestRecord.js"
+import { currentRecord, newRecord } from "../Core/RequestRecord.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import { accessFields, bodyProblem, hasBody, hostProblem, invalidRequestOf, parseJsonBody, pathOf, requestIdOf, unparsableBody } from "./Edge.js"
 import type { DecodeIssue } from "./Edge.js"
@@ -184,7 +184,7 @@ export const makeEdge: Effect.Effect<(app: HttpApp.Default) => HttpApp.Default, 
           HttpApp.withPreResponseHandler((_request, response) => Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId))),
           Effect.provideService(HttpServerRequest.HttpServerRequest, labelled),
           Effect.provideService(RequestId, requestId),
-          Effect.provideService(CurrentRecord, record)
+          Effect.locally(currentRecord, record)
         )
         const refused = (error: GatewayError) => Effect.succeed(HttpServerResponse.setHeader(errorResponse(error), "x-request-id", requestId))
         const answered =

@@ -3,10 +3,10 @@
  * pass undici's MockAgent), with the bounds every upstream answer is read under. undici directly rather than
  * through HttpClient: the gateway's hot path is this call, and the wrapper's cost showed in the profiles.
  */
-import { Context, Effect, Layer } from "effect"
+import { Context, Effect, FiberRef, Layer } from "effect"
 import type { Span } from "@opentelemetry/api"
 import { ProxyConfig } from "../../Config.js"
-import { CurrentRecord } from "../../Core/RequestRecord.js"
+import { currentRecord } from "../../Core/RequestRecord.js"
 import type { RequestRecord } from "../../Core/RequestRecord.js"
 import { formatTraceparent } from "../../Tracing/TraceContext.js"
 import { Agent, request } from "undici"
@@ -224,7 +224,7 @@ const outboundHeaders = (endpoint: Endpoint, record: RequestRecord | undefined):
 /**
  * Sends `body` as JSON and resolves with a 2xx response; any other status becomes a `ProviderError`, which
  * `refine` may sharpen from the parsed error body. Interrupting the caller, or reaching `deadline`, aborts the
- * request; the deadline covers a stalled error body too. The current request (`CurrentRecord`) names itself in
+ * request; the deadline covers a stalled error body too. The current request (`currentRecord`) names itself in
  * the headers.
  */
 export const postJson = (
@@ -234,7 +234,7 @@ export const postJson = (
   deadline: Deadline | undefined,
   refine?: RefineError
 ): Effect.Effect<UpstreamResponse, ProviderError> =>
-  Effect.flatMap(CurrentRecord, (record) => send(transport, endpoint, outboundHeaders(endpoint, record), body, deadline, refine))
+  Effect.flatMap(FiberRef.get(currentRecord), (record) => send(transport, endpoint, outboundHeaders(endpoint, record), body, deadline, refine))
 
 const send = (
   transport: TransportService,
