@@ -15,6 +15,8 @@ export interface Options {
   readonly quick: boolean
   /** `--governance`: the keyed (memory and Redis) and WORKERS=2 scenarios of the proxy (bench/governance.ts). */
   readonly governance: boolean
+  /** `--tracing`: the proxy with tracing off and on (always_on, to a local OTLP receiver), interleaved (bench/tracing.ts). */
+  readonly tracing: boolean
   /** The Redis of the keyed-Redis scenario (`--redis-url`, default redis://127.0.0.1:6379). */
   readonly redisUrl: string
 }
@@ -30,6 +32,8 @@ const usage = `usage: npm run bench -- [options]
   --no-build           use the existing dist/ instead of running npm run build
   --governance         also measure the proxy with a key (rpm + tpm + max_parallel) on the memory store and on
                        Redis, and with WORKERS=2, against the keyless proxy (a second table)
+  --tracing            also measure the proxy with OpenTelemetry tracing off and on (every request sampled,
+                       exported over OTLP/HTTP to a local receiver), interleaved (a third table)
   --redis-url URL      the Redis of --governance (default redis://127.0.0.1:6379); the bench writes under a
                        REDIS_KEY_PREFIX of its own and deletes those keys at the end`
 
@@ -48,7 +52,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`${name} must be a positive number, got "${text}"`)
     return parsed
   }
-  const known = new Set(["--peer", "--duration", "--repeats", "--quick", "--only", "--profile", "--probe-count", "--no-build", "--governance", "--redis-url", "--help", "-h"])
+  const known = new Set(["--peer", "--duration", "--repeats", "--quick", "--only", "--profile", "--probe-count", "--no-build", "--governance", "--tracing", "--redis-url", "--help", "-h"])
   for (const arg of argv) {
     if (arg.startsWith("-") && !known.has(arg)) throw new Error(`unknown option ${arg}\n${usage}`)
   }
@@ -72,6 +76,8 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     throw new Error("--only peer needs --peer portkey")
   }
   const governance = argv.includes("--governance")
+  const tracing = argv.includes("--tracing")
+  if (tracing && !only.has("proxy")) throw new Error("--tracing measures the proxy: leave proxy in --only")
   if (governance && !only.has("proxy")) throw new Error("--governance measures the proxy: leave proxy in --only")
   if (!governance && argv.includes("--redis-url")) throw new Error("--redis-url is for --governance")
   return {
@@ -86,6 +92,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     build: !argv.includes("--no-build"),
     quick,
     governance,
+    tracing,
     redisUrl: value("--redis-url") ?? "redis://127.0.0.1:6379"
   }
 }

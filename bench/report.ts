@@ -5,6 +5,8 @@ import { availableParallelism, cpus, release, totalmem } from "node:os"
 import { join } from "node:path"
 import { governanceRows, governanceTable } from "./governance.js"
 import type { GovernanceReport } from "./governance.js"
+import { tracingTable } from "./tracing.js"
+import type { TracingReport } from "./tracing.js"
 import { failures } from "./measure.js"
 import type { RunSample, ScenarioName, TargetReport } from "./measure.js"
 import type { Options } from "./options.js"
@@ -216,10 +218,12 @@ export interface BenchOutcome {
   readonly profile: ProfileSummary | undefined
   /** `--governance` only. */
   readonly governance?: GovernanceReport | undefined
+  /** `--tracing` only. */
+  readonly tracing?: TracingReport | undefined
 }
 
 /** Prints the table (and which targets failed or ran disturbed) and writes it, with every sample, to bench/results. */
-export const publishReport = ({ options, machine, started, reports, profile, governance }: BenchOutcome): void => {
+export const publishReport = ({ options, machine, started, reports, profile, governance, tracing }: BenchOutcome): void => {
   const rows = buildRows(reports)
   const shown = new Set(targetOrder.filter((name) => reports[name] !== undefined && reports[name]?.error === undefined))
   const table = renderTable(rows, shown)
@@ -239,6 +243,10 @@ export const publishReport = ({ options, machine, started, reports, profile, gov
   if (governance !== undefined && secondTable !== undefined) {
     console.log(`\n### governance (--governance): llm-proxy with a key, on Redis, with WORKERS=2\n\n${secondTable}`)
     for (const [part, error] of Object.entries(governance.errors)) console.log(`\ngovernance ${part} FAILED: ${error}`)
+  }
+  if (tracing !== undefined) {
+    console.log(`\n### tracing (--tracing): llm-proxy with OpenTelemetry tracing off and on (always_on)\n\n${tracingTable(tracing)}`)
+    for (const error of tracing.errors) console.log(`\ntracing FAILED: ${error}`)
   }
   const disturbed = [
     ...Object.values(reports).flatMap((report) =>
@@ -272,7 +280,8 @@ export const publishReport = ({ options, machine, started, reports, profile, gov
         })),
         table,
         profile,
-        ...(governance === undefined ? {} : { governance: { ...governance, rows: governanceRowList, table: secondTable } })
+        ...(governance === undefined ? {} : { governance: { ...governance, rows: governanceRowList, table: secondTable } }),
+        ...(tracing === undefined ? {} : { tracing: { ...tracing, table: tracingTable(tracing) } })
       },
       (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value),
       2

@@ -12,12 +12,15 @@
  * in a warning under the table).
  *
  * `--governance` adds a second table (bench/governance.ts): the proxy with a key (rpm + tpm + max_parallel) on
- * the memory store and on Redis, and with WORKERS=2, against the keyless proxy.
+ * the memory store and on Redis, and with WORKERS=2, against the keyless proxy. `--tracing` adds a third
+ * (bench/tracing.ts): the proxy with OpenTelemetry tracing off and on, interleaved.
  *
  *   npm run bench -- [--peer portkey] [--duration S] [--repeats N] [--quick] [--only direct,proxy,peer]
- *                    [--profile] [--probe-count N] [--no-build] [--governance] [--redis-url URL]
+ *                    [--profile] [--probe-count N] [--no-build] [--governance] [--tracing] [--redis-url URL]
  */
 import { brokenSamples, runGovernance } from "./governance.js"
+import { runTracing } from "./tracing.js"
+import type { TracingReport } from "./tracing.js"
 import type { GovernanceReport } from "./governance.js"
 import { Loader } from "./loader.js"
 import { measureTarget } from "./measure.js"
@@ -75,6 +78,14 @@ const main = async () => {
 
   let governance: GovernanceReport | undefined
   if (options.governance) governance = await runGovernance(backend, loader, work, options)
+  let tracing: TracingReport | undefined
+  if (options.tracing) {
+    try {
+      tracing = await runTracing(backend, loader, work, options)
+    } catch (error) {
+      tracing = { runs: { "off-ns": [], "on-ns": [], "off-stream": [], "on-stream": [] }, receiver: { exports: 0, bytes: 0 }, errors: [error instanceof Error ? error.message : String(error)] }
+    }
+  }
 
   let profile: ProfileSummary | undefined
   if (options.profile) {
@@ -88,12 +99,13 @@ const main = async () => {
   await loader.stop()
   await stopChild(backend.child)
 
-  publishReport({ options, machine, started, reports, profile, governance })
+  publishReport({ options, machine, started, reports, profile, governance, tracing })
   const failedTargets = Object.values(reports).filter((report) => report.error !== undefined)
   // --governance measures with limits that never refuse and a store that answers: a failure, a 429 or a store
   // error there means the figures are not what they claim, like a part that could not run.
   const governanceFailed = governance !== undefined && (Object.keys(governance.errors).length > 0 || brokenSamples(governance) > 0)
-  process.exitCode = failedTargets.length > 0 || governanceFailed ? 1 : 0
+  const tracingFailed = tracing !== undefined && tracing.errors.length > 0
+  process.exitCode = failedTargets.length > 0 || governanceFailed || tracingFailed ? 1 : 0
 }
 
 main().catch((error: unknown) => {
