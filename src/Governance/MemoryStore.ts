@@ -236,6 +236,10 @@ export const make = (options?: StoreOptions): Effect.Effect<MemoryStoreService> 
         }),
       renew: (keyId, lease) => Effect.sync(() => renewNow(keyId, lease)),
       finish: (lease, usage) => Effect.sync(() => finishNow(lease, usage)),
+      finishAll: (ended) =>
+        Effect.sync(() => {
+          for (const { lease, usage } of ended) finishNow(lease, usage)
+        }),
       figures: (keyId, limits) => Effect.sync(() => figuresNow(keyId, limits)),
       usage: (day, keyId) => Effect.sync(() => usageNow(day, keyId)),
       ping: Effect.void,

@@ -23,7 +23,7 @@ import { dayMs, fromNanoUsd, toNanoUsd, utcDay } from "./Calendar.js"
 import * as Scripts from "./RedisScripts.js"
 import type { LuaScript } from "./RedisScripts.js"
 import { Store, StoreError } from "./Store.js"
-import type { KeyLimits, LimitName, StoreService, UsageRecord, UsageRow } from "./Store.js"
+import type { EndedRequest, KeyLimits, LimitName, StoreService, UsageRecord, UsageRow } from "./Store.js"
 import type { AdmissionCounts, StoreOptions } from "./Window.js"
 import { admissionOf, newLease, resolveOptions } from "./Window.js"
 
@@ -100,6 +100,13 @@ const rowsOf = (keyId: string, hash: Record<string, string>): ReadonlyArray<Usag
 const describe = (cause: unknown) => (cause instanceof Error ? cause.message : String(cause))
 
 const isNoScript = (cause: unknown) => cause instanceof Error && cause.message.startsWith("NOSCRIPT")
+
+/** One script with its keys and arguments. */
+interface ScriptCall {
+  readonly script: LuaScript
+  readonly keys: ReadonlyArray<string>
+  readonly args: ReadonlyArray<string | number>
+}
 
 const limitArg = (limit: number | undefined) => (limit === undefined ? "" : String(limit))
 
@@ -209,7 +216,8 @@ export const make = (options: RedisStoreOptions): Effect.Effect<StoreService, ne
     const renew = (keyId: string, lease: string) =>
       Effect.asVoid(call("renew", () => run(Scripts.renew, [keyKeys(prefix, keyId).leases], [lease, leaseTtlMs])))
 
-    const finish = (lease: string | undefined, usage: UsageRecord) => {
+    /** The scripts one ended request runs: its key's windows and lease (when it touches them), and its usage row. */
+    const finishCommands = (lease: string | undefined, usage: UsageRecord): ReadonlyArray<ScriptCall> => {
       const keys = keyKeys(prefix, usage.keyId)
       const tokens = usage.promptTokens + usage.completionTokens
       const spendNano = toNanoUsd(usage.spendUsd)
@@ -218,26 +226,39 @@ export const make = (options: RedisStoreOptions): Effect.Effect<StoreService, ne
       const dayKeys = usageKeys(prefix, utcDay(nowMs))
       const expireAtMs = (Math.floor(nowMs / dayMs) + usageRetentionDays + 1) * dayMs
       const keySide = lease !== undefined || (usage.countInWindows && (tokens > 0 || spendNano !== 0))
-      // Both scripts are sent at once: one round trip.
-      return Effect.asVoid(
-        call("finish", () =>
-          Promise.all([
-            keySide
-              ? run(
-                  Scripts.finishKey,
-                  [keys.tokens, keys.leases, keys.spend],
-                  [windowSeconds, lease ?? "", usage.countInWindows ? tokens : 0, usage.countInWindows ? spendNano : 0, spendMarginMs]
-                )
-              : undefined,
-            run(
-              Scripts.recordUsage,
-              [dayKeys.keyIds, dayKeys.row(usage.keyId)],
-              [usage.keyId, usage.model, usage.promptTokens, usage.completionTokens, spendNano, expireAtMs]
-            )
-          ])
-        )
-      )
+      const row: ScriptCall = {
+        script: Scripts.recordUsage,
+        keys: [dayKeys.keyIds, dayKeys.row(usage.keyId)],
+        args: [usage.keyId, usage.model, usage.promptTokens, usage.completionTokens, spendNano, expireAtMs]
+      }
+      if (!keySide) return [row]
+      const windows: ScriptCall = {
+        script: Scripts.finishKey,
+        keys: [keys.tokens, keys.leases, keys.spend],
+        args: [windowSeconds, lease ?? "", usage.countInWindows ? tokens : 0, usage.countInWindows ? spendNano : 0, spendMarginMs]
+      }
+      return [windows, row]
     }
+
+    /** Every ended request's scripts in one pipeline: one write, one round trip, however many requests. */
+    const finishAll = (ended: ReadonlyArray<EndedRequest>) => {
+      if (ended.length === 0) return Effect.void
+      return call("finish", async () => {
+        const calls = ended.flatMap(({ lease, usage }) => finishCommands(lease, usage))
+        const pipeline = redis.pipeline()
+        for (const { script, keys, args } of calls) pipeline.evalsha(script.sha, keys.length, ...keys, ...args)
+        const replies = (await pipeline.exec()) ?? []
+        // A Redis that lost its scripts (restarted, flushed) answers NOSCRIPT: those calls again, with their source.
+        for (const [index, [error]] of replies.entries()) {
+          if (error === null) continue
+          const again = calls[index]
+          if (!isNoScript(error) || again === undefined) throw error
+          await run(again.script, again.keys, again.args)
+        }
+      })
+    }
+
+    const finish = (lease: string | undefined, usage: UsageRecord) => finishAll([{ lease, usage }])
 
     const figures = Effect.fn("RedisStore.figures")(function* (keyId: string, limits: KeyLimits) {
       const keys = keyKeys(prefix, keyId)
@@ -266,6 +287,7 @@ export const make = (options: RedisStoreOptions): Effect.Effect<StoreService, ne
       admit,
       renew,
       finish,
+      finishAll,
       figures,
       usage,
       ping: call("ping", () => redis.ping()).pipe(Effect.asVoid)

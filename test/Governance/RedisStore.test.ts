@@ -153,15 +153,28 @@ return out`
     })
   )
 
-  it.live("a flushed script cache is reloaded (EVALSHA falls back to EVAL)", () =>
+  it.live("a flushed script cache is reloaded (EVALSHA falls back to EVAL), in a pipelined batch of ends too", () =>
     Effect.scoped(
       Effect.gen(function* () {
         const store = yield* RedisStore.make(options)
         const key = freshKey("noscript")
-        yield* store.admit(key, { rpm: 2 })
+        const first = yield* store.admit(key, { rpm: 2 })
         yield* withRedis((redis) => redis.script("FLUSH"))
-        expect((yield* store.admit(key, { rpm: 2 }))._tag).toBe("Admitted")
+        const second = yield* store.admit(key, { rpm: 2, maxParallel: 5 })
+        expect(second._tag).toBe("Admitted")
         expect((yield* store.admit(key, { rpm: 2 }))._tag).toBe("Refused")
+        // A batch of ends, pipelined, after another flush: every script of it runs all the same.
+        yield* withRedis((redis) => redis.script("FLUSH"))
+        const usage = { keyId: key, model: "m", promptTokens: 5, completionTokens: 2, spendUsd: 0, countInWindows: true }
+        yield* store.finishAll([
+          { lease: first._tag === "Admitted" ? first.lease : undefined, usage },
+          { lease: second._tag === "Admitted" ? second.lease : undefined, usage }
+        ])
+        expect(yield* store.figures(key, { maxParallel: 5 })).toMatchObject({ inFlight: 0, tokensLastMinute: 14 })
+        const day = new Date().toISOString().slice(0, 10)
+        expect(yield* store.usage(day, key)).toEqual([
+          { key, model: "m", requests: 2, prompt_tokens: 10, completion_tokens: 4, spend_usd: 0 }
+        ])
       })
     )
   )

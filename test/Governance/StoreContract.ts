@@ -276,6 +276,32 @@ export const storeContract = (harness: Harness) =>
       })
     )
 
+    harness.test("finishAll ends many requests at once, as finishing each would: leases, token windows, spend, rows", (context) =>
+      Effect.gen(function* () {
+        const [store, other] = context.stores
+        const carol = freshKey("carol")
+        const dave = freshKey("dave")
+        const limits: KeyLimits = { maxParallel: 3, tpm: 1000 }
+        const leases = [admitted(yield* store.admit(carol, limits)).lease, admitted(yield* store.admit(carol, limits)).lease]
+        yield* other.finishAll([])
+        yield* other.finishAll([
+          { lease: leases[0], usage: usageOf(carol, { promptTokens: 100, completionTokens: 20, spendUsd: 0.5 }) },
+          { lease: undefined, usage: usageOf(dave, { promptTokens: 3, model: "other" }) },
+          { lease: leases[1], usage: usageOf(carol, { promptTokens: 30, spendUsd: 0.25 }) },
+          { lease: undefined, usage: usageOf(carol, { completionTokens: 1, countInWindows: false }) }
+        ])
+        const figures = yield* store.figures(carol, limits)
+        expect(figures).toMatchObject({ inFlight: 0, tokensLastMinute: 150, spendThisPeriodUsd: 0.75 })
+        const day = today(yield* context.now)
+        expect(yield* store.usage(day, carol)).toEqual([
+          { key: carol, model: "gpt-test", requests: 3, prompt_tokens: 130, completion_tokens: 21, spend_usd: 0.75 }
+        ])
+        expect(yield* store.usage(day, dave)).toEqual([
+          { key: dave, model: "other", requests: 1, prompt_tokens: 3, completion_tokens: 0, spend_usd: 0 }
+        ])
+      })
+    )
+
     harness.test("spend adds up without drift", (context) =>
       Effect.gen(function* () {
         const [store] = context.stores
