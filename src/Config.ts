@@ -37,6 +37,8 @@ export interface ProxySettings {
   readonly upstreamMaxEventBytes: number
   /** Stream data held for a client that reads slower than the upstream writes; past it the upstream waits. */
   readonly upstreamStreamBufferBytes: number
+  /** Upstream answers held at once by every request together (bodies being read, events being assembled). */
+  readonly upstreamMaxHeldBytes: number
   /** How long in-flight requests may run after SIGTERM before they are ended. */
   readonly shutdownGraceMs: number
   /** Delay between the built-in mock model's tokens when streaming. */
@@ -182,6 +184,7 @@ export const loadSettings: Effect.Effect<ProxySettings, ConfigError.ConfigError>
     upstreamMaxResponseBytes: yield* integerInRange("UPSTREAM_MAX_RESPONSE_BYTES", 64 * mebibyte, 1024, 4096 * mebibyte),
     upstreamMaxEventBytes: yield* integerInRange("UPSTREAM_MAX_EVENT_BYTES", 16 * mebibyte, 1024, 1024 * mebibyte),
     upstreamStreamBufferBytes: yield* integerInRange("UPSTREAM_STREAM_BUFFER_BYTES", mebibyte, 16 * 1024, 1024 * mebibyte),
+    upstreamMaxHeldBytes: yield* integerInRange("UPSTREAM_MAX_HELD_BYTES", 256 * mebibyte, mebibyte, 64 * 1024 * mebibyte),
     shutdownGraceMs: yield* integerInRange("SHUTDOWN_GRACE_MS", 10_000, 0, 3_600_000),
     mockTokenDelayMs: yield* integerInRange("MOCK_TOKEN_DELAY_MS", 0, 0, 60_000),
     sseKeepaliveMs: yield* integerInRange("SSE_KEEPALIVE_MS", 15_000, 0, 3_600_000),
@@ -212,6 +215,7 @@ export const layerTest = (overrides: Partial<ProxySettings> = {}): Layer.Layer<P
     upstreamMaxResponseBytes: 64 * mebibyte,
     upstreamMaxEventBytes: 16 * mebibyte,
     upstreamStreamBufferBytes: mebibyte,
+    upstreamMaxHeldBytes: 256 * mebibyte,
     shutdownGraceMs: 10_000,
     mockTokenDelayMs: 0,
     sseKeepaliveMs: 15_000,

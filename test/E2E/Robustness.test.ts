@@ -3,7 +3,7 @@
  * real misbehaving upstream (or a hostile client) over real sockets. After each, the same gateway still serves.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, LogLevel } from "effect"
+import { Effect, Fiber, LogLevel } from "effect"
 import { connect } from "node:net"
 import { gzipSync } from "node:zlib"
 import { captureLogs } from "../support/Logs.js"
@@ -117,6 +117,35 @@ describe("unbounded resources that were (findings 5, 7, 8)", () => {
       const error = expectEnvelope(yield* postChat(gateway.baseUrl, chatRequest("m")), 502, "upstream_malformed_response")
       expect(error.message).toContain("larger than 1048576 bytes")
       yield* stillServes(gateway)
+    }))
+
+  it.scopedLive("the bodies of all requests together are cut at UPSTREAM_MAX_HELD_BYTES: 502, and what they held is given back", () =>
+    Effect.gen(function* () {
+      const content = "x".repeat(600 * 1024)
+      let calls = 0
+      let closedStalls = 0
+      // Two bodies of 600 KiB that never end: together past the 1 MiB bound, each well within its own limit.
+      const stall = raw((response) => {
+        response.on("close", () => closedStalls++)
+        response.writeHead(200, { "content-type": "application/json" })
+        response.write(`{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"${content}`)
+      })
+      const { gateway } = yield* gatewayWith(() => (++calls <= 2 ? stall : OpenAi.completion({ content })), {
+        limits: { maxResponseBytes: 1024 * 1024, maxHeldBytes: 1024 * 1024 }
+      })
+      const first = yield* Effect.fork(postChat(gateway.baseUrl, chatRequest("m")))
+      const second = yield* Effect.fork(postChat(gateway.baseUrl, chatRequest("m")))
+      // Whichever is read second passes the bound and is answered; the other holds its bytes until its client leaves.
+      const answered = yield* Effect.raceFirst(Fiber.join(first), Fiber.join(second))
+      const error = expectEnvelope(answered, 502, "upstream_malformed_response")
+      expect(error.message).toContain("UPSTREAM_MAX_HELD_BYTES")
+      yield* Fiber.interrupt(first)
+      yield* Fiber.interrupt(second)
+      while (closedStalls < 2) yield* Effect.sleep("10 millis")
+      // Both bodies' bytes were given back: a third body of the same size fits.
+      const third = yield* postChat(gateway.baseUrl, chatRequest("m"))
+      expect(third.status).toBe(200)
+      expect(JSON.parse(third.text).choices[0].message.content).toBe(content)
     }))
 
   it.scopedLive("one SSE event over the event limit fails that stream with upstream_malformed_response", () =>

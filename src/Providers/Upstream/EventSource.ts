@@ -7,7 +7,7 @@ import type { ChunkSource, Take } from "../ChunkSource.js"
 import { ProviderError } from "../ProviderError.js"
 import { makeSseDecoder } from "./SseDecoder.js"
 import type { SseEvent } from "./SseDecoder.js"
-import { errorFromTransport, malformed, parseBoundedJson } from "./Transport.js"
+import { errorFromTransport, malformed, overHeldBytes, parseBoundedJson } from "./Transport.js"
 import type { TransportService, UpstreamResponse } from "./Transport.js"
 
 /** What a dialect makes of the events of one network read: its items, or the failure they stand for. */
@@ -41,6 +41,19 @@ export const eventSource = <A>(
   let ended = false
   let failure: ProviderError | undefined
   let waiting: (() => void) | undefined
+  // The event in progress counts against the transport's bound on what every request holds (a character a byte).
+  let heldChars = 0
+  const holdPending = (): boolean => {
+    const pending = decoder.pendingChars()
+    if (pending > heldChars && !transport.held.take(pending - heldChars)) return false
+    if (pending < heldChars) transport.held.give(heldChars - pending)
+    heldChars = pending
+    return true
+  }
+  const releaseHeld = () => {
+    transport.held.give(heldChars)
+    heldChars = 0
+  }
 
   const isReady = () => items.length > 0 || failure !== undefined || ended
   const take = (): Take<A> | undefined => {
@@ -64,6 +77,7 @@ export const eventSource = <A>(
   const fail = (error: ProviderError) => {
     failure = error
     items = []
+    releaseHeld()
     body.destroy()
     wake()
   }
@@ -87,6 +101,7 @@ export const eventSource = <A>(
     if (failure !== undefined) return
     const events = decoder.feed(utf8.decode(piece, { stream: true }))
     if (events === undefined) return fail(malformed(provider, `an SSE event larger than ${maxEventBytes} bytes`))
+    if (!holdPending()) return fail(overHeldBytes(provider, transport))
     bufferedBytes += piece.length
     deliver(events)
     if (bufferedBytes > streamBufferBytes && items.length > 0 && failure === undefined) body.pause()
@@ -94,6 +109,7 @@ export const eventSource = <A>(
   body.once("end", () => {
     if (failure !== undefined) return
     deliver(decoder.end())
+    releaseHeld()
     if (failure !== undefined) return
     const last = markerSeen ? [] : guarded(atEnd)
     if (last instanceof ProviderError) return fail(last)
@@ -106,6 +122,7 @@ export const eventSource = <A>(
   })
   body.once("close", () => {
     if (failure === undefined && !ended) fail(errorFromTransport(provider, new Error("closed")))
+    releaseHeld()
   })
   return {
     poll: take,

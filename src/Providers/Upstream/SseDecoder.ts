@@ -24,6 +24,8 @@ export interface SseDecoder {
   readonly feed: (text: string) => ReadonlyArray<SseEvent> | undefined
   /** Completes what a final blank line would have (upstreams often omit it), and returns it. */
   readonly end: () => ReadonlyArray<SseEvent>
+  /** Characters held for the event in progress (its data lines and an unfinished line). */
+  readonly pendingChars: () => number
 }
 
 export const makeSseDecoder = (maxEventChars: number = defaultMaxEventChars): SseDecoder => {
@@ -123,5 +125,5 @@ export const makeSseDecoder = (maxEventChars: number = defaultMaxEventChars): Ss
     return completed
   }
 
-  return { feed, end }
+  return { feed, end, pendingChars: () => partialLine.length + eventChars }
 }

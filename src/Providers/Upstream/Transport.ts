@@ -26,18 +26,47 @@ export interface TransportLimits {
   readonly maxEventBytes: number
   /** Decoded stream data held for a client that reads slower than the upstream writes; past it the upstream waits. */
   readonly streamBufferBytes: number
+  /**
+   * Every request together: non-streamed bodies being read and stream events being assembled. Each request's own
+   * bounds times the requests in flight is no bound; past this one, the read that would pass it fails its request.
+   */
+  readonly maxHeldBytes: number
 }
 
 export const defaultLimits: TransportLimits = {
   maxResponseBytes: 64 * 1024 * 1024,
   maxEventBytes: 16 * 1024 * 1024,
-  streamBufferBytes: 1024 * 1024
+  streamBufferBytes: 1024 * 1024,
+  maxHeldBytes: 256 * 1024 * 1024
+}
+
+/** The bytes of upstream answers held now, by every request of one transport, against `maxHeldBytes`. */
+export class HeldBytes {
+  held = 0
+  constructor(readonly max: number) {}
+  /** Takes `bytes` when they fit under the bound; takes nothing and answers false when they do not. */
+  take(bytes: number): boolean {
+    if (this.held + bytes > this.max) return false
+    this.held += bytes
+    return true
+  }
+  give(bytes: number): void {
+    this.held -= bytes
+  }
 }
 
 /** The dispatcher upstream requests go through, and the bounds they are read under. */
 export interface TransportService {
   readonly dispatcher: Dispatcher
   readonly limits: TransportLimits
+  /** What every request of this transport holds now, against `limits.maxHeldBytes`. */
+  readonly held: HeldBytes
+}
+
+/** A transport over `dispatcher` with `limits` (defaults otherwise). */
+export const transportOf = (dispatcher: Dispatcher, limits: Partial<TransportLimits> = {}): TransportService => {
+  const all = { ...defaultLimits, ...limits }
+  return { dispatcher, limits: all, held: new HeldBytes(all.maxHeldBytes) }
 }
 
 /** The upstream transport service. */
@@ -53,12 +82,12 @@ export const makeAgent = Effect.acquireRelease(
 export const layer = (limits: Partial<TransportLimits> = {}): Layer.Layer<UpstreamTransport> =>
   Layer.scoped(
     UpstreamTransport,
-    Effect.map(makeAgent, (dispatcher) => ({ dispatcher, limits: { ...defaultLimits, ...limits } }))
+    Effect.map(makeAgent, (dispatcher) => transportOf(dispatcher, limits))
   )
 
 /** A transport over a dispatcher of the caller's (e.g. undici's MockAgent in a test); not closed here. */
 export const layerDispatcher = (dispatcher: Dispatcher, limits: Partial<TransportLimits> = {}): Layer.Layer<UpstreamTransport> =>
-  Layer.succeed(UpstreamTransport, { dispatcher, limits: { ...defaultLimits, ...limits } })
+  Layer.succeed(UpstreamTransport, transportOf(dispatcher, limits))
 
 /** Where one provider sends its requests. */
 export interface Endpoint {
@@ -118,29 +147,33 @@ const decodedBody = (body: Readable, encoding: string | undefined): Readable => 
   return body.pipe(decompressor)
 }
 
-/** A body read to its end, cut at its limit, or broken off. */
-type ReadOutcome = { readonly text: string } | "over" | Error
+/** A body read to its end, cut at its limit (`"over"`) or at the transport's held-bytes bound (`"held"`), or broken off. */
+type ReadOutcome = { readonly text: string } | "over" | "held" | Error
 
 /**
- * Reads a body as UTF-8 text, at most `limit` bytes: `"over"` past it (the body destroyed), or the transport error
- * that broke it off. Destroying the body aborts the read.
+ * Reads a body as UTF-8 text, at most `limit` bytes, its pieces counted in `held` until the read ends: `"over"` past
+ * `limit` and `"held"` past what `held` can take (the body destroyed either way), or the transport error that broke
+ * it off. Destroying the body aborts the read.
  */
-const readUpTo = (body: Readable, limit: number, onDone: (outcome: ReadOutcome) => void): void => {
+const readUpTo = (body: Readable, limit: number, held: HeldBytes, onDone: (outcome: ReadOutcome) => void): void => {
   const pieces: Array<Buffer> = []
   let size = 0
   let done = false
   const finish = (outcome: ReadOutcome) => {
     if (done) return
     done = true
+    held.give(size)
     onDone(outcome)
   }
+  const cut = (outcome: "over" | "held") => {
+    finish(outcome)
+    body.destroy()
+  }
   body.on("data", (piece: Buffer) => {
+    if (done) return
+    if (size + piece.length > limit) return cut("over")
+    if (!held.take(piece.length)) return cut("held")
     size += piece.length
-    if (size > limit) {
-      finish("over")
-      body.destroy()
-      return
-    }
     pieces.push(piece)
   })
   body.once("end", () => finish({ text: Buffer.concat(pieces, size).toString("utf8") }))
@@ -165,6 +198,13 @@ export const errorFromTransport = (provider: string, error: unknown): ProviderEr
 /** An answer that breaks the dialect: not retried (it would break the same way), but worth a fallback. */
 export const malformed = (provider: string, what: string): ProviderError =>
   new ProviderError({ reason: "MalformedResponse", message: `${provider} upstream sent ${what}`, provider })
+
+/** An answer refused because the answers of every request in flight already hold `maxHeldBytes`. */
+export const overHeldBytes = (provider: string, transport: TransportService): ProviderError =>
+  malformed(
+    provider,
+    `more than the gateway may hold now: upstream answers in flight already hold ${transport.limits.maxHeldBytes} bytes (UPSTREAM_MAX_HELD_BYTES)`
+  )
 
 /** Builds the `ProviderError` for a non-2xx upstream response from (a bounded part of) its body. */
 const describeFailure = (
@@ -259,7 +299,7 @@ const send = (
         const headers = flattenHeaders(response.headers)
         const upstream = { status: response.statusCode, headers, body: decodedBody(response.body, headers["content-encoding"]) }
         if (upstream.status >= 200 && upstream.status < 300) return settle(Effect.succeed(upstream))
-        readUpTo(upstream.body, maxErrorBodyBytes, (outcome) => {
+        readUpTo(upstream.body, maxErrorBodyBytes, transport.held, (outcome) => {
           const text = typeof outcome === "object" && "text" in outcome ? outcome.text : ""
           settle(Effect.fail(describeFailure(provider, upstream, text, refine)))
         })
@@ -278,11 +318,13 @@ export const readText = (
 ): Effect.Effect<string, ProviderError> =>
   bounded<string>(deadline, (settle) => {
     const limit = transport.limits.maxResponseBytes
-    readUpTo(response.body, limit, (outcome) =>
+    readUpTo(response.body, limit, transport.held, (outcome) =>
       settle(
         outcome === "over"
           ? Effect.fail(malformed(provider, `a body larger than ${limit} bytes`))
-          : "text" in outcome
+          : outcome === "held"
+            ? Effect.fail(overHeldBytes(provider, transport))
+            : "text" in outcome
             ? Effect.succeed(outcome.text)
             : Effect.fail(errorFromTransport(provider, outcome))
       )
@@ -355,7 +397,8 @@ export const layerConfig: Layer.Layer<UpstreamTransport, never, ProxyConfig> = L
     layer({
       maxResponseBytes: config.upstreamMaxResponseBytes,
       maxEventBytes: config.upstreamMaxEventBytes,
-      streamBufferBytes: config.upstreamStreamBufferBytes
+      streamBufferBytes: config.upstreamStreamBufferBytes,
+      maxHeldBytes: config.upstreamMaxHeldBytes
     })
   )
 )

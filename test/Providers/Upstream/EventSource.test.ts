@@ -1,20 +1,18 @@
 /**
  * The upstream event source on its own: backpressure counted in bytes, and a dialect's decoder that throws.
  */
-import { describe, expect, it } from "vitest"
+import { describe, expect, it } from "@effect/vitest"
+import fc from "fast-check"
 import { PassThrough } from "node:stream"
 import { ProviderError } from "../../../src/Providers/ProviderError.js"
 import { eventSource } from "../../../src/Providers/Upstream/EventSource.js"
 import type { EventBatch } from "../../../src/Providers/Upstream/EventSource.js"
 import type { SseEvent } from "../../../src/Providers/Upstream/SseDecoder.js"
-import { defaultLimits } from "../../../src/Providers/Upstream/Transport.js"
+import { transportOf } from "../../../src/Providers/Upstream/Transport.js"
 import type { TransportService } from "../../../src/Providers/Upstream/Transport.js"
 import { Agent } from "undici"
 
-const transport = (limits: Partial<TransportService["limits"]> = {}): TransportService => ({
-  dispatcher: new Agent(),
-  limits: { ...defaultLimits, ...limits }
-})
+const transport = (limits: Partial<TransportService["limits"]> = {}): TransportService => transportOf(new Agent(), limits)
 
 const asData = (events: ReadonlyArray<SseEvent>): EventBatch<string> => ({ items: events.map((event) => event.data), done: false })
 
@@ -66,4 +64,50 @@ describe("eventSource under a decoder that throws", () => {
     expect(take).toBeInstanceOf(ProviderError)
     expect((take as ProviderError).message).toContain("larger than 1024 bytes")
   })
+})
+
+describe("eventSource against the transport's held-bytes bound", () => {
+  it("counts each stream's event in progress against the bound every stream shares, and gives it back", () => {
+    const shared = transport({ maxHeldBytes: 1000, maxEventBytes: 100_000 })
+    const open = () => {
+      const body = new PassThrough()
+      return { body, source: eventSource(shared, "test", { status: 200, headers: {}, body }, asData) }
+    }
+    const first = open()
+    const second = open()
+    first.body.write(`data: ${"a".repeat(600)}`)
+    expect(shared.held.held).toBeGreaterThanOrEqual(600)
+    expect(first.source.poll()).toBeUndefined()
+    // The second stream's event would take the streams together past the bound: it fails; the first goes on.
+    second.body.write(`data: ${"b".repeat(600)}`)
+    const refused = second.source.poll()
+    expect(refused).toBeInstanceOf(ProviderError)
+    expect((refused as ProviderError).message).toContain("UPSTREAM_MAX_HELD_BYTES")
+    expect(second.body.destroyed).toBe(true)
+    first.body.write("\n\n")
+    expect(first.source.poll()).toEqual(["a".repeat(600)])
+    expect(shared.held.held).toBe(0)
+  })
+
+  it("whatever arrives, and however the stream ends (end, close, failure), it holds nothing afterwards", () =>
+    fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.oneof(fc.string({ maxLength: 300 }), fc.constantFrom("\n", "\n\n", "\r\n", "data: ", "data: [DONE]\n\n")), { maxLength: 30 }),
+        fc.constantFrom("end" as const, "close" as const, "destroy" as const),
+        async (pieces, how) => {
+          const shared = transport({ maxHeldBytes: 2000, maxEventBytes: 1500 })
+          const body = new PassThrough()
+          const source = eventSource(shared, "test", { status: 200, headers: {}, body }, asData)
+          for (const piece of pieces) if (!body.destroyed) body.write(piece)
+          if (how === "end") body.end()
+          else if (how === "close") source.close()
+          else body.destroy(new Error("reset"))
+          // A consumer drains it: the 'end' of a paused body comes once its data is read.
+          while (source.poll() !== undefined && !body.destroyed && !body.readableEnded) continue
+          await new Promise<void>((done) => setImmediate(done))
+          expect(shared.held.held).toBe(0)
+        }
+      ),
+      { numRuns: 200 }
+    ))
 })
