@@ -21,6 +21,7 @@ import type { Deployment } from "../Router/Registry.js"
 import { Router } from "../Router/Router.js"
 import type { RoutedStream, Served } from "../Router/Router.js"
 import { Timer } from "../Timer.js"
+import { DeliveredText } from "./Delivered.js"
 import type { RequestRecord } from "./RequestRecord.js"
 
 /** Response headers the answer carries whatever it is: OpenAI's rate-limit headers for a key with rpm or tpm. */
@@ -83,27 +84,13 @@ const spendOf = (deployment: Deployment | undefined, prompt: number, completion:
     ? 0
     : (prompt * deployment.price.input_per_mtok + completion * deployment.price.output_per_mtok) / 1_000_000
 
-/** The text a stream delivered to its client: what its completion tokens are counted from when no usage came. */
-const collectDelivered = (chunk: ChatCompletionChunk, into: Array<string>) => {
-  for (const choice of chunk.choices) {
-    const delta = choice.delta as ChatCompletionChunk["choices"][number]["delta"] & { readonly reasoning_content?: unknown }
-    if (typeof delta.content === "string" && delta.content.length > 0) into.push(delta.content)
-    if (typeof delta.reasoning_content === "string" && delta.reasoning_content.length > 0) into.push(delta.reasoning_content)
-    if (typeof delta.refusal === "string" && delta.refusal.length > 0) into.push(delta.refusal)
-    for (const call of delta.tool_calls ?? []) {
-      if (call.function?.name !== undefined) into.push(call.function.name)
-      if (call.function?.arguments !== undefined) into.push(call.function.arguments)
-    }
-  }
-}
-
 /**
  * A committed stream's source that keeps its usage and the text it delivered, and reports them once, when the
  * stream ends however it ends: read to its end, failed, or closed (the client left).
  */
-const accountedSource = (source: ChunkSource, onEnd: (usage: Usage | undefined, delivered: ReadonlyArray<string>) => void): ChunkSource => {
+const accountedSource = (source: ChunkSource, onEnd: (usage: Usage | undefined, delivered: DeliveredText) => void): ChunkSource => {
   let usage: Usage | undefined
-  const delivered: Array<string> = []
+  const delivered = new DeliveredText()
   let ended = false
   const end = () => {
     if (ended) return
@@ -116,7 +103,7 @@ const accountedSource = (source: ChunkSource, onEnd: (usage: Usage | undefined, 
       if (Array.isArray(take)) {
         for (const chunk of take as ReadonlyArray<ChatCompletionChunk>) {
           if (chunk.usage != null) usage = chunk.usage
-          collectDelivered(chunk, delivered)
+          delivered.addChunk(chunk)
         }
       } else if (take !== undefined) end()
       return take
@@ -185,13 +172,14 @@ export const make = Effect.gen(function* () {
     deployment: Deployment,
     completionTexts: ReadonlyArray<string>,
     record: RequestRecord | undefined,
-    endedAt?: number
+    endedAt?: number,
+    estimatedCompletionTokens = 0
   ) => {
     const prompt = promptTexts(request)
     runFork(
       tokenizer.count([...prompt.texts, completionTexts.join("")]).pipe(
         Effect.map((counts) => {
-          const completionTokens = counts.at(-1) ?? 0
+          const completionTokens = (counts.at(-1) ?? 0) + estimatedCompletionTokens
           const promptTokens = counts.slice(0, -1).reduce((sum, count) => sum + count, prompt.overhead)
           return { promptTokens, completionTokens }
         }),
@@ -296,7 +284,7 @@ export const make = Effect.gen(function* () {
             stopRenewing()
             const endedAt = performance.now()
             if (usage !== undefined) recordUsage(lease, caller, request, routed.deployment, usage, record, endedAt)
-            else recordCounted(lease, caller, request, routed.deployment, delivered, record, endedAt)
+            else recordCounted(lease, caller, request, routed.deployment, delivered.texts, record, endedAt, delivered.estimatedTokens)
           })
           return Effect.succeed<ChatAnswer>({ _tag: "Stream", stream: withSource(routed, source), headers })
         }
