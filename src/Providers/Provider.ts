@@ -4,6 +4,7 @@
  */
 import { Context, Effect, Scope, Stream } from "effect"
 import type { Redacted } from "effect"
+import type { EmbeddingRequest, Embeddings } from "../OpenAi/Embeddings.js"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
 import { fromPull, pullOf, releaseOf } from "./ChunkSource.js"
 import type { ChunkSource } from "./ChunkSource.js"
@@ -13,7 +14,7 @@ import type { Deadline } from "./Deadline.js"
 export type { Deadline } from "./Deadline.js"
 export { isFallbackWorthy, isRetryable, ProviderError } from "./ProviderError.js"
 export type { ProviderErrorReason } from "./ProviderError.js"
-import type { ProviderError } from "./ProviderError.js"
+import { ProviderError } from "./ProviderError.js"
 
 /**
  * One upstream deployment speaking one dialect, as the Router calls it. `request.model` is already the upstream
@@ -28,7 +29,27 @@ export interface Provider {
    * bounds the connection; the caller bounds the reads that follow.
    */
   readonly open: (request: ChatCompletionRequest, deadline?: Deadline) => Effect.Effect<ChunkSource, ProviderError>
+  /**
+   * Embeds `request.input`: one vector per input, in input order, with the upstream's usage when it reported one.
+   * Every provider declares it; one whose upstream cannot embed fails with `InvalidRequest` (`cannotEmbed`).
+   */
+  readonly embed: (request: EmbeddingRequest, deadline?: Deadline) => Effect.Effect<Embeddings, ProviderError>
 }
+
+/**
+ * The refusal of a deployment whose upstream has no embeddings: the caller's mistake (400), tried nowhere else.
+ * `request.model` is the deployment's upstream model; `why` says what its provider is.
+ */
+export const cannotEmbed = (provider: string, why: string) => (request: EmbeddingRequest): Effect.Effect<never, ProviderError> =>
+  Effect.fail(
+    new ProviderError({
+      reason: "InvalidRequest",
+      message: `deployment ${request.model} (${provider}) cannot embed: ${why}. Use a model served by an OpenAI-compatible, Gemini or mock deployment.`,
+      provider,
+      param: "model",
+      code: "model_cannot_embed"
+    })
+  )
 
 /**
  * A provider written with Effects and Streams: what a library user brings. `stream` must be lazy (nothing sent
@@ -37,14 +58,24 @@ export interface Provider {
 export interface StreamProvider {
   readonly complete: (request: ChatCompletionRequest) => Effect.Effect<ChatCompletion, ProviderError>
   readonly stream: (request: ChatCompletionRequest) => Stream.Stream<ChatCompletionChunk, ProviderError>
+  /** Embeddings, when this provider has them; without it, embeddings requests are refused with a 400. */
+  readonly embed?: (request: EmbeddingRequest) => Effect.Effect<Embeddings, ProviderError>
 }
 
+const chatOnly = cannotEmbed("custom", "its provider serves chat completions only")
+
+/** A `StreamProvider`'s embeddings bounded by the deadline, or the refusal when it has none. */
+const embedOf = (embed: StreamProvider["embed"]): Provider["embed"] =>
+  embed === undefined ? chatOnly : (request, deadline) => within(embed(request), deadline)
+
 /**
- * Adapts a `StreamProvider`, once, at registration: its completion is bounded by a timer that interrupts it, its
- * stream is pulled through a ChunkSource (a fiber per pull; the built-in HTTP providers need none).
+ * Adapts a `StreamProvider`, once, at registration: its completion (and embeddings) are bounded by a timer that
+ * interrupts them, its stream is pulled through a ChunkSource (a fiber per pull; the built-in HTTP providers need
+ * none). Without `embed`, embeddings requests are refused.
  */
 export const fromStream = (provider: StreamProvider): Provider => ({
   complete: (request, deadline) => within(provider.complete(request), deadline),
+  embed: embedOf(provider.embed),
   // The runtime is taken outside the uninterruptible region: the pulls it runs must stay interruptible.
   open: (request) =>
     Effect.flatMap(Effect.runtime<never>(), (runtime) =>

@@ -1,7 +1,7 @@
 /**
  * Secrets never travel back out: an upstream that echoes the gateway's own key in an error message (some do)
  * must not hand it to a client or a log. A provider wrapped here has every configured secret replaced in the
- * messages of the failures it reports, before and after a stream's commit.
+ * messages of the failures it reports, before and after a stream's commit, and of its embeddings' failures.
  */
 import { Effect } from "effect"
 import type { ChunkSource } from "./ChunkSource.js"
@@ -48,6 +48,7 @@ const scrubbedSource = (source: ChunkSource, scrub: (text: string) => string): C
 /** A provider whose failures never carry one of the secrets. */
 export const scrubbed = (provider: Provider, scrub: (text: string) => string): Provider => ({
   complete: (request, deadline) => Effect.mapError(provider.complete(request, deadline), (error) => scrubError(error, scrub)),
+  embed: (request, deadline) => Effect.mapError(provider.embed(request, deadline), (error) => scrubError(error, scrub)),
   open: (request, deadline) =>
     Effect.map(
       Effect.mapError(provider.open(request, deadline), (error) => scrubError(error, scrub)),

@@ -1,11 +1,13 @@
 /**
  * Router: model name → deployments, weighted load balancing, retries on a Schedule, fallbacks, deadlines and,
- * for streams, the commit point (the first upstream chunk is in hand before the client sees a 200).
+ * for streams, the commit point (the first upstream chunk is in hand before the client sees a 200). Chat and
+ * embeddings requests take the same routes: the same names, deployments, retries, fallbacks and cooldowns.
  */
 import { Cause, Context, Duration, Effect, Exit, Layer, Random, Schedule, Stream } from "effect"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import { ModelNotFound } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
+import type { EmbeddingRequest, Embeddings } from "../OpenAi/Embeddings.js"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
 import { pullOf, releaseOf, StreamDefect } from "../Providers/ChunkSource.js"
 import type { ChunkSource, Take } from "../Providers/ChunkSource.js"
@@ -32,6 +34,11 @@ export interface RoutedCompletion extends Served {
   readonly completion: ChatCompletion
 }
 
+/** An embeddings request answered: the vectors in input order, and the upstream's usage when it reported one. */
+export interface RoutedEmbeddings extends Served {
+  readonly embeddings: Embeddings
+}
+
 /**
  * A committed stream: the upstream is connected and its first chunk read. Reading it to its end (or failure), or
  * closing it, releases the upstream connection.
@@ -49,7 +56,7 @@ export interface RoutedStream extends Served {
   readonly deadline: Deadline
 }
 
-/** Routes chat requests to deployments. */
+/** Routes chat and embeddings requests to deployments. */
 export class Router extends Context.Tag("llm-proxy/Router")<
   Router,
   {
@@ -57,6 +64,8 @@ export class Router extends Context.Tag("llm-proxy/Router")<
     readonly complete: (request: ChatCompletionRequest, record?: RequestRecord) => Effect.Effect<RoutedCompletion, ModelNotFound | ProviderError>
     /** One stream, committed at its first chunk; `record` as for `complete`. */
     readonly stream: (request: ChatCompletionRequest, record?: RequestRecord) => Effect.Effect<RoutedStream, ModelNotFound | ProviderError>
+    /** One embeddings request; `record` as for `complete`. */
+    readonly embed: (request: EmbeddingRequest, record?: RequestRecord) => Effect.Effect<RoutedEmbeddings, ModelNotFound | ProviderError>
   }
 >() {}
 
@@ -149,7 +158,7 @@ export const retrySchedule = (settings: RouterSettings, deadline: number, timer:
   )
 
 /** The request as the deployment's upstream should see it. */
-const forDeployment = (request: ChatCompletionRequest, deployment: Deployment): ChatCompletionRequest =>
+const forDeployment = <R extends { readonly model: string }>(request: R, deployment: Deployment): R =>
   request.model === deployment.upstreamModel ? request : { ...request, model: deployment.upstreamModel }
 
 /**
@@ -333,23 +342,27 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
   /** A deadline on the Timer, `ms` from now. */
   const deadlineIn = (ms: number, onTimeout: () => ProviderError): Deadline => ({ at: timer.now() + ms, timer, onTimeout })
 
-  /** Orders the candidates for the request's model and tries them; no attempt starts past the request's deadline. */
+  /**
+   * Orders the candidates for the public model `name` and tries them; no attempt starts past the request's deadline.
+   * `traced` runs each attempt under its span (chat requests, with tracing on).
+   */
   const route = <A>(
-    request: ChatCompletionRequest,
+    name: string,
     record: RequestRecord | undefined,
+    traced: TracedAttempt | undefined,
     attempt: (deployment: Deployment, remainingMs: number) => Effect.Effect<A, ProviderError>
   ) =>
     Effect.suspend(() => {
       const now = timer.now()
       const deadline = now + requestMs
-      return Effect.flatMap(candidatesFor(registry, request.model, cooldowns, now), (candidates) =>
+      return Effect.flatMap(candidatesFor(registry, name, cooldowns, now), (candidates) =>
         firstSuccess(candidates, settings, deadline, cooldowns, timer, (deployment) =>
           Effect.suspend(() => {
             const remainingMs = deadline - timer.now()
             return remainingMs <= 0 ? Effect.fail(requestTimeout()) : attempt(deployment, remainingMs)
           }),
           record,
-          tracedAttempts(tracing, request, record)
+          traced
         ).pipe(Effect.map((result) => ({ ...result, deadline })))
       )
     })
@@ -357,7 +370,7 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
   // Plain generators, not Effect.fn: a named Effect.fn captures a stack trace per call, measurable per request.
   const complete = (request: ChatCompletionRequest, record?: RequestRecord) =>
     Effect.gen(function* () {
-      const result = yield* route(request, record, (deployment, remainingMs) =>
+      const result = yield* route(request.model, record, tracedAttempts(tracing, request, record), (deployment, remainingMs) =>
         deployment.provider.complete(forDeployment(request, deployment), deadlineIn(remainingMs, requestTimeout))
       )
       const completion = withValidUsage(result.value)
@@ -368,7 +381,7 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
 
   const stream = (request: ChatCompletionRequest, record?: RequestRecord) =>
     Effect.gen(function* () {
-      const result = yield* route(request, record, (deployment, remainingMs) => {
+      const result = yield* route(request.model, record, tracedAttempts(tracing, request, record), (deployment, remainingMs) => {
         // Waiting for the first token ends at first_token_ms, or sooner at the request's deadline.
         const deadline =
           remainingMs < firstTokenMs
@@ -383,6 +396,15 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
       const deadline: Deadline = { at: result.deadline, timer, onTimeout: requestTimeout }
       return { source, chunks, deadline, deployment: result.deployment, attempts: result.attempts }
     })
+
+  // Not traced: the attempt spans describe chat requests (and only chat requests get a server span).
+  const embed = (request: EmbeddingRequest, record?: RequestRecord) =>
+    Effect.map(
+      route(request.model, record, undefined, (deployment, remainingMs) =>
+        deployment.provider.embed(forDeployment(request, deployment), deadlineIn(remainingMs, requestTimeout))
+      ),
+      (result) => ({ embeddings: result.value, deployment: result.deployment, attempts: result.attempts })
+    )
 
   /**
    * The data phase of a committed stream: the first batch, then the upstream's, renamed to the public name with
@@ -458,7 +480,7 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
     return { poll, onReady, close, release }
   }
 
-  return { complete, stream }
+  return { complete, stream, embed }
 }
 
 /** The router over the current registry, its deadlines kept by the Timer. */
@@ -474,7 +496,8 @@ export const make = Effect.gen(function* () {
   }
   return {
     complete: (request: ChatCompletionRequest, record?: RequestRecord) => Effect.suspend(() => routing().complete(request, record)),
-    stream: (request: ChatCompletionRequest, record?: RequestRecord) => Effect.suspend(() => routing().stream(request, record))
+    stream: (request: ChatCompletionRequest, record?: RequestRecord) => Effect.suspend(() => routing().stream(request, record)),
+    embed: (request: EmbeddingRequest, record?: RequestRecord) => Effect.suspend(() => routing().embed(request, record))
   }
 })
 

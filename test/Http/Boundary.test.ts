@@ -28,9 +28,10 @@ const boom = () => {
 const firstChunks = (request: Parameters<StreamProvider["stream"]>[0]) => Stream.take(mock.stream(request), 2)
 
 /** Providers that throw (outside Effect) at each stage. */
-const throwingCall: Provider = { complete: boom, open: boom }
+const throwingCall: Provider = { complete: boom, open: boom, embed: boom }
 const throwingAfterCommit: Provider = {
   complete: (request) => Mock.make({ tokenDelayMs: 0 }).complete(request),
+  embed: (request) => Mock.make({ tokenDelayMs: 0 }).embed(request),
   open: (request, deadline) =>
     Effect.map(Mock.make({ tokenDelayMs: 0 }).open(request, deadline), (source) => {
       let polls = 0

@@ -874,3 +874,73 @@ describe("Router.stream", () => {
       )
     }))
 })
+
+describe("Router.embed", () => {
+  /** A provider whose n-th embeddings call follows `script[n]` (the last step repeats), recording the model asked for. */
+  const embedder = (script: ReadonlyArray<ProviderError | "ok">, journal: Array<string>, label: string): StreamProvider => {
+    let calls = 0
+    return {
+      complete: () => Effect.die("not a chat test"),
+      stream: () => Stream.die("not a chat test"),
+      embed: (request) =>
+        Effect.suspend(() => {
+          journal.push(`${label}:${request.model}`)
+          const step = script[Math.min(calls++, script.length - 1)]!
+          return step === "ok" ? Effect.succeed({ vectors: [[calls]], usage: undefined }) : Effect.fail(step)
+        })
+    }
+  }
+  const embedRequest = (model: string) => ({ model, input: "hello" })
+
+  it.effect("takes the same route as chat: the upstream model, retries, then the fallback, counting every attempt", () =>
+    Effect.gen(function* () {
+      const journal: Array<string> = []
+      const result = yield* withRouter(
+        [
+          { name: "a", upstreamModel: "a-up", provider: embedder([failure("Unavailable")], journal, "a"), fallbacks: ["b"] },
+          { name: "b", upstreamModel: "b-up", provider: embedder(["ok"], journal, "b") }
+        ],
+        settingsWith({ max_retries: 1, initial_delay_ms: 0 }),
+        (router) => router.embed(embedRequest("a"))
+      )
+      expect(journal).toEqual(["a:a-up", "a:a-up", "b:b-up"])
+      expect(result.deployment.name).toBe("b")
+      expect(result.attempts).toBe(3)
+      expect(result.embeddings.vectors).toEqual([[1]])
+    }))
+
+  it.effect("a chat-only provider refuses embeddings once, as the caller's mistake: no retry, no fallback", () =>
+    Effect.gen(function* () {
+      const journal: Array<string> = []
+      const chatOnly = makeFake("chat", {})
+      const error = yield* withRouter(
+        [
+          { name: "chat", provider: chatOnly.provider, fallbacks: ["b"] },
+          { name: "b", provider: embedder(["ok"], journal, "b") }
+        ],
+        settingsWith(),
+        (router) => Effect.flip(router.embed(embedRequest("chat")))
+      )
+      expectProviderError(error, "InvalidRequest")
+      if (error._tag === "ProviderError") expect(error.message).toContain("cannot embed")
+      expect(journal).toEqual([])
+      expect(chatOnly.calls).toHaveLength(0)
+    }))
+
+  it.effect("fails with ModelNotFound for an unknown name, and with Timeout at request_ms", () =>
+    Effect.gen(function* () {
+      const slow: StreamProvider = {
+        complete: () => Effect.die("not a chat test"),
+        stream: () => Stream.die("not a chat test"),
+        embed: () => Effect.as(Effect.sleep("10 seconds"), { vectors: [[1]], usage: undefined })
+      }
+      yield* withRouter([{ name: "slow", provider: slow }], settingsWith({ max_retries: 0 }, { request_ms: 1000 }), (router) =>
+        Effect.gen(function* () {
+          expect((yield* Effect.flip(router.embed(embedRequest("nope"))))._tag).toBe("ModelNotFound")
+          const fiber = yield* Effect.fork(Effect.flip(router.embed(embedRequest("slow"))))
+          yield* advance(1100)
+          expectProviderError(yield* Fiber.join(fiber), "Timeout")
+        })
+      )
+    }))
+})

@@ -1,11 +1,12 @@
 /**
- * The Anthropic Messages API as a `Provider`: translate, `POST /v1/messages`, translate back.
+ * The Anthropic Messages API as a `Provider`: translate, `POST /v1/messages`, translate back. Anthropic has no
+ * embeddings API: an embeddings request routed here is refused with a 400 that says so.
  */
 import { Clock, Effect, Either, Layer, Redacted } from "effect"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { chunksOfCompletion } from "../../OpenAi/Wire.js"
 import { fromItems } from "../ChunkSource.js"
-import { ChatProvider, ProviderError } from "../Provider.js"
+import { cannotEmbed, ChatProvider, ProviderError } from "../Provider.js"
 import type { Deadline, Provider, UpstreamTarget } from "../Provider.js"
 import { eventSource, parseEventData, runMachine } from "../Upstream/EventSource.js"
 import type { SseEvent } from "../Upstream/SseDecoder.js"
@@ -37,6 +38,8 @@ export const refineError = (error: ProviderError, body: unknown): ProviderError 
     code: typeof type === "string" && /^[a-z][a-z_]{0,63}$/.test(type) ? type : null
   })
 }
+
+const refuseEmbeddings = cannotEmbed(providerName, "Anthropic's API has no embeddings endpoint")
 
 /** How a deployment talks to Anthropic. */
 export interface AnthropicOptions {
@@ -102,7 +105,7 @@ export const make = (target: UpstreamTarget, options?: AnthropicOptions): Effect
         return eventSource(transport, providerName, response, machine.feedAll, machine.atEnd)
       })
 
-    return { complete, open }
+    return { complete, open, embed: refuseEmbeddings }
   })
 
 /** One Anthropic deployment as a `ChatProvider` layer. */

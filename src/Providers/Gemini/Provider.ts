@@ -1,8 +1,10 @@
 /**
- * The Gemini (Generative Language API) provider: `generateContent` for completions and
- * `streamGenerateContent?alt=sse` for streams, authenticated with `x-goog-api-key`.
+ * The Gemini (Generative Language API) provider: `generateContent` for completions,
+ * `streamGenerateContent?alt=sse` for streams and `batchEmbedContents` for embeddings, authenticated with
+ * `x-goog-api-key`.
  */
 import { Clock, Effect, Either, Layer, Redacted } from "effect"
+import type { EmbeddingRequest } from "../../OpenAi/Embeddings.js"
 import type { ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { fromItems } from "../ChunkSource.js"
 import { ChatProvider, ProviderError } from "../Provider.js"
@@ -11,6 +13,8 @@ import { eventSource, parseEventData, runMachine } from "../Upstream/EventSource
 import type { SseEvent } from "../Upstream/SseDecoder.js"
 import { discard, malformed, mediaTypeOf, postJson, readJson, UpstreamTransport } from "../Upstream/Transport.js"
 import type { TransportService } from "../Upstream/Transport.js"
+import { toGeminiEmbedBatches, vectorsOfGemini } from "./Embed.js"
+import type { GeminiBatchEmbedBody } from "./Embed.js"
 import { errorFromBody, geminiErrorDetails, isErrorBody, provider, refineError } from "./Errors.js"
 import { toGeminiRequest } from "./Request.js"
 import { fromGeminiResponse } from "./Response.js"
@@ -101,7 +105,26 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, Ups
         return eventSource(transport, provider, response, machine.feedAll, atEnd)
       })
 
-    return { complete, open }
+    /** One `batchEmbedContents` call: its vectors, in order. */
+    const embedBatch = (model: string, batch: GeminiBatchEmbedBody, deadline: Deadline | undefined) =>
+      Effect.gen(function* () {
+        const response = yield* postJson(transport, endpoint(model, "batchEmbedContents"), JSON.stringify(batch), deadline, refine)
+        const json = yield* readJson(transport, provider, response, deadline)
+        if (isErrorBody(json)) return yield* Effect.fail(errorFromBody(json, response.status))
+        const vectors = vectorsOfGemini(json, batch.requests.length)
+        return typeof vectors === "string" ? yield* Effect.fail(malformed(provider, vectors)) : vectors
+      })
+
+    // Gemini reports no usage for embeddings: the core counts the prompt tokens.
+    const embed = (request: EmbeddingRequest, deadline?: Deadline) =>
+      Effect.gen(function* () {
+        const batches = yield* toGeminiEmbedBatches(request)
+        // Batches of 100 texts: a few at a time, and the first failure aborts the others.
+        const parts = yield* Effect.forEach(batches, (batch) => embedBatch(request.model, batch, deadline), { concurrency: 4 })
+        return { vectors: parts.flat(), usage: undefined }
+      })
+
+    return { complete, open, embed }
   })
 
 /** One Gemini deployment as a `ChatProvider` layer. */

@@ -1,6 +1,7 @@
 /**
- * The built-in deterministic `mock` model: it answers with the last user message, word by word. The same
- * request always gets the same answer, so it serves with zero configuration and doubles as the fake in tests.
+ * The built-in deterministic `mock` model: it answers with the last user message, word by word, and embeds text as
+ * deterministic unit vectors (Embed.ts). The same request always gets the same answer, so it serves with zero
+ * configuration and doubles as the fake in tests.
  */
 import { Clock, Effect, Layer, Stream } from "effect"
 import type {
@@ -12,6 +13,7 @@ import type {
   ToolCall,
   Usage
 } from "../../OpenAi/Schemas.js"
+import { embed } from "./Embed.js"
 import { ChatProvider, fromStream } from "../Provider.js"
 import type { Provider, StreamProvider } from "../Provider.js"
 
@@ -211,7 +213,8 @@ const stream = (options: MockOptions) => (request: ChatCompletionRequest): Strea
 /** The mock as an Effect and a Stream; `request.model` is reported back as the model. */
 export const streamProvider = (options: MockOptions): StreamProvider => ({
   complete,
-  stream: stream(options)
+  stream: stream(options),
+  embed
 })
 
 /** The mock as the Router calls it. */

@@ -1,9 +1,11 @@
 /**
  * OpenAI and every OpenAI-compatible server (vLLM, Ollama, OpenRouter, Groq, LM Studio…): a pass-through.
  * Unknown request and response fields survive both ways; only the upstream key is added. What comes back is
- * checked against the spec's shapes (OpenAi/Wire.ts) before a client sees it.
+ * checked against the spec's shapes (OpenAi/Wire.ts, OpenAi/Embeddings.ts) before a client sees it.
  */
 import { Effect, Layer, Redacted } from "effect"
+import { embeddingsOf, inputCount } from "../../OpenAi/Embeddings.js"
+import type { EmbeddingRequest } from "../../OpenAi/Embeddings.js"
 import type { ChatCompletionChunk, ChatCompletionRequest } from "../../OpenAi/Schemas.js"
 import { chunkOf, chunksOfCompletion, completionOf } from "../../OpenAi/Wire.js"
 import { fromItems } from "../ChunkSource.js"
@@ -103,7 +105,8 @@ const withPlainToolCallIds = (request: ChatCompletionRequest): ChatCompletionReq
 /** A provider for one OpenAI-compatible deployment, on the injected upstream transport. */
 export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, UpstreamTransport> =>
   Effect.map(UpstreamTransport, (transport): Provider => {
-    const url = `${target.baseUrl.replace(/\/+$/, "")}/chat/completions`
+    const base = target.baseUrl.replace(/\/+$/, "")
+    const url = `${base}/chat/completions`
     const headers: Record<string, string> = {
       ...target.headers,
       accept: "application/json",
@@ -135,7 +138,20 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, Ups
         return Effect.fail(malformed(provider, `a ${media.slice(0, 60) || "unlabelled"} body to a stream request`))
       })
 
-    return { complete, open }
+    const embeddings = { provider, url: `${base}/embeddings`, headers }
+
+    // Passed through as the client sent it (its encoding_format included); either encoding is read back.
+    const embed = (request: EmbeddingRequest, deadline?: Deadline) =>
+      postJson(transport, embeddings, JSON.stringify(request), deadline).pipe(
+        Effect.flatMap((response) => readJson(transport, provider, response, deadline)),
+        Effect.flatMap((body) => {
+          if (hasError(body)) return Effect.fail(inStreamError(body))
+          const answer = embeddingsOf(body, inputCount(request.input))
+          return typeof answer === "string" ? Effect.fail(malformed(provider, answer)) : Effect.succeed(answer)
+        })
+      )
+
+    return { complete, open, embed }
   })
 
 /** One OpenAI-compatible deployment as a `ChatProvider` layer. */
