@@ -148,7 +148,7 @@ const families: ReadonlyArray<Family> = [
 ]
 
 /** The routes counted by name; anything else is `other`, so that scanners cannot grow the label set. */
-const knownRoutes = new Set(["/health", "/metrics", "/v1/models", "/v1/llm/models", "/v1/chat/completions", "/openapi.json", "/docs", "/admin/keys", "/admin/usage", "/ready"])
+const knownRoutes = new Set(["/health", "/metrics", "/v1/models", "/v1/llm/models", "/v1/chat/completions", "/v1/embeddings", "/openapi.json", "/docs", "/admin/keys", "/admin/usage", "/ready"])
 
 /** The route label of a request path: the path itself when known, `/v1/models/{model}`, or `other`. */
 export const routeOf = (url: string): string => {

@@ -59,6 +59,7 @@ describe("renderPrometheus", () => {
 
   it("labels known routes by path and everything else as other", () => {
     expect(routeOf("/v1/chat/completions?x=1")).toBe("/v1/chat/completions")
+    expect(routeOf("/v1/embeddings")).toBe("/v1/embeddings")
     expect(routeOf("/v1/models/gpt-4o")).toBe("/v1/models/{model}")
     expect(routeOf("/wp-admin/setup.php")).toBe("other")
   })

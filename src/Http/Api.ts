@@ -1,6 +1,6 @@
 /**
- * The HTTP contract: endpoints with their Schema types, grouped as health, models and chat. Handlers live in
- * Handlers.ts; this file is what the OpenAPI document is generated from.
+ * The HTTP contract: endpoints with their Schema types, grouped as health, models, chat, embeddings, metrics and
+ * admin. Handlers live in Handlers.ts; this file is what the OpenAPI document is generated from.
  */
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
@@ -20,6 +20,7 @@ import {
   PayloadTooLarge,
   ShuttingDown
 } from "../Errors.js"
+import { CreateEmbeddingResponse, EmbeddingRequest } from "../OpenAi/Embeddings.js"
 import { ChatCompletion, ChatCompletionRequest, Model, ModelList } from "../OpenAi/Schemas.js"
 import { Authentication } from "./Auth.js"
 import { declaredEnvelope, upstreamEnvelope } from "./Errors.js"
@@ -189,11 +190,39 @@ export class ChatGroup extends HttpApiGroup.make("chat")
   )
   .middleware(Authentication) {}
 
+/** `POST /v1/embeddings`: OpenAI's embeddings, through the same core and Router as chat. */
+export class EmbeddingsGroup extends HttpApiGroup.make("embeddings")
+  .add(
+    HttpApiEndpoint.post("create", "/v1/embeddings")
+      .setPayload(EmbeddingRequest)
+      .addSuccess(CreateEmbeddingResponse)
+      .addError(InvalidRequestError)
+      .addError(UpstreamRejected)
+      .addError(ModelNotFoundError)
+      .addError(UpstreamNotFound)
+      .addError(LengthRequiredError)
+      .addError(TooLargeError)
+      .addError(RateLimitedByKey)
+      .addError(InternalErrorResponse)
+      .addError(BadGatewayError)
+      .addError(ShuttingDownError)
+      .addError(StoreUnavailableError)
+      .addError(UnavailableError)
+      .addError(TimeoutError)
+      .annotate(OpenApi.Summary, "Create embeddings")
+      .annotate(
+        OpenApi.Description,
+        "Embeds a string, strings, token ids or arrays of token ids (at most 2048 inputs): one vector per input, in input order. `encoding_format: base64` writes each vector as base64 of its little-endian float32 bytes (what the openai SDKs ask for and decode)."
+      )
+  )
+  .middleware(Authentication) {}
+
 /** The whole API. */
 export class Api extends HttpApi.make("llm-proxy")
   .add(HealthGroup)
   .add(ModelsGroup)
   .add(ChatGroup)
+  .add(EmbeddingsGroup)
   .add(MetricsGroup)
   .add(AdminGroup)
   .annotate(OpenApi.Title, "llm-proxy")

@@ -74,9 +74,9 @@ export type GatewayError =
   | InternalError
   | ProviderError
 
-/** The endpoints an unknown URL's message names. */
-const servedEndpoints =
-  "POST /v1/chat/completions, GET /v1/models, GET /v1/models/{model}, GET /v1/llm/models, GET /health, GET /metrics, GET /openapi.json and GET /docs"
+/** The endpoints an unknown URL's message names (a test holds it to the Api's routes). */
+export const servedEndpoints =
+  "POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, GET /v1/models/{model}, GET /v1/llm/models, GET /health, GET /ready, GET /metrics, GET /admin/keys, GET /admin/usage, GET /openapi.json and GET /docs"
 
 /** What the table says about one failure. */
 export interface ErrorDescription {

@@ -1,6 +1,6 @@
 /**
  * Handlers for the Api groups. Chat answers JSON for `stream: false` and SSE for `stream: true` by returning an
- * `HttpServerResponse` itself; failures are rendered through the error table.
+ * `HttpServerResponse` itself, as embeddings do with their JSON; failures are rendered through the error table.
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
@@ -19,6 +19,7 @@ import { Timer } from "../Timer.js"
 import { metricsText } from "../Cluster/Worker.js"
 import { ModelRegistry } from "../Router/Registry.js"
 import type { RegisteredModel } from "../Router/Registry.js"
+import { embeddingResponse } from "../OpenAi/Embeddings.js"
 import type { Model } from "../OpenAi/Schemas.js"
 import { Api } from "./Api.js"
 import { errorResponse } from "./Errors.js"
@@ -149,6 +150,24 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
   })
 )
 
+export const EmbeddingsLive = HttpApiBuilder.group(Api, "embeddings", (handlers) =>
+  Effect.map(ChatCore, (core) =>
+    handlers.handle("create", ({ payload }) =>
+      Effect.gen(function* () {
+        const caller = yield* CurrentCaller
+        const record = yield* FiberRef.get(currentRecord)
+        const answer = yield* core.embed(payload, caller, record)
+        // The vectors are encoded here, at the edge, as the client asked: the core holds them as floats.
+        const body = embeddingResponse(answer.vectors, answer.usage, answer.served.deployment.name, payload.encoding_format ?? "float")
+        return HttpServerResponse.text(JSON.stringify(body), {
+          contentType: "application/json",
+          headers: { ...answer.headers, ...routingHeaders(answer.served) }
+        })
+      }).pipe(Effect.catchAll((failure) => Effect.succeed(errorResponse(failure.error, failure.headers))))
+    )
+  )
+)
+
 const operatorOnly = Effect.flatMap(CurrentCaller, (caller) =>
   caller.operator ? Effect.void : Effect.fail(new Forbidden({ message: "This route takes the operator key (INTERNAL_API_KEY) only" }))
 )
@@ -211,4 +230,4 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
 )
 
 /** Every group's handlers. */
-export const layer = Layer.mergeAll(HealthLive, ModelsLive, ChatLive, MetricsLive, AdminLive)
+export const layer = Layer.mergeAll(HealthLive, ModelsLive, ChatLive, EmbeddingsLive, MetricsLive, AdminLive)

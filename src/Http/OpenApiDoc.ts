@@ -10,8 +10,8 @@
  *   markers, refinement titles such as `between(0, 2)`) are inlined or removed, and no component is left that
  *   nothing refers to.
  * - The response headers are documented: `x-request-id` on every answer; `x-llm-proxy-model`, `-provider` and
- *   `-attempts` on chat successes; OpenAI's `x-ratelimit-*` on chat answers to a key with rpm or tpm limits;
- *   `retry-after` where the gateway sends it.
+ *   `-attempts` on chat and embeddings successes; OpenAI's `x-ratelimit-*` on their answers to a key with rpm or
+ *   tpm limits; `retry-after` where the gateway sends it.
  * - Every route answers 503 `server_shutting_down` while the gateway drains after SIGTERM.
  * - The chat endpoint also answers `text/event-stream`.
  */
@@ -52,7 +52,7 @@ const eventStreamDoc = {
 
 const rateLimitFigure = (kind: "requests" | "tokens", window: string) => ({
   [`x-ratelimit-limit-${kind}`]: {
-    description: `The key's ${window} limit. Sent on chat answers to a key with that limit.`,
+    description: `The key's ${window} limit. Sent on chat and embeddings answers to a key with that limit.`,
     schema: { type: "integer", minimum: 0 }
   },
   [`x-ratelimit-remaining-${kind}`]: {
@@ -101,19 +101,33 @@ const headerComponents: Readonly<Record<string, JsonObject>> = {
 
 const headerRef = (name: string) => ({ $ref: `#/components/headers/${name}` })
 const rateLimitHeaderNames = Object.keys(headerComponents).filter((name) => name.startsWith("x-ratelimit-"))
-const successHeaderNames = ["x-llm-proxy-model", "x-llm-proxy-provider", "x-llm-proxy-attempts", "x-accel-buffering"]
+const routingHeaderNames = ["x-llm-proxy-model", "x-llm-proxy-provider", "x-llm-proxy-attempts"]
+const chatSuccessHeaderNames = [...routingHeaderNames, "x-accel-buffering"]
 
 const draining = "The gateway is draining after SIGTERM (`server_shutting_down`, with `Retry-After: 1`)"
 
-/** The answers of the chat endpoint whose generated description names only one of their causes. */
-const chatResponses: Readonly<Record<string, string>> = {
-  "200": "A chat completion (JSON), or with `stream: true` its chunks as server-sent events",
-  "400":
-    "Malformed JSON (`invalid_json`), a schema violation (`invalid_request`, `param` names the field), or the upstream refused the request (its message and code; `content_policy_violation` for its content policy)",
+/** The answers the core gives the same way on every route through it (chat, embeddings). */
+const coreResponses: Readonly<Record<string, string>> = {
   "404": "Unknown model, one the key may not use (`model_not_found`), or one the upstream does not know",
   "429":
     "A limit of the caller's key (rpm, tpm, max_parallel: `rate_limit_exceeded`; budget: `insufficient_quota`), or the upstream's rate limit or quota after retries. `Retry-After` is set, except for an exhausted upstream quota",
   "503": `${draining}; the governance store unreachable with \`on_store_failure: closed\` (\`limits_unavailable\`, \`Retry-After: 1\`); or the upstream answered 503 after retries (\`upstream_unavailable\`)`
+}
+
+/** The answers of the chat endpoint whose generated description names only one of their causes. */
+const chatResponses: Readonly<Record<string, string>> = {
+  ...coreResponses,
+  "200": "A chat completion (JSON), or with `stream: true` its chunks as server-sent events",
+  "400":
+    "Malformed JSON (`invalid_json`), a schema violation (`invalid_request`, `param` names the field), or the upstream refused the request (its message and code; `content_policy_violation` for its content policy)"
+}
+
+/** The answers of the embeddings endpoint whose generated description names only one of their causes. */
+const embeddingsResponses: Readonly<Record<string, string>> = {
+  ...coreResponses,
+  "200": "One embedding per input, in input order: arrays of numbers, or with `encoding_format: base64` base64 strings of little-endian float32 bytes",
+  "400":
+    "Malformed JSON (`invalid_json`); a schema violation (`invalid_request`, `param` names the field: an empty input, more than 2048 inputs, a token id that is not an integer from 0 to 2^31-1, `dimensions` outside 1..65536, an `encoding_format` other than `float` or `base64`); a deployment that cannot embed (Anthropic: `model_cannot_embed`) or token ids sent to Gemini; or the upstream refused the request (its message and code)",
 }
 
 /** The 200 of each route: the generated text is the schema's name (or Effect's "a string"). */
@@ -128,7 +142,7 @@ const successes: Readonly<Record<string, string>> = {
   "get /admin/usage": "Usage rows of the day"
 }
 
-/** `retry-after` on the chat endpoint, where not every cause of a status sends it. */
+/** `retry-after` on the chat and embeddings endpoints, where not every cause of a status sends it. */
 const chatRetryAfter: Readonly<Record<string, string>> = {
   "429":
     "Seconds until the key's limit admits the request again (rpm/tpm: the window; max_parallel: 1; budget: the period's end), or the upstream's own delay. Absent when an upstream's quota is exhausted.",
@@ -161,6 +175,9 @@ const fixOperation = (key: string, operation: JsonObject) => {
   const responses = asObject(operation["responses"]) ?? {}
   operation["responses"] = responses
   const isChat = key === "post /v1/chat/completions"
+  const isEmbeddings = key === "post /v1/embeddings"
+  // The routes through the core: routing headers on success, the key's rate-limit headers on their answers.
+  const throughCore = isChat || isEmbeddings
 
   const ok = asObject(responses["200"])
   if (ok !== undefined && successes[key] !== undefined) ok["description"] = successes[key]
@@ -173,11 +190,13 @@ const fixOperation = (key: string, operation: JsonObject) => {
   const unavailable = asObject(responses["503"])
   if (unavailable === undefined) responses["503"] = { description: draining, content: { "application/json": { schema: errorResponseRef } } }
   else if (!String(unavailable["description"]).includes("draining")) unavailable["description"] = `${String(unavailable["description"])}; or: ${draining}`
-  if (isChat) {
-    for (const [status, description] of Object.entries(chatResponses)) {
+  if (throughCore) {
+    for (const [status, description] of Object.entries(isChat ? chatResponses : embeddingsResponses)) {
       const response = asObject(responses[status])
       if (response !== undefined) response["description"] = description
     }
+  }
+  if (isChat) {
     const content = asObject(ok?.["content"])
     if (content !== undefined) content["text/event-stream"] = eventStreamDoc
   }
@@ -186,12 +205,12 @@ const fixOperation = (key: string, operation: JsonObject) => {
     const response = asObject(value)
     if (response === undefined) continue
     setHeader(response, "x-request-id")
-    if (!isChat) {
+    if (!throughCore) {
       if (status === "503") setHeader(response, "retry-after", { ...headerComponents["retry-after"], description: "1: retry shortly.", required: true })
       continue
     }
-    if (status === "200") for (const name of successHeaderNames) setHeader(response, name)
-    // Sent with the answers the chat core gives a key with rpm or tpm limits (an upstream's 400 too), not with the
+    if (status === "200") for (const name of isChat ? chatSuccessHeaderNames : routingHeaderNames) setHeader(response, name)
+    // Sent with the answers the core gives a key with rpm or tpm limits (an upstream's 400 too), not with the
     // edge's refusals before it.
     if (!["401", "411", "413"].includes(status)) for (const name of rateLimitHeaderNames) setHeader(response, name)
     const retryAfter = chatRetryAfter[status]

@@ -364,8 +364,8 @@ for (const mount of mounts) {
     it.scopedLive("unknown route is 404 unknown_url, with and without a key", () =>
       Effect.gen(function* () {
         const gateway = yield* startGateway({ mount })
-        const error = expectEnvelope(yield* get(gateway, "/v1/embeddings"), 404, "unknown_url", null)
-        expect(error.message).toMatch(/^Invalid URL \(GET \/v1\/embeddings\)\. This gateway serves .*POST \/v1\/chat\/completions/)
+        const error = expectEnvelope(yield* get(gateway, "/v1/audio/speech"), 404, "unknown_url", null)
+        expect(error.message).toMatch(/^Invalid URL \(GET \/v1\/audio\/speech\)\. This gateway serves .*POST \/v1\/chat\/completions, POST \/v1\/embeddings/)
         const query = expectEnvelope(yield* call(gateway, "/nothing/here?x=1", { method: "DELETE" }), 404, "unknown_url", null)
         expect(query.message).not.toContain("x=1")
       }))

@@ -15,7 +15,7 @@ import * as Mock from "../../src/Providers/Mock/Provider.js"
 import * as Registry from "../../src/Router/Registry.js"
 import { mounts, startGateway, testKey } from "../support/Gateway.js"
 import type { Mount } from "../support/Gateway.js"
-import { call, chatRequest, expectEnvelope, postChat } from "../support/Http.js"
+import { call, chatRequest, expectEnvelope, postChat, postRaw } from "../support/Http.js"
 import { ssePayloads, streamedContent, streamError } from "../support/Sse.js"
 import type { AddressInfo } from "node:net"
 import { Context } from "effect"
@@ -76,6 +76,15 @@ for (const mount of mounts) {
         }
         const healthy = yield* postChat(gateway.baseUrl, chatRequest("mock"))
         expect(healthy.status).toBe(200)
+      }))
+
+    it.scopedLive("a provider that throws on an embeddings call: 500 internal_error, the server serves on", () =>
+      Effect.gen(function* () {
+        const gateway = yield* startGateway({ registry, mount })
+        const answer = yield* postRaw(`${gateway.baseUrl}/v1/embeddings`, JSON.stringify({ model: "throws", input: "x" }), { "x-request-id": "req-embed-throw" })
+        expectEnvelope(answer, 500, "internal_error")
+        expectInternal(answer.text, "req-embed-throw")
+        expect((yield* postRaw(`${gateway.baseUrl}/v1/embeddings`, JSON.stringify({ model: "mock", input: "x" }))).status).toBe(200)
       }))
 
     it.scopedLive("a stream whose source throws after the commit ends with one internal_error frame", () =>

@@ -11,7 +11,9 @@ import {
   ShuttingDown,
   Unauthorized
 } from "../../src/Errors.js"
-import { describeError, errorResponse } from "../../src/Http/Errors.js"
+import * as HttpApi from "@effect/platform/HttpApi"
+import { Api } from "../../src/Http/Api.js"
+import { describeError, errorResponse, servedEndpoints } from "../../src/Http/Errors.js"
 import type { ErrorDescription, GatewayError } from "../../src/Http/Errors.js"
 import { ProviderError } from "../../src/Providers/Provider.js"
 import type { ProviderErrorReason } from "../../src/Providers/Provider.js"
@@ -61,6 +63,18 @@ describe("describeError: the gateway's own failures", () => {
     const description = describeError(new RouteNotFound({ method: "DELETE", path: "/v1/nothing" }))
     expectEnvelope(description, 404, "invalid_request_error", "unknown_url")
     expect(description.body.error.message).toMatch(/^Invalid URL \(DELETE \/v1\/nothing\)\. This gateway serves /)
+  })
+
+  it("RouteNotFound's message names every endpoint of the Api, and the document and docs routes", () => {
+    const endpoints: Array<string> = ["GET /openapi.json", "GET /docs"]
+    HttpApi.reflect(Api, {
+      onGroup: () => {},
+      onEndpoint: ({ endpoint }) => endpoints.push(`${endpoint.method} ${endpoint.path.replace(/:(\w+)/g, "{$1}")}`)
+    })
+    expect(endpoints).toContain("POST /v1/embeddings")
+    const message = describeError(new RouteNotFound({ method: "GET", path: "/v1/nothing" })).body.error.message
+    for (const endpoint of endpoints) expect({ endpoint, named: message.includes(endpoint) }).toEqual({ endpoint, named: true })
+    expect(servedEndpoints.split(/, | and /)).toHaveLength(endpoints.length)
   })
 
   it("LengthRequired is 411", () => {

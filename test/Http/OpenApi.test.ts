@@ -47,9 +47,10 @@ describe("GET /openapi.json", () => {
       expect(at(spec, "info")["title"]).toBe("llm-proxy")
       const paths = at(spec, "paths")
       expect(Object.keys(paths).sort()).toEqual(
-        ["/admin/keys", "/admin/usage", "/health", "/metrics", "/ready", "/v1/chat/completions", "/v1/llm/models", "/v1/models", "/v1/models/{model}"].sort()
+        ["/admin/keys", "/admin/usage", "/health", "/metrics", "/ready", "/v1/chat/completions", "/v1/embeddings", "/v1/llm/models", "/v1/models", "/v1/models/{model}"].sort()
       )
       expect(Object.keys(at(paths, "/v1/chat/completions"))).toEqual(["post"])
+      expect(Object.keys(at(paths, "/v1/embeddings"))).toEqual(["post"])
       for (const path of ["/health", "/ready", "/metrics", "/v1/models", "/v1/models/{model}", "/v1/llm/models", "/admin/keys", "/admin/usage"]) {
         expect(Object.keys(at(paths, path))).toEqual(["get"])
       }
@@ -90,11 +91,23 @@ describe("GET /openapi.json", () => {
       expect(JSON.stringify(spec)).not.toContain("HttpApiDecodeError")
     }))
 
-  it.scopedLive("documents every failure status of the chat endpoint", () =>
+  it.scopedLive("documents every failure status of the chat and embeddings endpoints", () =>
     Effect.gen(function* () {
       const { spec } = yield* loadSpec
-      const responses = at(spec, "paths", "/v1/chat/completions", "post", "responses")
-      expect(Object.keys(responses).sort()).toEqual(["200", "400", "401", "404", "411", "413", "429", "500", "502", "503", "504"])
+      for (const path of ["/v1/chat/completions", "/v1/embeddings"]) {
+        const responses = at(spec, "paths", path, "post", "responses")
+        expect({ path, statuses: Object.keys(responses).sort() }).toEqual({ path, statuses: ["200", "400", "401", "404", "411", "413", "429", "500", "502", "503", "504"] })
+      }
+      const embeddings = at(spec, "paths", "/v1/embeddings", "post")
+      expect(at(embeddings, "requestBody", "content", "application/json", "schema")["$ref"]).toBe("#/components/schemas/CreateEmbeddingRequest")
+      expect(at(embeddings, "responses", "200", "content", "application/json", "schema")["$ref"]).toBe("#/components/schemas/CreateEmbeddingResponse")
+      expect(String(at(embeddings, "responses", "400")["description"])).toContain("cannot embed")
+      // input's four shapes are documented, not left as an opaque declaration
+      const inputProperty = at(spec, "components", "schemas", "CreateEmbeddingRequest", "properties", "input")
+      const ref = inputProperty["$ref"]
+      const input = JSON.stringify(typeof ref === "string" ? at(spec, ...ref.replace(/^#\//, "").split("/")) : inputProperty)
+      expect(input).toContain("anyOf")
+      expect(input).toContain("2048")
     }))
 
   it.scopedLive("declares the header key and bearer schemes, required on all but /health and /ready", () =>
@@ -166,6 +179,17 @@ describe("GET /openapi.json", () => {
       const invalid = yield* fetchText(gateway, "/v1/chat/completions", { method: "POST", headers: withKey, body: "{" })
       expect(invalid.status).toBe(400)
       check("ErrorResponse", json(invalid.text))
+      const embeddingRequest = { model: "mock", input: ["check", "the contract"], dimensions: 8, vendor_extra: true }
+      check("CreateEmbeddingRequest", embeddingRequest)
+      check("CreateEmbeddingRequest", { model: "mock", input: [[1, 2], [3]], encoding_format: "base64" })
+      for (const encoding_format of ["float", "base64"]) {
+        const embeddings = yield* fetchText(gateway, "/v1/embeddings", { method: "POST", headers: withKey, body: JSON.stringify({ ...embeddingRequest, encoding_format }) })
+        expect(embeddings.status).toBe(200)
+        check("CreateEmbeddingResponse", json(embeddings.text))
+      }
+      const badEmbedding = yield* fetchText(gateway, "/v1/embeddings", { method: "POST", headers: withKey, body: JSON.stringify({ model: "mock", input: [] }) })
+      expect(badEmbedding.status).toBe(400)
+      check("ErrorResponse", json(badEmbedding.text))
       const unauthorized = yield* fetchText(gateway, "/v1/models")
       expect(unauthorized.status).toBe(401)
       check("ErrorResponse", json(unauthorized.text))

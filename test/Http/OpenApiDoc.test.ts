@@ -11,7 +11,7 @@ import { sha256Hex } from "../../src/Governance/Keys.js"
 import { startGateway, testKey } from "../support/Gateway.js"
 import type { RunningGateway } from "../support/Gateway.js"
 import { registryFromDocument } from "../support/FakeUpstreams.js"
-import { call, chatRequest, postChat, postRaw } from "../support/Http.js"
+import { call, chatRequest, postChat, postEmbeddings, postRaw } from "../support/Http.js"
 import type { Answer } from "../support/Http.js"
 
 type JsonObject = { readonly [key: string]: unknown }
@@ -95,7 +95,7 @@ describe("the OpenAPI document", () => {
         const responses = asObject(byKey.get(key)?.["responses"])
         expect({ key, status400: responses["400"] }).toEqual({ key, status400: undefined })
       }
-      for (const key of ["get /admin/usage", "post /v1/chat/completions"]) {
+      for (const key of ["get /admin/usage", "post /v1/chat/completions", "post /v1/embeddings"]) {
         const badRequest = asObject(asObject(byKey.get(key)?.["responses"])["400"])
         expect(asObject(asObject(badRequest["content"])["application/json"])["schema"]).toEqual({ $ref: "#/components/schemas/ErrorResponse" })
       }
@@ -149,11 +149,18 @@ describe("the OpenAPI document", () => {
       record("post /v1/chat/completions", yield* postRaw(url("/v1/chat/completions"), "{", operator))
       record("post /v1/chat/completions", yield* postChat(gateway.baseUrl, chatRequest("mock"), { authorization: "Bearer wrong" }))
       record("post /v1/chat/completions", yield* postChat(gateway.baseUrl, chatRequest("mock", { padding: "x".repeat(4096) }), operator))
+      record("post /v1/embeddings", yield* postEmbeddings(gateway.baseUrl, { model: "mock", input: "x" }, operator))
+      record("post /v1/embeddings", yield* postEmbeddings(gateway.baseUrl, { model: "mock", input: "x" }, limited))
+      record("post /v1/embeddings", yield* postEmbeddings(gateway.baseUrl, { model: "nope", input: "x" }, operator))
+      record("post /v1/embeddings", yield* postEmbeddings(gateway.baseUrl, { model: "mock", input: "" }, operator))
+      record("post /v1/embeddings", yield* postEmbeddings(gateway.baseUrl, { model: "mock", input: "x" }, { authorization: "Bearer wrong" }))
+      record("post /v1/embeddings", yield* postEmbeddings(gateway.baseUrl, { model: "mock", input: "x".repeat(4096) }, operator))
       gateway.lifecycle.startDraining()
       for (const [key, path] of [["get /health", "/health"], ["get /v1/models", "/v1/models"], ["get /admin/keys", "/admin/keys"]] as const) {
         record(key, yield* call(url(path), { headers: operator }))
       }
       record("post /v1/chat/completions", yield* postChat(gateway.baseUrl, chatRequest("mock"), operator))
+      record("post /v1/embeddings", yield* postEmbeddings(gateway.baseUrl, { model: "mock", input: "x" }, operator))
 
       const seen = new Set<string>()
       for (const [key, answer] of exchanges) {

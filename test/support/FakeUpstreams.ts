@@ -129,9 +129,9 @@ export interface FakeUpstream {
 }
 
 const routes: Record<Dialect, RegExp> = {
-  openai: /^\/v1\/chat\/completions$/,
+  openai: /^\/v1\/(chat\/completions|embeddings)$/,
   anthropic: /^\/v1\/messages$/,
-  gemini: /^\/v1beta\/models\/[^:/?]+:(generateContent|streamGenerateContent\?alt=sse)$/
+  gemini: /^\/v1beta\/models\/[^:/?]+:(generateContent|streamGenerateContent\?alt=sse|batchEmbedContents)$/
 }
 
 const pick = (script: Script, call: UpstreamCall): Reply => {
@@ -459,7 +459,28 @@ export const OpenAi = {
   recordedStream: (name: "stream-works.txt" | "stream-content-logprobs.txt", options: SseOptions = {}): Reply =>
     sse(OpenAi.recordedStreamFrames(name), options),
 
-  recordedCompletion: (): Reply => text(200, OpenAi.recordedText("completion-response-format.json"), "application/json")
+  recordedCompletion: (): Reply => text(200, OpenAi.recordedText("completion-response-format.json"), "application/json"),
+
+  /**
+   * An embeddings answer: `vectors` in order (listed last to first, as the spec allows, to show that `index` is
+   * read), each as floats or, with `base64`, as base64 of its little-endian float32 bytes.
+   */
+  embeddings: (
+    vectors: ReadonlyArray<ReadonlyArray<number>>,
+    options: { readonly base64?: boolean; readonly model?: string; readonly usage?: { readonly prompt_tokens: number; readonly total_tokens: number } | null } = {}
+  ): Reply =>
+    json({
+      object: "list",
+      data: vectors
+        .map((vector, index) => ({
+          object: "embedding",
+          index,
+          embedding: options.base64 === true ? Buffer.from(new Float32Array(vector).buffer).toString("base64") : vector
+        }))
+        .reverse(),
+      model: options.model ?? "upstream-embedding-model",
+      ...(options.usage === null ? {} : { usage: options.usage ?? { prompt_tokens: 8, total_tokens: 8 } })
+    })
 } as const
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -555,6 +576,9 @@ export const Gemini = {
   googleAiStream: (name: GoogleAiFile, options: SseOptions = {}): Reply => sse(splitFrames(Gemini.googleAiText(name)), options),
 
   googleAiUnary: (name: GoogleAiFile, status = 200): Reply => text(status, Gemini.googleAiText(name), "application/json; charset=UTF-8"),
+
+  /** A `batchEmbedContents` answer: `{"embeddings":[{"values":[...]}]}`. */
+  embeddings: (vectors: ReadonlyArray<ReadonlyArray<number>>): Reply => json({ embeddings: vectors.map((values) => ({ values })) }),
 
   /** Gemini's error body: `{"error":{"code","message","status"}}`. */
   error: (status: number, message: string, statusText: string, headers: Readonly<Record<string, string>> = {}): Reply =>

@@ -40,6 +40,10 @@ export const postRaw = (url: string, body: string, headers: Readonly<Record<stri
 export const postChat = (baseUrl: string, body: unknown, headers: Readonly<Record<string, string>> = {}) =>
   postRaw(`${baseUrl}/v1/chat/completions`, JSON.stringify(body), headers)
 
+/** POST /v1/embeddings with the test key and a JSON body. */
+export const postEmbeddings = (baseUrl: string, body: unknown, headers: Readonly<Record<string, string>> = {}) =>
+  postRaw(`${baseUrl}/v1/embeddings`, JSON.stringify(body), headers)
+
 /** A one-message chat request for `model`. */
 export const chatRequest = (model: string, extra: Record<string, unknown> = {}) => ({
   model,
