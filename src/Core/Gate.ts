@@ -240,7 +240,10 @@ export const make = Effect.gen(function* () {
     return { caller, model, record, headers, finish, finishCounted }
   }
 
-  /** Runs an admitted request: its lease renewed until it ends; a failure counts it and releases the lease. */
+  /**
+   * Runs an admitted request: its lease renewed until it ends; a failure or an interruption counts it and releases
+   * the lease.
+   */
   const run = <A>(
     model: string,
     caller: Caller,
@@ -257,13 +260,19 @@ export const make = Effect.gen(function* () {
       stopRenewing()
       return true
     }
+    const unanswered = () => {
+      if (settle()) recordRequest(lease, caller, model)
+    }
     return Effect.matchCauseEffect(serve(passOf(caller, model, record, lease, headers, settle)), {
       onFailure: (cause) => {
-        if (settle()) recordRequest(lease, caller, model)
+        unanswered()
         return Effect.failCause(Cause.map(cause, (error) => new ChatFailure({ error, headers })))
       },
       onSuccess: Effect.succeed
-    })
+    }).pipe(
+      // An interruption (the client left) skips the failure branch: without this its lease would be renewed forever.
+      Effect.onInterrupt(() => Effect.sync(unanswered))
+    )
   }
 
   /** Admission on the store, for a virtual key: its limits, one atomic step. */

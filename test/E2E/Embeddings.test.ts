@@ -12,7 +12,7 @@ import { countTokens } from "gpt-tokenizer/encoding/o200k_base"
 import OpenAI from "openai"
 import { sha256Hex } from "../../src/Governance/Keys.js"
 import { toBase64 } from "../../src/OpenAi/Embeddings.js"
-import { Anthropic, deploymentOf, Gemini, json, OpenAi, registryFromDocument, startUpstream, text } from "../support/FakeUpstreams.js"
+import { Anthropic, deploymentOf, Gemini, hang, json, OpenAi, registryFromDocument, startUpstream, text } from "../support/FakeUpstreams.js"
 import type { FakeUpstream, Reply, UpstreamCall } from "../support/FakeUpstreams.js"
 import { mounts, startGateway, testKey } from "../support/Gateway.js"
 import { call, expectEnvelope, postEmbeddings, postRaw } from "../support/Http.js"
@@ -398,6 +398,40 @@ describe("a virtual key's models and limits apply to embeddings", () => {
       expect((yield* postEmbeddings(gateway.baseUrl, body, asKey("payer"))).status).toBe(200)
       yield* rowsWhen(gateway.baseUrl, "payer", (rows) => (rows[0]?.requests ?? 0) === 3)
       expectEnvelope(yield* postEmbeddings(gateway.baseUrl, body, asKey("payer")), 429, "insufficient_quota")
+    }))
+})
+
+describe("a client that leaves an embeddings request", () => {
+  it.scopedLive("aborts the upstream call, frees the key's max_parallel slot, and the request counts", () =>
+    Effect.gen(function* () {
+      const secret = `sk-llmp-leaver-${"l".repeat(24)}`
+      const upstream = yield* startUpstream("openai", [hang])
+      const gateway = yield* startGateway({
+        registry: registryFromDocument({
+          models: [deploymentOf("slow-embed", upstream), { name: "mock", provider: "mock" }],
+          keys: [{ id: "leaver", key_sha256: sha256Hex(secret), limits: { max_parallel: 1 } }]
+        }),
+        settings: { shutdownGraceMs: 100 }
+      })
+      const key = { authorization: `Bearer ${secret}` }
+      const controller = new AbortController()
+      const left = fetch(`${gateway.baseUrl}/v1/embeddings`, {
+        method: "POST",
+        headers: { ...key, "content-type": "application/json" },
+        body: JSON.stringify({ model: "slow-embed", input: "x" }),
+        signal: controller.signal
+      }).catch(() => undefined)
+      const [received] = yield* upstream.awaitCalls(1)
+      controller.abort()
+      yield* Effect.promise(() => left)
+      yield* Effect.promise(() => received!.closed)
+      expect(received?.closedByClient).toBe(true)
+      let status = 0
+      for (let attempt = 0; attempt < 50 && status !== 200; attempt++) {
+        status = (yield* postEmbeddings(gateway.baseUrl, { model: "mock", input: "x" }, key)).status
+        if (status !== 200) yield* Effect.sleep("20 millis")
+      }
+      expect(status).toBe(200)
     }))
 })
 

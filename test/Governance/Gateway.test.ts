@@ -9,7 +9,7 @@ import { countTokens } from "gpt-tokenizer/encoding/o200k_base"
 import OpenAI from "openai"
 import { sha256Hex } from "../../src/Governance/Keys.js"
 import { startGateway, testKey } from "../support/Gateway.js"
-import { deploymentOf, OpenAi, registryFromDocument, sse, startUpstream } from "../support/FakeUpstreams.js"
+import { deploymentOf, hang, OpenAi, registryFromDocument, sse, startUpstream } from "../support/FakeUpstreams.js"
 import type { FakeUpstream } from "../support/FakeUpstreams.js"
 import { call, chatRequest, expectEnvelope, postChat } from "../support/Http.js"
 import { ssePayloads } from "../support/Sse.js"
@@ -174,6 +174,30 @@ describe("limits", () => {
       expect(admitted).toBe(1)
       second.abort()
       yield* Effect.promise(() => two.text().catch(() => ""))
+    }))
+
+  it.scopedLive("max_parallel: a client that leaves a non-streamed request frees its slot, and the request counts", () =>
+    Effect.gen(function* () {
+      const upstream = yield* startUpstream("openai", [hang])
+      const gateway = yield* gatewayWith([keyEntry("single", { limits: { max_parallel: 1 } })], upstream)
+      const controller = new AbortController()
+      const left = fetch(`${gateway.baseUrl}/v1/chat/completions`, {
+        method: "POST",
+        headers: { ...asKey("single"), "content-type": "application/json" },
+        body: JSON.stringify(chatRequest("up")),
+        signal: controller.signal
+      }).catch(() => undefined)
+      yield* upstream.awaitCalls(1)
+      controller.abort()
+      yield* Effect.promise(() => left)
+      let status = 0
+      for (let attempt = 0; attempt < 50 && status !== 200; attempt++) {
+        status = (yield* postChat(gateway.baseUrl, chatRequest("mock"), asKey("single"))).status
+        if (status !== 200) yield* Effect.sleep("20 millis")
+      }
+      expect(status).toBe(200)
+      const report = yield* usageWhen(gateway.baseUrl, "single", (report) => report.rows.length === 2)
+      expect(report.rows.find((row) => row.model === "up")).toMatchObject({ requests: 1, prompt_tokens: 0, completion_tokens: 0 })
     }))
 
   it.scopedLive("budget: spend by the serving model's price; once exhausted, 429 insufficient_quota until the period rolls over", () =>
