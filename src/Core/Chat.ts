@@ -138,4 +138,4 @@ export const make = Effect.gen(function* () {
 })
 
 /** The core over the Router, the governance Store and the Tokenizer. */
-export const layer: Layer.Layer<ChatCore, never, Router | Store | Tokenizer | ModelRegistry> = Layer.effect(ChatCore, make)
+export const layer: Layer.Layer<ChatCore, never, Router | Store | Tokenizer | ModelRegistry> = Layer.scoped(ChatCore, make)

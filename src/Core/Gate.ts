@@ -10,6 +10,7 @@ import { LimitExceeded, LimitsUnavailable, ModelNotFound } from "../Errors.js"
 import type { Admission, StoreError, WindowFigure, WindowFigures } from "../Governance/Store.js"
 import { leaseRenewMs, Store } from "../Governance/Store.js"
 import { Tokenizer } from "../Governance/Tokenizer.js"
+import * as UsageWriter from "../Governance/UsageWriter.js"
 import { mayUse } from "../Http/Auth.js"
 import type { Caller } from "../Http/Auth.js"
 import * as Metrics from "../Metrics.js"
@@ -145,6 +146,8 @@ export const make = Effect.gen(function* () {
       lastStoreLog = now
       return Effect.logError("governance store unavailable").pipe(Effect.annotateLogs({ operation, error: error.message }))
     })
+  // Ended requests reach the store in batches, in the background: an answer never waits for the store.
+  const usage = yield* UsageWriter.make(storeFailed("finish"))
 
   /** A finished request's tokens: in its record, and (streams) its time per output token. */
   const noteTokens = (record: RequestRecord | undefined, deployment: Deployment, prompt: number, completion: number, endedAt?: number) => {
@@ -171,18 +174,14 @@ export const make = Effect.gen(function* () {
    * models the registry has: a client cannot grow them with names of its own.
    */
   const recordRequest = (lease: string | undefined, caller: Caller, model: string) =>
-    runFork(
-      store
-        .finish(lease, {
-          keyId: caller.id,
-          model: registry.current().lookup(model) === undefined ? "(unknown)" : model,
-          promptTokens: 0,
-          completionTokens: 0,
-          spendUsd: 0,
-          countInWindows: !caller.operator
-        })
-        .pipe(Effect.catchAll(storeFailed("finish")))
-    )
+    usage.record(lease, {
+      keyId: caller.id,
+      model: registry.current().lookup(model) === undefined ? "(unknown)" : model,
+      promptTokens: 0,
+      completionTokens: 0,
+      spendUsd: 0,
+      countInWindows: !caller.operator
+    })
 
   /** Keeps a lease alive while its request runs; returns how to stop. */
   const keepAlive = (caller: Caller, lease: string | undefined): (() => void) => {
@@ -200,12 +199,7 @@ export const make = Effect.gen(function* () {
       if (!settle()) return
       Metrics.recordUsage(deployment.name, tokens)
       noteTokens(record, deployment, tokens.prompt_tokens, tokens.completion_tokens, endedAt)
-      // In the background: the answer never waits for the store.
-      runFork(
-        store
-          .finish(lease, usageRecord(caller, model, deployment, tokens.prompt_tokens, tokens.completion_tokens))
-          .pipe(Effect.catchAll(storeFailed("finish")))
-      )
+      usage.record(lease, usageRecord(caller, model, deployment, tokens.prompt_tokens, tokens.completion_tokens))
     }
     const finishCounted = (
       deployment: Deployment,
@@ -228,12 +222,11 @@ export const make = Effect.gen(function* () {
               completionTokens: 0
             })
           ),
-          Effect.flatMap(({ completionTokens, promptTokens }) => {
+          Effect.map(({ completionTokens, promptTokens }) => {
             Metrics.recordUsage(deployment.name, { prompt_tokens: promptTokens, completion_tokens: completionTokens })
             noteTokens(record, deployment, promptTokens, completionTokens, endedAt)
-            return store.finish(lease, usageRecord(caller, model, deployment, promptTokens, completionTokens))
-          }),
-          Effect.catchAll(storeFailed("finish"))
+            usage.record(lease, usageRecord(caller, model, deployment, promptTokens, completionTokens))
+          })
         )
       )
     }
