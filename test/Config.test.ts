@@ -1,10 +1,9 @@
-import { spawn } from "node:child_process"
-import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either, LogLevel, Option, Redacted } from "effect"
 import type { ConfigError } from "effect"
 import { defaultInternalApiKey, loadSettings } from "../src/Config.js"
 import type { ProxySettings } from "../src/Config.js"
+import { runMainUntilExit } from "./support/Main.js"
 
 const load = (env: Record<string, string>): Effect.Effect<Either.Either<ProxySettings, ConfigError.ConfigError>> =>
   loadSettings.pipe(Effect.either, Effect.withConfigProvider(ConfigProvider.fromMap(new Map(Object.entries(env)))))
@@ -137,26 +136,8 @@ describe("loadSettings", () => {
 })
 
 describe("start-up with a bad variable", () => {
-  const root = fileURLToPath(new URL("..", import.meta.url))
-
   it("exits 1 with one line on stderr naming PORT, without a stack trace", async () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, PORT: "abc", NODE_ENV: "development" }
-    delete env["CONFIG_FILE"]
-    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-      const child = spawn("npx", ["tsx", "src/main.ts"], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] })
-      let stderr = ""
-      child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text))
-      child.stdout.resume()
-      const timer = setTimeout(() => {
-        child.kill("SIGKILL")
-        reject(new Error(`main.ts did not exit within 20 s; stderr so far: ${stderr}`))
-      }, 20_000)
-      child.on("error", reject)
-      child.on("close", (code) => {
-        clearTimeout(timer)
-        resolve({ code, stderr })
-      })
-    })
+    const { code, stderr } = await runMainUntilExit({ PORT: "abc", NODE_ENV: "development" })
     expect(code).toBe(1)
     const lines = stderr.split("\n").filter((line) => line.trim() !== "")
     expect(lines).toHaveLength(1)

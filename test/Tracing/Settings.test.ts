@@ -2,15 +2,14 @@
  * The OTEL_* variables as the SDK environment specification defines them, and the W3C traceparent: what turns
  * tracing on, which variable wins, and that a bad value names its variable (and never repeats a header's value).
  */
-import { spawn } from "node:child_process"
 import { readFileSync } from "node:fs"
-import { fileURLToPath } from "node:url"
 import { describe, expect, it } from "@effect/vitest"
 import { ConfigProvider, Effect, Either, Redacted } from "effect"
 import { loadSettings } from "../../src/Config.js"
 import { defaultBatch, traceSettingsFrom, variableNames } from "../../src/Tracing/Settings.js"
 import type { SettingProblem, TraceSettings } from "../../src/Tracing/Settings.js"
 import { formatTraceparent, parseTraceparent } from "../../src/Tracing/TraceContext.js"
+import { runMainUntilExit } from "../support/Main.js"
 
 const on = (variables: Record<string, string>): TraceSettings => {
   const parsed = traceSettingsFrom(variables)
@@ -150,24 +149,12 @@ describe("trace settings", () => {
   })
 
   it("stop start-up with one line naming the variable", async () => {
-    const root = fileURLToPath(new URL("../..", import.meta.url))
-    const env: NodeJS.ProcessEnv = { ...process.env, OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318", OTEL_TRACES_SAMPLER_ARG: "2", OTEL_TRACES_SAMPLER: "traceidratio", NODE_ENV: "development", PORT: "0" }
-    delete env["CONFIG_FILE"]
-    delete env["WORKERS"]
-    const { code, stderr } = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-      const child = spawn("npx", ["tsx", "src/main.ts"], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] })
-      let stderr = ""
-      child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text))
-      child.stdout.resume()
-      const timer = setTimeout(() => {
-        child.kill("SIGKILL")
-        reject(new Error(`main.ts did not exit within 20 s; stderr so far: ${stderr}`))
-      }, 20_000)
-      child.on("error", reject)
-      child.on("close", (code) => {
-        clearTimeout(timer)
-        resolve({ code, stderr })
-      })
+    const { code, stderr } = await runMainUntilExit({
+      OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318",
+      OTEL_TRACES_SAMPLER_ARG: "2",
+      OTEL_TRACES_SAMPLER: "traceidratio",
+      NODE_ENV: "development",
+      PORT: "0"
     })
     expect(code).toBe(1)
     const lines = stderr.split("\n").filter((line) => line.trim() !== "")
