@@ -3,13 +3,11 @@
  * (a stream cancelled by its client, an upstream that sends none). Bounded: past `maxChars` only the number of
  * further characters is kept and their tokens are estimated — an endless stream must not hold all it relayed.
  */
+import { estimatedTokensOfChars } from "../Governance/Tokenizer.js"
 import type { ChatCompletionChunk } from "../OpenAi/Schemas.js"
 
 /** Characters kept whole for the tokenizer; past them a stream's text is only measured. */
 export const maxCountedChars = 1024 * 1024
-
-/** The estimate of text past the bound: about four characters a token in the tokenizers of current models. */
-const charsPerToken = 4
 
 export class DeliveredText {
   /** The text kept for the tokenizer, in order. */
@@ -43,6 +41,6 @@ export class DeliveredText {
 
   /** The estimated tokens of the text past the bound (0 when it all was kept). */
   get estimatedTokens(): number {
-    return Math.ceil(this.measuredChars / charsPerToken)
+    return estimatedTokensOfChars(this.measuredChars)
   }
 }

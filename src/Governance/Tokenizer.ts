@@ -54,8 +54,11 @@ parentPort.on("message", ({ id, texts }) => {
 /** Characters waiting for the worker at most (default); past them a count is estimated at once. */
 export const defaultMaxPendingChars = 8 * 1024 * 1024
 
-/** The estimate of a text's tokens when the worker is too far behind: about four characters a token. */
-export const estimatedTokens = (text: string): number => Math.ceil(text.length / 4)
+/** Tokens estimated from a length in characters, where counting is not affordable: about four characters a token. */
+export const estimatedTokensOfChars = (chars: number): number => Math.ceil(chars / 4)
+
+/** The estimate of a text's tokens when the worker is too far behind. */
+export const estimatedTokens = (text: string): number => estimatedTokensOfChars(text.length)
 
 /**
  * The worker-backed tokenizer; `close` stops its worker. Its queue is bounded: a count that would take the characters
