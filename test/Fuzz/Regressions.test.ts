@@ -93,4 +93,23 @@ describe("fixed robustness bugs, OpenAI-compatible provider", () => {
         )
       )
     }).pipe(Effect.provide(Transport.layer())))
+
+  it.scopedLive("a JSON answer without choices to a stream request is MalformedResponse, not an empty stream (found by the gateway fuzz)", () =>
+    Effect.gen(function* () {
+      const upstream = yield* startByteUpstream
+      const provider = yield* OpenAiProvider.make({ baseUrl: `${upstream.origin}/v1`, apiKey: Redacted.make("k"), headers: {} })
+      const runtime = yield* Effect.runtime<never>()
+      yield* Effect.promise(() =>
+        fc.assert(
+          fc.asyncProperty(fc.boolean(), fc.string({ maxLength: 40 }), async (withUsage, id) => {
+            const completion = { id, object: "chat.completion", created: 1, model: "m", choices: [], ...(withUsage ? { usage: { prompt_tokens: 4, completion_tokens: 3, total_tokens: 7 } } : {}) }
+            upstream.reply({ status: 200, headers: { "content-type": "application/json" }, pieces: [Buffer.from(JSON.stringify(completion))], then: "end" })
+            const exit = await Runtime.runPromise(runtime)(Effect.exit(Stream.runCollect(streamOf(provider, { model: "m", messages: [{ role: "user", content: "x" }] }))))
+            const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+            expect(Option.isSome(failure) && failure.value instanceof ProviderError && failure.value.reason).toBe("MalformedResponse")
+          }),
+          { numRuns: runsOf(0.1) }
+        )
+      )
+    }).pipe(Effect.provide(Transport.layer())))
 })

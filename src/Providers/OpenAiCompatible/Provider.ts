@@ -70,9 +70,10 @@ const jsonAsStream = (transport: TransportService, response: UpstreamResponse, d
   Effect.flatMap(readJson(transport, provider, response, deadline), (body) => {
     if (hasError(body)) return Effect.fail(inStreamError(body))
     const completion = completionOf(body)
-    return typeof completion === "string"
-      ? Effect.fail(malformed(provider, `a JSON answer to a stream request with ${completion}`))
-      : Effect.succeed(fromItems(chunksOfCompletion(completion)))
+    if (typeof completion === "string") return Effect.fail(malformed(provider, `a JSON answer to a stream request with ${completion}`))
+    // As a stream it would never say it finished: the same as a stream that ends early.
+    if (completion.choices.length === 0) return Effect.fail(malformed(provider, "a JSON answer to a stream request with no choices"))
+    return Effect.succeed(fromItems(chunksOfCompletion(completion)))
   })
 
 /** Whether an id carries what another dialect attached to a tool call (see ToolCallCarriage). */
