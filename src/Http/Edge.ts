@@ -92,7 +92,7 @@ export const parseJsonBody = (text: string): Either.Either<unknown, InvalidReque
   } catch {
     return Either.left(unparsableBody)
   }
-  return nestsDeeperThan(payload, maxRequestDepth) ? Either.left(tooDeep) : Either.right(payload)
+  return nestsDeeperThan(text, maxRequestDepth) ? Either.left(tooDeep) : Either.right(payload)
 }
 
 const decodeChat = Schema.decodeUnknownEither(ChatCompletionRequest)

@@ -335,30 +335,31 @@ export const readText = (
 /** The deepest nesting of objects and arrays a JSON answer or request may have; deeper is not a real answer. */
 export const maxJsonDepth = 200
 
-/** Whether a parsed JSON value nests deeper than `limit`; iterative, so a deep value cannot overflow the stack. */
-export const nestsDeeperThan = (value: unknown, limit: number): boolean => {
-  if (typeof value !== "object" || value === null) return false
-  const stack: Array<unknown> = [value]
-  const depths: Array<number> = [1]
-  while (stack.length > 0) {
-    const node = stack.pop()
-    const depth = depths.pop()!
-    if (depth > limit) return true
-    if (Array.isArray(node)) {
-      for (const item of node) {
-        if (typeof item === "object" && item !== null) {
-          stack.push(item)
-          depths.push(depth + 1)
-        }
+/**
+ * Whether JSON text nests its objects and arrays deeper than `limit`. Read off the text (for text that parsed): the
+ * brackets outside strings are counted, and a string is skipped with `indexOf`, so the cost follows the structure,
+ * not the length of the strings — and text too short to nest that deep is not read at all.
+ */
+export const nestsDeeperThan = (text: string, limit: number): boolean => {
+  // Each level takes an opening and a closing bracket.
+  if (text.length <= 2 * limit) return false
+  let depth = 0
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index)
+    if (code === 34 /* " */) {
+      for (;;) {
+        const end = text.indexOf('"', index + 1)
+        if (end === -1) return false
+        let backslashes = 0
+        for (let before = end - 1; text.charCodeAt(before) === 92 /* \ */; before--) backslashes++
+        index = end
+        // A quote after an odd number of backslashes is escaped: the string goes on.
+        if (backslashes % 2 === 0) break
       }
-    } else {
-      for (const key in node as Record<string, unknown>) {
-        const item = (node as Record<string, unknown>)[key]
-        if (typeof item === "object" && item !== null) {
-          stack.push(item)
-          depths.push(depth + 1)
-        }
-      }
+    } else if (code === 91 /* [ */ || code === 123 /* { */) {
+      if (++depth > limit) return true
+    } else if (code === 93 /* ] */ || code === 125 /* } */) {
+      depth--
     }
   }
   return false
@@ -372,7 +373,7 @@ export const parseBoundedJson = (text: string): unknown => {
   } catch {
     return undefined
   }
-  return nestsDeeperThan(value, maxJsonDepth) ? undefined : value
+  return nestsDeeperThan(text, maxJsonDepth) ? undefined : value
 }
 
 /** Reads a 2xx JSON body, failing with `MalformedResponse` when it is not JSON (or nests absurdly deep). */
