@@ -19,6 +19,8 @@ export interface Options {
   readonly tracing: boolean
   /** The Redis of the keyed-Redis scenario (`--redis-url`, default redis://127.0.0.1:6379). */
   readonly redisUrl: string
+  /** `--against REF`: this proxy beside the one built from another commit, in alternating slices (bench/compare.ts). */
+  readonly against: string | undefined
 }
 
 const usage = `usage: npm run bench -- [options]
@@ -34,6 +36,8 @@ const usage = `usage: npm run bench -- [options]
                        Redis, and with WORKERS=2, against the keyless proxy (a second table)
   --tracing            also measure the proxy with OpenTelemetry tracing off and on (every request sampled,
                        exported over OTLP/HTTP to a local receiver), interleaved (a third table)
+  --against REF        also measure this proxy beside the proxy built from git REF (a temporary worktree),
+                       non-stream and streamed at c=50 in alternating slices, with the per-pair CPU ratio
   --redis-url URL      the Redis of --governance (default redis://127.0.0.1:6379); the bench writes under a
                        REDIS_KEY_PREFIX of its own and deletes those keys at the end`
 
@@ -52,7 +56,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`${name} must be a positive number, got "${text}"`)
     return parsed
   }
-  const known = new Set(["--peer", "--duration", "--repeats", "--quick", "--only", "--profile", "--probe-count", "--no-build", "--governance", "--tracing", "--redis-url", "--help", "-h"])
+  const known = new Set(["--peer", "--duration", "--repeats", "--quick", "--only", "--profile", "--probe-count", "--no-build", "--governance", "--tracing", "--redis-url", "--against", "--help", "-h"])
   for (const arg of argv) {
     if (arg.startsWith("-") && !known.has(arg)) throw new Error(`unknown option ${arg}\n${usage}`)
   }
@@ -79,6 +83,8 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
   const tracing = argv.includes("--tracing")
   if (tracing && !only.has("proxy")) throw new Error("--tracing measures the proxy: leave proxy in --only")
   if (governance && !only.has("proxy")) throw new Error("--governance measures the proxy: leave proxy in --only")
+  const against = value("--against")
+  if (against !== undefined && !only.has("proxy")) throw new Error("--against measures the proxy: leave proxy in --only")
   if (!governance && argv.includes("--redis-url")) throw new Error("--redis-url is for --governance")
   return {
     peer: peerName,
@@ -93,6 +99,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     quick,
     governance,
     tracing,
-    redisUrl: value("--redis-url") ?? "redis://127.0.0.1:6379"
+    redisUrl: value("--redis-url") ?? "redis://127.0.0.1:6379",
+    against
   }
 }

@@ -56,8 +56,8 @@ export const pinnedTo = (cores: string, command: ReadonlyArray<string>): Readonl
   tasksetWorks ? ["taskset", "-c", cores, ...command] : command
 
 /** The node flags of `npm start` (e.g. `--max-semi-space-size=2`): the proxy is measured as users run it. */
-export const startNodeFlags = (): ReadonlyArray<string> => {
-  const manifest = JSON.parse(readFileSync(join(rootDir, "package.json"), "utf8")) as { scripts?: Record<string, string> }
+export const startNodeFlags = (checkout: string = rootDir): ReadonlyArray<string> => {
+  const manifest = JSON.parse(readFileSync(join(checkout, "package.json"), "utf8")) as { scripts?: Record<string, string> }
   return (manifest.scripts?.["start"] ?? "").split(/\s+/).filter((word) => word.startsWith("--"))
 }
 

@@ -17,8 +17,11 @@
  *
  *   npm run bench -- [--peer portkey] [--duration S] [--repeats N] [--quick] [--only direct,proxy,peer]
  *                    [--profile] [--probe-count N] [--no-build] [--governance] [--tracing] [--redis-url URL]
+ *                    [--against REF]
  */
 import { brokenSamples, runGovernance } from "./governance.js"
+import { compareTable, runCompare } from "./compare.js"
+import type { CompareReport } from "./compare.js"
 import { runTracing } from "./tracing.js"
 import type { TracingReport } from "./tracing.js"
 import type { GovernanceReport } from "./governance.js"
@@ -87,6 +90,16 @@ const main = async () => {
     }
   }
 
+  let compare: CompareReport | undefined
+  if (options.against !== undefined) {
+    try {
+      compare = await runCompare(backend, loader, work, options, options.against)
+    } catch (error) {
+      console.error(`--against failed: ${error instanceof Error ? error.message : String(error)}`)
+      process.exitCode = 1
+    }
+  }
+
   let profile: ProfileSummary | undefined
   if (options.profile) {
     try {
@@ -100,12 +113,17 @@ const main = async () => {
   await stopChild(backend.child)
 
   publishReport({ options, machine, started, reports, profile, governance, tracing })
+  if (compare !== undefined) {
+    console.log(`\n### against (--against ${compare.against}): this commit beside another, alternating slices\n\n${compareTable(compare)}`)
+    for (const error of compare.errors) console.log(`\nagainst FAILED: ${error}`)
+  }
   const failedTargets = Object.values(reports).filter((report) => report.error !== undefined)
   // --governance measures with limits that never refuse and a store that answers: a failure, a 429 or a store
   // error there means the figures are not what they claim, like a part that could not run.
   const governanceFailed = governance !== undefined && (Object.keys(governance.errors).length > 0 || brokenSamples(governance) > 0)
   const tracingFailed = tracing !== undefined && tracing.errors.length > 0
-  process.exitCode = failedTargets.length > 0 || governanceFailed || tracingFailed ? 1 : 0
+  const compareFailed = options.against !== undefined && (compare === undefined || compare.errors.length > 0)
+  process.exitCode = failedTargets.length > 0 || governanceFailed || tracingFailed || compareFailed ? 1 : 0
 }
 
 main().catch((error: unknown) => {

@@ -90,6 +90,8 @@ export interface ProxyVariant {
   readonly env?: Readonly<Record<string, string>>
   /** taskset core list (default "0"). */
   readonly cores?: string
+  /** Another checkout whose dist/main.js and `npm start` flags are run (`--against`); default this one. */
+  readonly rootDir?: string
 }
 
 export const startProxy = async (
@@ -116,14 +118,16 @@ export const startProxy = async (
   )
   const port = await freePort()
   const logFile = join(work, `${tag}.log`)
-  const entry = join(rootDir, "dist", "main.js")
+  const checkout = variant?.rootDir ?? rootDir
+  const entry = join(checkout, "dist", "main.js")
   if (!existsSync(entry)) throw new Error(`${entry} does not exist: build the proxy first`)
   const inherited: NodeJS.ProcessEnv = { ...process.env }
   if (variant !== undefined) {
     for (const name of ["WORKERS", "REDIS_URL", "REDIS_KEY_PREFIX"]) delete inherited[name]
   }
-  const child = spawnTracked(pinnedTo(variant?.cores ?? "0", [process.execPath, ...startNodeFlags(), ...extraNodeArgs, entry]), {
+  const child = spawnTracked(pinnedTo(variant?.cores ?? "0", [process.execPath, ...startNodeFlags(checkout), ...extraNodeArgs, entry]), {
     name: tag,
+    cwd: checkout,
     logFile,
     env: {
       ...inherited,
