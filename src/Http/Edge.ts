@@ -6,6 +6,7 @@
 import { Either, ParseResult, Schema } from "effect"
 import { InvalidRequest, LengthRequired, PayloadTooLarge } from "../Errors.js"
 import { ChatCompletionRequest } from "../OpenAi/Schemas.js"
+import { plainChatRequest } from "../OpenAi/PlainRequest.js"
 import { nestsDeeperThan } from "../Providers/Upstream/Transport.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import type { Served } from "../Router/Router.js"
@@ -103,7 +104,10 @@ export const invalidRequestOfParseError = (error: ParseResult.ParseError): Inval
 
 /** A chat request's body, parsed and decoded, or the 400 that says what is wrong with it. */
 export const decodeChatRequest = (text: string): Either.Either<ChatCompletionRequest, InvalidRequest> =>
-  Either.flatMap(parseJsonBody(text), (payload) => Either.mapLeft(decodeChat(payload), invalidRequestOfParseError))
+  Either.flatMap(parseJsonBody(text), (payload) => {
+    const plain = plainChatRequest(payload)
+    return plain !== undefined ? Either.right(plain) : Either.mapLeft(decodeChat(payload), invalidRequestOfParseError)
+  })
 
 /** A request URL's path, without its query (which may carry what must never be logged). */
 export const pathOf = (url: string): string => {
