@@ -256,15 +256,16 @@ export const make = Effect.gen(function* () {
     const unanswered = () => {
       if (settle()) recordRequest(lease, caller, model)
     }
-    return Effect.matchCauseEffect(serve(passOf(caller, model, record, lease, headers, settle)), {
-      onFailure: (cause) => {
-        unanswered()
-        return Effect.failCause(Cause.map(cause, (error) => new ChatFailure({ error, headers })))
-      },
-      onSuccess: Effect.succeed
-    }).pipe(
-      // An interruption (the client left) skips the failure branch: without this its lease would be renewed forever.
-      Effect.onInterrupt(() => Effect.sync(unanswered))
+    // Only `serve` is interruptible: an interruption (the client left) reaches the failure branch too, which counts the
+    // request and stops its lease's renewal — without that the lease would be renewed forever.
+    return Effect.uninterruptibleMask((restore) =>
+      Effect.matchCauseEffect(restore(serve(passOf(caller, model, record, lease, headers, settle))), {
+        onFailure: (cause) => {
+          unanswered()
+          return Effect.failCause(Cause.map(cause, (error) => new ChatFailure({ error, headers })))
+        },
+        onSuccess: Effect.succeed
+      })
     )
   }
 

@@ -367,35 +367,39 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
       )
     })
 
-  // Plain generators, not Effect.fn: a named Effect.fn captures a stack trace per call, measurable per request.
+  // Plain maps, not generators or Effect.fn: they run on every request (a named Effect.fn captures a stack trace).
   const complete = (request: ChatCompletionRequest, record?: RequestRecord) =>
-    Effect.gen(function* () {
-      const result = yield* route(request.model, record, tracedAttempts(tracing, request, record), (deployment, remainingMs) =>
+    Effect.map(
+      route(request.model, record, tracedAttempts(tracing, request, record), (deployment, remainingMs) =>
         deployment.provider.complete(forDeployment(request, deployment), deadlineIn(remainingMs, requestTimeout))
-      )
-      const completion = withValidUsage(result.value)
-      const span = record?.attemptSpan
-      if (tracing !== undefined && span !== undefined) tracing.completed(span, completion)
-      return { completion: renamed(completion, result.deployment.name), deployment: result.deployment, attempts: result.attempts }
-    })
+      ),
+      (result): RoutedCompletion => {
+        const completion = withValidUsage(result.value)
+        const span = record?.attemptSpan
+        if (tracing !== undefined && span !== undefined) tracing.completed(span, completion)
+        return { completion: renamed(completion, result.deployment.name), deployment: result.deployment, attempts: result.attempts }
+      }
+    )
 
   const stream = (request: ChatCompletionRequest, record?: RequestRecord) =>
-    Effect.gen(function* () {
-      const result = yield* route(request.model, record, tracedAttempts(tracing, request, record), (deployment, remainingMs) => {
+    Effect.map(
+      route(request.model, record, tracedAttempts(tracing, request, record), (deployment, remainingMs) => {
         // Waiting for the first token ends at first_token_ms, or sooner at the request's deadline.
         const deadline =
           remainingMs < firstTokenMs
             ? deadlineIn(remainingMs, requestTimeout)
             : deadlineIn(firstTokenMs, () => timeoutError(`first token within ${firstTokenMs} ms`))
         return openAndTakeFirst(deployment.provider.open(forDeployment(request, deployment), deadline), deadline)
-      })
-      const span = record?.attemptSpan
-      const trace = tracing !== undefined && span !== undefined ? tracing.streaming(span, performance.now() - result.startedAt) : undefined
-      const source = committedSource(result.value, result.deployment.name, result.deadline, trace)
-      const chunks = Stream.repeatEffectChunkOption(pullOf(source)).pipe(Stream.ensuring(releaseOf(source)))
-      const deadline: Deadline = { at: result.deadline, timer, onTimeout: requestTimeout }
-      return { source, chunks, deadline, deployment: result.deployment, attempts: result.attempts }
-    })
+      }),
+      (result): RoutedStream => {
+        const span = record?.attemptSpan
+        const trace = tracing !== undefined && span !== undefined ? tracing.streaming(span, performance.now() - result.startedAt) : undefined
+        const source = committedSource(result.value, result.deployment.name, result.deadline, trace)
+        const chunks = Stream.repeatEffectChunkOption(pullOf(source)).pipe(Stream.ensuring(releaseOf(source)))
+        const deadline: Deadline = { at: result.deadline, timer, onTimeout: requestTimeout }
+        return { source, chunks, deadline, deployment: result.deployment, attempts: result.attempts }
+      }
+    )
 
   // Not traced: the attempt spans describe chat requests (and only chat requests get a server span).
   const embed = (request: EmbeddingRequest, record?: RequestRecord) =>
