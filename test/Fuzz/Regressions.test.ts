@@ -44,6 +44,31 @@ for (const mount of mounts) {
         expectEnvelope(outcome.body.toString("utf8"))
       }))
 
+    it.scopedLive("an Upgrade the gateway does not speak is ignored: the request is served, and a body cut short is a 400, not a silent close (found by the client fuzz)", () =>
+      Effect.gen(function* () {
+        const gateway = yield* startGateway({ mount })
+        const body = Buffer.from(JSON.stringify({ model: "mock", messages: [{ role: "user", content: "Hello gateway" }] }))
+        yield* Effect.promise(() =>
+          fc.assert(
+            fc.asyncProperty(fc.constantFrom("websocket", "h2c"), fc.constantFrom("upgrade", "Upgrade, HTTP2-Settings", "keep-alive, upgrade"), fc.option(fc.integer({ min: 0, max: body.length - 1 }), { nil: undefined }), async (protocol, connection, cutAt) => {
+              const head = requestBytes("POST /v1/chat/completions HTTP/1.1", [["host", "127.0.0.1"], ["x-internal-auth", testKey], ["content-type", "application/json"], ["connection", connection], ["upgrade", protocol], ["content-length", String(body.length)]])
+              const bytes = Buffer.concat([head, cutAt === undefined ? body : body.subarray(0, cutAt)])
+              const outcome = await rawRequest(portOf(gateway.baseUrl), bytes, { endAfterWrite: true, guardMs: 5000 })
+              if (outcome._tag !== "Response") throw new Error(`no answer: ${describeOutcome(outcome)}`)
+              const text = outcome.body.toString("utf8")
+              if (cutAt === undefined) {
+                expect(outcome.status).toBe(200)
+                expect((JSON.parse(text) as { object: string }).object).toBe("chat.completion")
+              } else {
+                expect(outcome.status).toBe(400)
+                expectEnvelope(text)
+              }
+            }),
+            { numRuns: runsOf(0.3) }
+          )
+        )
+      }))
+
     it.scopedLive("a message of nothing but whitespace is answered at all (the mock's tokenizer is quadratic)", () =>
       Effect.gen(function* () {
         const gateway = yield* startGateway({ mount })
