@@ -19,6 +19,8 @@
  *                    [--profile] [--probe-count N] [--no-build] [--governance] [--tracing] [--redis-url URL]
  */
 import { brokenSamples, runGovernance } from "./governance.js"
+import { runMessages } from "./messages.js"
+import type { MessagesReport } from "./messages.js"
 import { runTracing } from "./tracing.js"
 import type { TracingReport } from "./tracing.js"
 import type { GovernanceReport } from "./governance.js"
@@ -87,6 +89,15 @@ const main = async () => {
     }
   }
 
+  let messages: MessagesReport | undefined
+  if (options.messages) {
+    try {
+      messages = await runMessages(backend, loader, work, options)
+    } catch (error) {
+      messages = { runs: {}, errors: [error instanceof Error ? error.message : String(error)] }
+    }
+  }
+
   let profile: ProfileSummary | undefined
   if (options.profile) {
     try {
@@ -99,13 +110,14 @@ const main = async () => {
   await loader.stop()
   await stopChild(backend.child)
 
-  publishReport({ options, machine, started, reports, profile, governance, tracing })
+  publishReport({ options, machine, started, reports, profile, governance, tracing, messages })
   const failedTargets = Object.values(reports).filter((report) => report.error !== undefined)
   // --governance measures with limits that never refuse and a store that answers: a failure, a 429 or a store
   // error there means the figures are not what they claim, like a part that could not run.
   const governanceFailed = governance !== undefined && (Object.keys(governance.errors).length > 0 || brokenSamples(governance) > 0)
   const tracingFailed = tracing !== undefined && tracing.errors.length > 0
-  process.exitCode = failedTargets.length > 0 || governanceFailed || tracingFailed ? 1 : 0
+  const messagesFailed = messages !== undefined && messages.errors.length > 0
+  process.exitCode = failedTargets.length > 0 || governanceFailed || tracingFailed || messagesFailed ? 1 : 0
 }
 
 main().catch((error: unknown) => {

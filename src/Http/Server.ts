@@ -23,7 +23,7 @@ import { currentRecord, newRecord } from "../Core/RequestRecord.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import { accessFields, bodyProblem, hasBody, hostProblem, invalidRequestOf, parseJsonBody, pathOf, requestIdOf, unparsableBody } from "./Edge.js"
 import type { DecodeIssue } from "./Edge.js"
-import { errorResponse } from "./Errors.js"
+import { errorResponseAt } from "./Messages.js"
 import type { GatewayError } from "./Errors.js"
 import * as Handlers from "./Handlers.js"
 import * as HotPath from "./HotPath.js"
@@ -128,7 +128,7 @@ const withOpenAiErrors = (app: HttpApp.Default): HttpApp.Default =>
       const requestId = yield* RequestId
       const error = classify(cause, request, requestId)
       if (error._tag === "InternalError") yield* Effect.logError("unhandled failure", cause)
-      return errorResponse(error)
+      return errorResponseAt(pathOf(request.url), error)
     })
   )
 
@@ -186,7 +186,8 @@ export const makeEdge: Effect.Effect<(app: HttpApp.Default) => HttpApp.Default, 
           Effect.provideService(RequestId, requestId),
           Effect.locally(currentRecord, record)
         )
-        const refused = (error: GatewayError) => Effect.succeed(HttpServerResponse.setHeader(errorResponse(error), "x-request-id", requestId))
+        const refused = (error: GatewayError) =>
+          Effect.succeed(HttpServerResponse.setHeader(errorResponseAt(pathOf(request.url), error), "x-request-id", requestId))
         const answered =
           rejection !== undefined
             ? refused(rejection)
@@ -211,6 +212,7 @@ export const makeEdge: Effect.Effect<(app: HttpApp.Default) => HttpApp.Default, 
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
   Layer.provide(Handlers.layer),
   Layer.provide(Auth.middlewareLayer),
+  Layer.provide(Auth.messagesMiddlewareLayer),
   Layer.provide(HttpApiBuilder.middleware(withOpenAiErrors))
 )
 
