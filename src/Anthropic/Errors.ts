@@ -20,7 +20,9 @@
  * | 504    | timeout_error         | upstream did not answer within the deadline                         |
  * | 529    | overloaded_error      | an Anthropic upstream's 529                                         |
  *
- * The Anthropic SDKs retry 408, 409, 429 and every 5xx, as they do against Anthropic itself.
+ * An Anthropic upstream's own error type passes as it is (an `overloaded_error` event mid-stream stays one), except
+ * its authentication and permission errors (the gateway's credentials: `api_error`). The Anthropic SDKs retry 408,
+ * 409, 429 and every 5xx, as they do against Anthropic itself.
  */
 import { describeError } from "../Http/Errors.js"
 import type { GatewayError } from "../Http/Errors.js"
@@ -58,12 +60,32 @@ export const errorTypeOf = (status: number): string => {
   }
 }
 
+/**
+ * The error types an Anthropic upstream's own failure keeps (its `code`): they describe the request or the upstream's
+ * state. Its authentication and permission errors do not pass: they are about the gateway's credentials, not the
+ * client's, and read as `api_error` (502).
+ */
+const upstreamTypes: ReadonlySet<string> = new Set([
+  "invalid_request_error",
+  "not_found_error",
+  "request_too_large",
+  "rate_limit_error",
+  "api_error",
+  "overloaded_error",
+  "timeout_error",
+  "billing_error"
+])
+
 /** Looks a failure up in the gateway's table and writes it in Anthropic's envelope. */
 export const describeMessagesError = (error: GatewayError): MessagesErrorDescription => {
   const { body, headers, status: tableStatus } = describeError(error)
   const status = error._tag === "ProviderError" && error.reason === "Unavailable" && error.status === 529 ? 529 : tableStatus
+  const upstreamType =
+    error._tag === "ProviderError" && error.provider === "anthropic" && error.reason !== "Authentication" && typeof error.code === "string" && upstreamTypes.has(error.code)
+      ? error.code
+      : undefined
   const param = body.error.param
   // The OpenAI envelope's `param` has no place here: a schema violation's message names the field already.
   const message = error._tag === "ProviderError" && param !== null && !body.error.message.includes(param) ? `${body.error.message} (${param})` : body.error.message
-  return { status, headers, body: { type: "error", error: { type: errorTypeOf(status), message } } }
+  return { status, headers, body: { type: "error", error: { type: upstreamType ?? errorTypeOf(status), message } } }
 }

@@ -83,7 +83,7 @@ const toolResultOf = (
   for (let i = 0; i < content.length; i++) {
     const part = content[i]!
     const parts = userParts(part, `${param}.content[${i}]`)
-    if (Either.isLeft(parts)) return parts
+    if (Either.isLeft(parts)) return Either.left(parts.left)
     for (const converted of parts.right) {
       if (converted.type === "text") texts.push(converted.text)
       else images.push(converted)
@@ -103,14 +103,14 @@ const userTurn = (content: ReadonlyArray<ContentBlock>, param: string): Either.E
     if (block === undefined) return Either.left(unknownKind(given.type, "a user turn", at))
     if (block.type === "tool_result") {
       const result = toolResultOf(block, at)
-      if (Either.isLeft(result)) return result
+      if (Either.isLeft(result)) return Either.left(result.left)
       tools.push({ role: "tool", tool_call_id: block.tool_use_id, content: result.right.text })
       parts.push(...result.right.images)
     } else if (block.type === "thinking" || block.type === "redacted_thinking") {
       continue
     } else {
       const converted = userParts(block, at)
-      if (Either.isLeft(converted)) return converted
+      if (Either.isLeft(converted)) return Either.left(converted.left)
       parts.push(...converted.right)
     }
   }

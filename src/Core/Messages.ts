@@ -161,7 +161,7 @@ export const makeMessages = (gate: Gate, router: Context.Tag.Service<typeof Rout
       if (!mayUse(caller, model)) return Effect.fail(new ChatFailure({ error: new ModelNotFound({ model }), headers: {} }))
       return router.countTokens(call, record).pipe(
         Effect.mapError((error) => new ChatFailure({ error, headers: {} })),
-        Effect.flatMap((routed) => {
+        Effect.flatMap((routed): Effect.Effect<CountAnswer> => {
           noteServed(record, routed)
           const served = { deployment: routed.deployment, attempts: routed.attempts }
           return routed.inputTokens !== undefined

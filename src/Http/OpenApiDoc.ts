@@ -220,6 +220,13 @@ const fixOperation = (key: string, operation: JsonObject) => {
       if (response !== undefined) response["description"] = description
     }
   }
+  if (isMessages) {
+    // Each declared status carries its own copy of the envelope (its description differs): one component instead.
+    for (const [status, value] of Object.entries(responses)) {
+      const response = asObject(value)
+      if (response !== undefined && status !== "200") response["content"] = { "application/json": { schema: messagesErrorRef } }
+    }
+  }
   if (isChat || key === "post /v1/messages") {
     const content = asObject(ok?.["content"])
     if (content !== undefined) content["text/event-stream"] = isChat ? eventStreamDoc : messagesEventStreamDoc

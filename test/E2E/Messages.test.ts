@@ -318,7 +318,6 @@ describe.each(mounts)("POST /v1/messages, %s mount", (mount) => {
           tools,
           tool_choice: { type: "any", disable_parallel_tool_use: true },
           stop_sequences: ["STOP"],
-          temperature: 0.3,
           metadata: { user_id: "user-7" },
           messages: [userTurn("Weather in Paris?")]
         })
@@ -338,7 +337,6 @@ describe.each(mounts)("POST /v1/messages, %s mount", (mount) => {
         parallel_tool_calls: false,
         max_completion_tokens: 300,
         stop: ["STOP"],
-        temperature: 0.3,
         user: "user-7"
       })
       const second = yield* attempt(() =>
