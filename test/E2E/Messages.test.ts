@@ -454,3 +454,98 @@ describe.each(mounts)("POST /v1/messages, %s mount", (mount) => {
       expect(openai.calls[0]!.json["messages"]).toEqual([{ role: "user", content: "hi" }])
     }))
 })
+
+describe.each(mounts)("POST /v1/messages at its bounds, %s mount", (mount) => {
+  /** A gateway whose `claude` (native) and `gpt` (translated) are served by the given upstreams. */
+  const bounded = (anthropic: ReadonlyArray<Reply>, openai: ReadonlyArray<Reply>, timeouts: Record<string, number> = {}, settings: Record<string, number> = {}) =>
+    Effect.gen(function* () {
+      const claude = yield* startUpstream("anthropic", anthropic)
+      const gpt = yield* startUpstream("openai", openai)
+      const gateway = yield* startGateway({
+        mount,
+        registry: registryFromDocument({
+          models: [deploymentOf("claude", claude), deploymentOf("gpt", gpt)],
+          settings: { retry: { max_retries: 0 }, timeouts }
+        }),
+        settings: { shutdownGraceMs: 100, ...settings }
+      })
+      return { gateway, claude, gpt }
+    })
+
+  /** Reads a stream request until `text` arrives, then aborts it. */
+  const readThenAbort = (baseUrl: string, model: string, text: string) =>
+    Effect.tryPromise(async () => {
+      const controller = new AbortController()
+      const response = await fetch(messagesUrl(baseUrl), {
+        method: "POST",
+        headers: { "x-api-key": testKey, "content-type": "application/json" },
+        body: JSON.stringify({ model, max_tokens: 50, stream: true, messages: [userTurn("hi")] }),
+        signal: controller.signal
+      })
+      const reader = response.body!.getReader()
+      let seen = ""
+      while (!seen.includes(text)) {
+        const { done, value } = await reader.read()
+        if (done) throw new Error(`the stream ended before ${text}: ${seen}`)
+        seen += new TextDecoder().decode(value)
+      }
+      controller.abort()
+      return seen
+    })
+
+  it.scopedLive("a client that leaves mid-stream closes the upstream connection, native and translated", () =>
+    Effect.gen(function* () {
+      const anthropicFrames = Anthropic.recordedStreamFrames("basic_response.txt")
+      const { claude, gateway, gpt } = yield* bounded(
+        [sse(anthropicFrames.slice(0, 4), { then: "stall" })],
+        [sse(OpenAi.streamFrames(["one", "two", "three"]).slice(0, 2), { then: "stall" })]
+      )
+      yield* readThenAbort(gateway.baseUrl, "claude", "Hello")
+      const [native] = yield* claude.awaitCalls(1)
+      yield* Effect.promise(() => native!.closed).pipe(Effect.timeout("3 seconds"))
+      expect(native!.closedByClient).toBe(true)
+      yield* readThenAbort(gateway.baseUrl, "gpt", "one")
+      const [translated] = yield* gpt.awaitCalls(1)
+      yield* Effect.promise(() => translated!.closed).pipe(Effect.timeout("3 seconds"))
+      expect(translated!.closedByClient).toBe(true)
+    }))
+
+  it.scopedLive("silence after the commit is filled with ping events; a stall past first_token_ms ends with a timeout_error event; no first event is a 504", () =>
+    Effect.gen(function* () {
+      const frames = Anthropic.recordedStreamFrames("basic_response.txt")
+      // the recorded stream without its own ping, 150 ms between two frames; then one that stalls; then one that never starts
+      const { gateway } = yield* bounded(
+        [sse([frames[0]!, frames[1]!, ...frames.slice(3)], { gapMs: 150 }), sse(frames.slice(0, 2), { then: "stall" }), sse([], { then: "stall" })],
+        [OpenAi.completion()],
+        { first_token_ms: 400 },
+        { sseKeepaliveMs: 60 }
+      )
+      const slow = yield* postRaw(messagesUrl(gateway.baseUrl), JSON.stringify({ model: "claude", max_tokens: 5, stream: true, messages: [userTurn("hi")] }), { "x-api-key": testKey })
+      const slowEvents = eventsOf(slow.text)
+      expect(slowEvents.filter((event) => event.event === "ping").length).toBeGreaterThan(0)
+      expectWellFormed(slowEvents)
+      const stalled = yield* postRaw(messagesUrl(gateway.baseUrl), JSON.stringify({ model: "claude", max_tokens: 5, stream: true, messages: [userTurn("hi")] }), { "x-api-key": testKey })
+      expect(stalled.status).toBe(200)
+      expect(eventsOf(stalled.text).at(-1)).toMatchObject({ event: "error", data: { type: "error", error: { type: "timeout_error" } } })
+      const never = yield* postRaw(messagesUrl(gateway.baseUrl), JSON.stringify({ model: "claude", max_tokens: 5, stream: true, messages: [userTurn("hi")] }), { "x-api-key": testKey })
+      expect(never.status).toBe(504)
+      expect(JSON.parse(never.text)).toMatchObject({ type: "error", error: { type: "timeout_error" } })
+    }))
+
+  it.scopedLive("the body limit, the nesting bound, a wrong method and Claude Code's ?beta=true", () =>
+    Effect.gen(function* () {
+      const { gateway } = yield* bounded([Anthropic.message([{ type: "text", text: "beta ok" }])], [OpenAi.completion()], {}, { maxBodyBytes: 4096 })
+      const tooLarge = yield* postRaw(messagesUrl(gateway.baseUrl), JSON.stringify({ model: "claude", max_tokens: 5, messages: [userTurn("x".repeat(5000))] }), { "x-api-key": testKey })
+      expect(tooLarge.status).toBe(413)
+      expect(JSON.parse(tooLarge.text)).toMatchObject({ type: "error", error: { type: "request_too_large" } })
+      const deep = yield* postRaw(`${messagesUrl(gateway.baseUrl)}/count_tokens`, `{"model":"claude","messages":${"[".repeat(150)}${"]".repeat(150)}}`, { "x-api-key": testKey })
+      expect(deep.status).toBe(400)
+      expect(JSON.parse(deep.text)).toMatchObject({ type: "error", error: { type: "invalid_request_error" } })
+      const wrongMethod = yield* call(messagesUrl(gateway.baseUrl), { headers: { "x-api-key": testKey } })
+      expect(wrongMethod.status).toBe(405)
+      expect(JSON.parse(wrongMethod.text)).toMatchObject({ type: "error", error: { type: "invalid_request_error" } })
+      const beta = yield* postRaw(`${messagesUrl(gateway.baseUrl)}?beta=true`, JSON.stringify({ model: "claude", max_tokens: 5, messages: [userTurn("hi")] }), { "x-api-key": testKey })
+      expect(beta.status).toBe(200)
+      expect((JSON.parse(beta.text) as { content: unknown }).content).toEqual([{ type: "text", text: "beta ok" }])
+    }))
+})
