@@ -5,14 +5,22 @@
  * envelope; never a 5xx, never a dropped connection. Translation: arbitrary chat chunk batches (text, reasoning,
  * signed blocks, tool calls, finish reasons, usage) give `message_start` first and once, blocks opened and closed one
  * at a time with contiguous indexes, `message_delta` then `message_stop` last — or the one failure it names.
+ * Native upstreams: arbitrary bytes from a real HTTP server to the Anthropic provider's native Messages calls give
+ * events whose data is one line of JSON, or one ProviderError the table answers in Anthropic's envelope; never a defect.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Cause, Effect, Exit, Option, Redacted, Runtime } from "effect"
 import fc from "fast-check"
+import { describeMessagesError } from "../../src/Anthropic/Errors.js"
+import * as AnthropicProvider from "../../src/Providers/Anthropic/Provider.js"
+import { pullOf, releaseOf } from "../../src/Providers/ChunkSource.js"
+import * as Transport from "../../src/Providers/Upstream/Transport.js"
+import { startByteUpstream } from "../support/FuzzUpstream.js"
+import type { ByteReply } from "../support/FuzzUpstream.js"
+import { cutAt, cutsOf, jsonText, mutatedJson, nastyString, weirdValue } from "../support/FuzzArbitraries.js"
 import { makeEventTranslator } from "../../src/Anthropic/StreamTranslate.js"
 import type { ChatCompletionChunk } from "../../src/OpenAi/Schemas.js"
 import { ProviderError } from "../../src/Providers/ProviderError.js"
-import { jsonText, mutatedJson, nastyString, weirdValue } from "../support/FuzzArbitraries.js"
 import { describeOutcome, rawRequest, requestBytes } from "../support/FuzzHttp.js"
 import { fuzzRuns, runsOf } from "../support/FuzzSpec.js"
 import { mounts, startGateway, testKey } from "../support/Gateway.js"
@@ -208,4 +216,104 @@ describe("chat chunks → Messages events", () => {
       }),
       { numRuns: runsOf(10) }
     ))
+})
+
+// ---------------------------------------------------------------------------------------------------------------
+// Native upstreams
+
+const recordedEvents = [
+  `event: message_start\ndata: {"type":"message_start","message":{"id":"m","type":"message","role":"assistant","content":[],"model":"c","stop_reason":null,"stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":1}}}\n\n`,
+  `event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}\n\n`,
+  `event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi"}}\n\n`,
+  `event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n`,
+  `event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":2}}\n\n`,
+  `event: message_stop\ndata: {"type":"message_stop"}\n\n`
+]
+
+const streamBodies: fc.Arbitrary<Uint8Array> = fc.oneof(
+  { weight: 3, arbitrary: fc.constant(utf8(recordedEvents.join(""))) },
+  {
+    weight: 6,
+    arbitrary: fc
+      .array(
+        fc.oneof(
+          fc.constantFrom(...recordedEvents),
+          fc.tuple(fc.oneof(fc.constantFrom("message_start", "message_delta", "error", "ping", "message"), nastyString), fc.oneof(weirdValue, fc.jsonValue()).map(jsonText)).map(
+            ([name, data]) => `event: ${name.replace(/[\r\n]/g, "")}\ndata: ${data.replace(/[\r\n]/g, " ")}\n\n`
+          ),
+          nastyString
+        ),
+        { maxLength: 8 }
+      )
+      .map((frames) => utf8(frames.join("")))
+  },
+  { weight: 1, arbitrary: fc.uint8Array({ maxLength: 300 }) }
+)
+
+const nativeReplies: fc.Arbitrary<{ readonly reply: ByteReply; readonly summary: string }> = fc
+  .tuple(
+    streamBodies,
+    fc.oneof({ weight: 8, arbitrary: fc.constant(200) }, { weight: 2, arbitrary: fc.constantFrom(400, 413, 429, 500, 529) }),
+    fc.constantFrom("text/event-stream", "application/json", "text/html", ""),
+    fc.oneof({ weight: 9, arbitrary: fc.constant("end" as const) }, { weight: 1, arbitrary: fc.constant("destroy" as const) })
+  )
+  .chain(([body, status, contentType, then]) =>
+    cutsOf(body.length).map((cuts) => {
+      const summary = `${status} ${contentType} ${then}, cuts ${JSON.stringify(cuts)}, body ${Buffer.from(body).toString("utf8").slice(0, 1500)}`
+      const reply: ByteReply = { status, headers: contentType === "" ? {} : { "content-type": contentType }, pieces: cutAt(body, cuts), then }
+      return { reply, summary, [fc.toStringMethod]: () => summary }
+    })
+  )
+
+describe("native Messages against hostile upstream bytes", () => {
+  it.scopedLive("events with one-line JSON data, or one ProviderError in Anthropic's envelope; never a defect", () =>
+    Effect.gen(function* () {
+      const upstream = yield* startByteUpstream
+      const provider = yield* AnthropicProvider.make({ baseUrl: upstream.origin, apiKey: Redacted.make("upstream-key"), headers: {} })
+      const native = provider.messages!
+      const runtime = yield* Effect.runtime<never>()
+      const call = { body: { model: "c", max_tokens: 5, stream: true, messages: [{ role: "user", content: "hi" }] }, headers: { version: undefined, beta: undefined } }
+      /** Opens the stream and reads it to its end. */
+      const readAll = Effect.acquireUseRelease(native.open(call), (source) => {
+        const events: Array<{ event: string; data: string }> = []
+        const loop: Effect.Effect<ReadonlyArray<{ event: string; data: string }>, ProviderError> = Effect.matchEffect(pullOf(source), {
+          onFailure: (end) => (Option.isNone(end) ? Effect.succeed(events) : Effect.fail(end.value)),
+          onSuccess: (batch) => {
+            for (const event of batch) events.push(event)
+            return loop
+          }
+        })
+        return loop
+      }, releaseOf)
+      const seen = { ok: 0, failed: 0 }
+      yield* Effect.promise(() =>
+        fc.assert(
+          fc.asyncProperty(nativeReplies, async ({ reply, summary }) => {
+            upstream.reply(reply)
+            const exit = await Runtime.runPromise(runtime)(Effect.exit(Effect.timeout(readAll, "20 seconds")))
+            if (Exit.isSuccess(exit)) {
+              seen.ok++
+              for (const event of exit.value) {
+                expect(event.event).toMatch(/^[a-z][a-z_]*$/)
+                expect(event.data).not.toMatch(/[\r\n]/)
+                expect(typeof JSON.parse(event.data)).toBe("object")
+              }
+              return
+            }
+            seen.failed++
+            const failure = Cause.failureOption(exit.cause)
+            if (Option.isNone(failure) || !(failure.value instanceof ProviderError)) throw new Error(`not a ProviderError but ${Cause.pretty(exit.cause)}\n${summary}`)
+            const described = describeMessagesError(failure.value)
+            expect(described.status).toBeGreaterThanOrEqual(400)
+            expect(described.status).toBeLessThan(600)
+            expectAnthropicEnvelope(JSON.stringify(described.body))
+          }),
+          { numRuns: runsOf(2) }
+        )
+      )
+      if (runsOf(2) >= 30) {
+        expect(seen.ok).toBeGreaterThan(0)
+        expect(seen.failed).toBeGreaterThan(0)
+      }
+    }).pipe(Effect.provide(Transport.layer())))
 })
