@@ -8,7 +8,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { sha256Hex } from "../../src/Governance/Keys.js"
 import { Anthropic, deploymentOf, json, OpenAi, registryFromDocument, startUpstream } from "../support/FakeUpstreams.js"
-import { startGateway, testKey } from "../support/Gateway.js"
+import { mounts, startGateway, testKey } from "../support/Gateway.js"
 import { call, postRaw } from "../support/Http.js"
 
 const secretOf = (id: string) => `sk-llmp-${id}-${"y".repeat(24)}`
@@ -36,7 +36,7 @@ const messages = (baseUrl: string, body: Record<string, unknown>, headers: Recor
 
 const errorOf = (text: string) => (JSON.parse(text) as { type: string; error: { type: string; message: string } })
 
-describe("virtual keys on /v1/messages", () => {
+describe.each(mounts)("virtual keys on /v1/messages, %s mount", (mount) => {
   it.scopedLive("a key's models, rpm and usage hold on the Messages endpoints; native usage counts cache tokens as prompt tokens", () =>
     Effect.gen(function* () {
       const anthropic = yield* startUpstream("anthropic", [
@@ -44,6 +44,7 @@ describe("virtual keys on /v1/messages", () => {
       ])
       const openai = yield* startUpstream("openai", [OpenAi.completion({ content: "translated", usage: { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 } })])
       const gateway = yield* startGateway({
+        mount,
         registry: registryFromDocument({
           models: [{ name: "mock", provider: "mock" }, deploymentOf("claude", anthropic), deploymentOf("gpt", openai)],
           keys: [keyEntry("team", { models: ["claude", "gpt", "mock"], limits: { rpm: 4 } }), keyEntry("narrow", { models: ["mock"] })],
