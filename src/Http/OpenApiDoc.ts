@@ -102,6 +102,12 @@ const headerComponents: Readonly<Record<string, JsonObject>> = {
     description: "`no` on a stream (`text/event-stream`): a reverse proxy such as nginx passes each event on at once.",
     schema: { type: "string", enum: ["no"] }
   },
+  "x-llm-proxy-token-count": {
+    description:
+      "On a count_tokens answer: `upstream` when the count is the Anthropic deployment's own, `estimated` when it is the gateway's tokenizer's (any other deployment).",
+    required: true,
+    schema: { type: "string", enum: ["upstream", "estimated"] }
+  },
   ...rateLimitFigure("requests", "requests-per-minute (rpm)"),
   ...rateLimitFigure("tokens", "tokens-per-minute (tpm)"),
   "retry-after": {
@@ -241,9 +247,11 @@ const fixOperation = (key: string, operation: JsonObject) => {
       continue
     }
     if (status === "200") for (const name of isChat || key === "post /v1/messages" ? chatSuccessHeaderNames : routingHeaderNames) setHeader(response, name)
+    if (status === "200" && key === "post /v1/messages/count_tokens") setHeader(response, "x-llm-proxy-token-count")
     // Sent with the answers the core gives a key with rpm or tpm limits (an upstream's 400 too), not with the
     // edge's refusals before it.
-    if (!["401", "411", "413"].includes(status)) for (const name of rateLimitHeaderNames) setHeader(response, name)
+    // count_tokens is no request of the key's limits: it never carries them.
+    if (!["401", "411", "413"].includes(status) && key !== "post /v1/messages/count_tokens") for (const name of rateLimitHeaderNames) setHeader(response, name)
     const retryAfter = chatRetryAfter[status]
     if (retryAfter !== undefined) setHeader(response, "retry-after", { ...headerComponents["retry-after"], description: retryAfter })
   }

@@ -453,6 +453,29 @@ describe.each(mounts)("POST /v1/messages, %s mount", (mount) => {
       expect(anthropic.calls).toHaveLength(1)
       expect(openai.calls[0]!.json["messages"]).toEqual([{ role: "user", content: "hi" }])
     }))
+
+  it.scopedLive("a streamed fallback the other way: a failing OpenAI-compatible deployment, then an Anthropic one, natively", () =>
+    Effect.gen(function* () {
+      yield* withUpstreamKey
+      const openai = yield* startUpstream("openai", [OpenAi.error(503, "down", { type: "server_error" })])
+      const anthropic = yield* startUpstream("anthropic", [Anthropic.recordedStream("basic_response.txt")])
+      const gateway = yield* startGateway({
+        mount,
+        registry: registryFromDocument({
+          models: [
+            { ...deploymentOf("gpt", openai, { model: "gpt-4.1", api_key_env: "E2E_MESSAGES_KEY" }), fallbacks: ["claude"] },
+            deploymentOf("claude", anthropic, { model: "claude-sonnet-4-5", api_key_env: "E2E_MESSAGES_KEY" })
+          ],
+          settings: { retry: { max_retries: 0 } }
+        })
+      })
+      const final = yield* attempt(() => sdk(gateway.baseUrl).messages.stream({ model: "gpt", max_tokens: 20, messages: [userTurn("hi")] }).finalMessage())
+      expect(final.model).toBe("claude")
+      expect(final.content).toEqual([{ type: "text", text: "Hello there!" }])
+      expect(final.usage).toMatchObject({ input_tokens: 11, output_tokens: 6 })
+      expect(openai.calls[0]!.json).toMatchObject({ model: "gpt-4.1", stream: true })
+      expect(anthropic.calls[0]!.json).toEqual({ model: "claude-sonnet-4-5", max_tokens: 20, messages: [userTurn("hi")], stream: true })
+    }))
 })
 
 describe.each(mounts)("POST /v1/messages at its bounds, %s mount", (mount) => {
