@@ -320,6 +320,23 @@ const renamed = <A extends { readonly model: string }>(value: A, name: string): 
   value.model === name ? value : { ...value, model: name }
 
 /**
+ * Whether an upstream refused a translated Messages request for its `reasoning_effort` (OpenAI answers a model
+ * without reasoning so: 400, `param: "reasoning_effort"`). Claude Code sends `thinking` whatever model is behind the
+ * name, so such an attempt is made once more without it rather than failing the client.
+ */
+const refusedEffort = (chat: ChatCompletionRequest, error: ProviderError): boolean =>
+  chat.reasoning_effort !== undefined &&
+  error.reason === "InvalidRequest" &&
+  (error.param === "reasoning_effort" || error.message.includes("reasoning_effort"))
+
+/** A translated attempt, made once more without `reasoning_effort` when the upstream refused it (`refusedEffort`). */
+const withoutRefusedEffort = <A>(chat: ChatCompletionRequest, attempt: (chat: ChatCompletionRequest) => Effect.Effect<A, ProviderError>) =>
+  Effect.catchIf(attempt(chat), (error) => refusedEffort(chat, error), () => {
+    const { reasoning_effort: _dropped, ...without } = chat
+    return attempt(without)
+  })
+
+/**
  * A native stream's `message_start` naming the public model instead of the upstream's (its data parsed and written
  * again: once per stream). An event whose data is not as expected is left as it is.
  */
@@ -488,10 +505,13 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
           }))
         }
         return Effect.flatMap(toChatRequest(call.request, deployment.upstreamModel), (chat) =>
-          Effect.map(deployment.provider.complete(chat, deadline), (completion) => ({
-            answer: toMessage(withValidUsage(completion), { id: messageIdOf(completion.id), model: deployment.name, stopSequences: call.request.stop_sequences }),
-            translated: chat
-          }))
+          Effect.map(
+            withoutRefusedEffort(chat, (sent) => deployment.provider.complete(sent, deadline)),
+            (completion) => ({
+              answer: toMessage(withValidUsage(completion), { id: messageIdOf(completion.id), model: deployment.name, stopSequences: call.request.stop_sequences }),
+              translated: chat
+            })
+          )
         )
       }),
       (result) => ({ ...result.value, deployment: result.deployment, attempts: result.attempts })
@@ -517,7 +537,7 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
           sent.translated = streamed
           const translator = makeEventTranslator({ id: freshMessageId(), model: deployment.name, stopSequences: call.request.stop_sequences })
           return openAndTakeFirst(
-            Effect.map(deployment.provider.open(streamed, deadline), (source) => translatedSource(source, translator)),
+            Effect.map(withoutRefusedEffort(streamed, (sent) => deployment.provider.open(sent, deadline)), (source) => translatedSource(source, translator)),
             deadline
           )
         })

@@ -363,6 +363,19 @@ describe.each(mounts)("POST /v1/messages, %s mount", (mount) => {
       expect(calls.every((upstreamCall: UpstreamCall) => upstreamCall.headers["authorization"] === `Bearer ${upstreamKey}`)).toBe(true)
     }))
 
+  it.scopedLive("thinking to a model that refuses reasoning_effort: asked once more without it", () =>
+    Effect.gen(function* () {
+      const refusal = OpenAi.error(400, "Unsupported parameter: 'reasoning_effort' is not supported with this model.", { param: "reasoning_effort", code: "unsupported_parameter" })
+      const { gateway, upstreams } = yield* gatewayOver({ openai: [refusal, OpenAi.completion({ content: "no thinking here" })] }, mount)
+      const answer = yield* attempt(() =>
+        sdk(gateway.baseUrl).messages.create({ model: "gpt", max_tokens: 4000, thinking: { type: "enabled", budget_tokens: 2048 }, messages: [userTurn("hi")] })
+      )
+      expect(answer.content).toEqual([{ type: "text", text: "no thinking here" }])
+      const calls = yield* upstreams.openai.awaitCalls(2)
+      expect(calls[0]!.json["reasoning_effort"]).toBe("low")
+      expect(calls[1]!.json).not.toHaveProperty("reasoning_effort")
+    }))
+
   it.scopedLive("translated streams: text and tool calls as well-formed Messages events; the SDK's finalMessage parses the tool input", () =>
     Effect.gen(function* () {
       const base = { id: "chatcmpl-s", object: "chat.completion.chunk", created: 1, model: "gpt-4.1" }
