@@ -37,6 +37,7 @@ export const makeEventTranslator = (ctx: MessageContext): EventTranslator => {
   let open: BlockKind | undefined
   let index = -1
   let toolIndex = -1
+  let toolId: string | undefined
   let finishReason: FinishReason | null = null
   let said: unknown
   let usage: Usage | undefined
@@ -96,12 +97,14 @@ export const makeEventTranslator = (ctx: MessageContext): EventTranslator => {
     if (typeof change.content === "string" && change.content.length > 0) text(change.content)
     if (typeof change.refusal === "string" && change.refusal.length > 0) text(change.refusal)
     for (const call of change.tool_calls ?? []) {
-      const continues = open === "tool" && call.index === toolIndex
+      // Some servers repeat a call's id on each delta; some number every call 0: a new id is a new call.
+      const continues = open === "tool" && call.index === toolIndex && (call.id === undefined || call.id === toolId)
       if (!continues) {
         // A call's first delta names it; a later delta of a call whose block was closed cannot be told.
-        if (call.index <= toolIndex || (call.id === undefined && call.function?.name === undefined)) return malformedToolCalls
+        if (call.index < toolIndex || (call.id === undefined && call.function?.name === undefined)) return malformedToolCalls
         toolIndex = call.index
-        openBlock("tool", { type: "tool_use", id: call.id ?? `toolu_${ctx.id}_${call.index}`, name: call.function?.name ?? "", input: {} })
+        toolId = call.id ?? `toolu_${ctx.id}_${call.index}`
+        openBlock("tool", { type: "tool_use", id: toolId, name: call.function?.name ?? "", input: {} })
       }
       const args = call.function?.arguments
       if (args !== undefined && args.length > 0) delta({ type: "input_json_delta", partial_json: args }, args)

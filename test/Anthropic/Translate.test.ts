@@ -194,6 +194,24 @@ describe("chat chunks → Messages events", () => {
     expect(events[9]).toEqual({ type: "message_delta", delta: { stop_reason: "end_turn", stop_sequence: null }, usage: { output_tokens: 0 } })
   })
 
+  it("calls all numbered 0 (some servers do) are told apart by their ids; a repeated id continues its call", () => {
+    const translator = makeEventTranslator({ id: "msg_1", model: "public", stopSequences: undefined })
+    const out = translator.step([
+      chunk({ tool_calls: [{ index: 0, id: "a", function: { name: "f", arguments: '{"x":' } }] }),
+      chunk({ tool_calls: [{ index: 0, id: "a", function: { arguments: "1}" } }] }),
+      chunk({ tool_calls: [{ index: 0, id: "b", function: { name: "g", arguments: "{}" } }] }),
+      chunk({}, "tool_calls")
+    ])
+    expect(out).not.toBeInstanceOf(ProviderError)
+    const starts = (out as ReadonlyArray<{ event: string; data: string }>)
+      .filter((event) => event.event === "content_block_start")
+      .map((event) => (JSON.parse(event.data) as { index: number; content_block: { id: string } }))
+    expect(starts.map((start) => [start.index, start.content_block.id])).toEqual([
+      [0, "a"],
+      [1, "b"]
+    ])
+  })
+
   it("a tool call's arguments after another block began cannot be told: MalformedResponse", () => {
     const translator = makeEventTranslator({ id: "msg_1", model: "public", stopSequences: undefined })
     const out = translator.step([
