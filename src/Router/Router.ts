@@ -1,7 +1,9 @@
 /**
  * Router: model name → deployments, weighted load balancing, retries on a Schedule, fallbacks, deadlines and,
- * for streams, the commit point (the first upstream chunk is in hand before the client sees a 200). Chat and
- * embeddings requests take the same routes: the same names, deployments, retries, fallbacks and cooldowns.
+ * for streams, the commit point (the first upstream chunk is in hand before the client sees a 200). Chat,
+ * embeddings and Anthropic Messages requests take the same routes: the same names, deployments, retries, fallbacks
+ * and cooldowns. A Messages attempt is native to a deployment whose provider speaks Messages (`Provider.messages`)
+ * and translated through chat completions to any other, so one request's fallbacks may cross dialects.
  */
 import { Cause, Context, Duration, Effect, Exit, Layer, Random, Schedule, Stream } from "effect"
 import { makeEventTranslator, translatedSource } from "../Anthropic/StreamTranslate.js"
@@ -85,7 +87,7 @@ export interface RoutedCount extends Served {
   readonly inputTokens: number | undefined
 }
 
-/** Routes chat and embeddings requests to deployments. */
+/** Routes chat, embeddings and Messages requests to deployments. */
 export class Router extends Context.Tag("llm-proxy/Router")<
   Router,
   {
