@@ -264,6 +264,22 @@ describe.each(mounts)("POST /v1/messages, %s mount", (mount) => {
       expect(relayed[0]!.data).toEqual({ ...sentByUpstream[0]!.data, message: { ...(sentByUpstream[0]!.data["message"] as object), model: "claude" } })
     }))
 
+  it.scopedLive("native stream of recorded Anthropic tool use: relayed event for event, the SDK's finalMessage has the parsed input", () =>
+    Effect.gen(function* () {
+      const frames = Anthropic.recordedStreamFrames("tool_use_response.txt")
+      const { gateway } = yield* gatewayOver({ anthropic: [sse(frames)] }, mount)
+      const final = yield* attempt(() => sdk(gateway.baseUrl).messages.stream({ model: "claude", max_tokens: 300, messages: [userTurn("weather?")] }).finalMessage())
+      const toolUse = final.content.find((block) => block.type === "tool_use")
+      expect(toolUse).toMatchObject({ type: "tool_use", id: "toolu_01NRLabsLyVHZPKxbKvkfSMn", name: "get_weather" })
+      expect(typeof (toolUse as { input: unknown }).input).toBe("object")
+      expect(final.stop_reason).toBe("tool_use")
+      const raw = yield* postRaw(messagesUrl(gateway.baseUrl), JSON.stringify({ model: "claude", max_tokens: 300, stream: true, messages: [userTurn("weather?")] }), { "x-api-key": testKey })
+      const relayed = eventsOf(raw.text)
+      const sent = eventsOf(frames.join(""))
+      expect(relayed.slice(1)).toEqual(sent.slice(1))
+      expectWellFormed(relayed)
+    }))
+
   it.scopedLive("native errors: before the stream an Anthropic 529 stays a 529 overloaded_error; after it began, an error event the SDK raises", () =>
     Effect.gen(function* () {
       const started = Anthropic.recordedStreamFrames("basic_response.txt").slice(0, 3)
