@@ -144,6 +144,7 @@ const promptFields = {
 /** `POST /v1/messages` body. Unknown fields are kept and, to Anthropic deployments, forwarded. */
 export const MessagesRequest = Schema.Struct({
   ...promptFields,
+  messages: Schema.Array(MessageParam).pipe(Schema.minItems(1, { message: () => "must contain at least one message" })),
   max_tokens: Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)),
   stop_sequences: Schema.optional(Schema.Array(Schema.String)),
   temperature: Schema.optional(Schema.Number.pipe(Schema.between(0, 1))),
