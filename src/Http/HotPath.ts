@@ -276,6 +276,7 @@ export const make = Effect.gen(function* () {
         })
       }
       response.setHeader("x-request-id", requestId)
+      if (route !== chatPath) response.setHeader("request-id", requestId)
       onEnd(request, response, requestId, record, route)
       const rejection = lifecycle.isDraining()
         ? new ShuttingDown()

@@ -25,6 +25,13 @@ export const countTokensPath = "/v1/messages/count_tokens"
 /** Whether a path (without its query) is one of the Messages endpoints, whose failures are in Anthropic's envelope. */
 export const isMessagesPath = (path: string): boolean => path === messagesPath || path.startsWith(`${messagesPath}/`)
 
+/**
+ * The headers naming a request's id: `x-request-id` everywhere, and on the Messages endpoints also `request-id`, the
+ * header Anthropic's API sends and its SDKs surface (`_request_id`, and in their error messages).
+ */
+export const requestIdHeaders = (path: string, requestId: string): Readonly<Record<string, string>> =>
+  isMessagesPath(path) ? { "x-request-id": requestId, "request-id": requestId } : { "x-request-id": requestId }
+
 /** The Anthropic headers a client sent (a repeated header counts as absent). */
 export const anthropicHeadersOf = (headers: RequestHeaders): AnthropicHeaders => ({
   version: headerOf(headers, "anthropic-version"),

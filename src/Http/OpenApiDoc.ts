@@ -83,6 +83,11 @@ const headerComponents: Readonly<Record<string, JsonObject>> = {
     required: true,
     schema: { type: "string" }
   },
+  "request-id": {
+    description: "The request's id again, under the name Anthropic's API gives it (its SDKs surface it): on the Messages endpoints.",
+    required: true,
+    schema: { type: "string" }
+  },
   "x-llm-proxy-model": {
     description: "The public model name that answered (after fallbacks; also the body's `model`).",
     required: true,
@@ -242,6 +247,7 @@ const fixOperation = (key: string, operation: JsonObject) => {
     const response = asObject(value)
     if (response === undefined) continue
     setHeader(response, "x-request-id")
+    if (isMessages) setHeader(response, "request-id")
     if (!throughCore) {
       if (status === "503") setHeader(response, "retry-after", { ...headerComponents["retry-after"], description: "1: retry shortly.", required: true })
       continue

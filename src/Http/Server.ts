@@ -23,7 +23,7 @@ import { currentRecord, newRecord } from "../Core/RequestRecord.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import { accessFields, bodyProblem, hasBody, hostProblem, invalidRequestOf, parseJsonBody, pathOf, requestIdOf, unparsableBody } from "./Edge.js"
 import type { DecodeIssue } from "./Edge.js"
-import { errorResponseAt } from "./Messages.js"
+import { errorResponseAt, requestIdHeaders } from "./Messages.js"
 import type { GatewayError } from "./Errors.js"
 import * as Handlers from "./Handlers.js"
 import * as HotPath from "./HotPath.js"
@@ -179,15 +179,16 @@ export const makeEdge: Effect.Effect<(app: HttpApp.Default) => HttpApp.Default, 
         // One request object for the edge and the app: its body text is read once and cached on it.
         const labelled = labelledAsJson(request)
         const record = newRecord(requestId)
+        const idHeaders = requestIdHeaders(pathOf(request.url), requestId)
         const served = app.pipe(
           // The app writes its own response: a pre-response handler is how a header reaches it.
-          HttpApp.withPreResponseHandler((_request, response) => Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId))),
+          HttpApp.withPreResponseHandler((_request, response) => Effect.succeed(HttpServerResponse.setHeaders(response, idHeaders))),
           Effect.provideService(HttpServerRequest.HttpServerRequest, labelled),
           Effect.provideService(RequestId, requestId),
           Effect.locally(currentRecord, record)
         )
         const refused = (error: GatewayError) =>
-          Effect.succeed(HttpServerResponse.setHeader(errorResponseAt(pathOf(request.url), error), "x-request-id", requestId))
+          Effect.succeed(HttpServerResponse.setHeaders(errorResponseAt(pathOf(request.url), error), idHeaders))
         const answered =
           rejection !== undefined
             ? refused(rejection)

@@ -112,6 +112,8 @@ describe.each(mounts)("POST /v1/messages, %s mount", (mount) => {
       expect(streamed.content).toEqual([{ type: "text", text: "one two three four" }])
       expect(streamed.stop_reason).toBe("end_turn")
       expect(streamed.usage.output_tokens).toBeGreaterThan(0)
+      // the request's id, as Anthropic's API names it (the SDK surfaces it)
+      expect(created._request_id).toMatch(/^[\w.:-]+$/)
       const count = yield* attempt(() => client.messages.countTokens({ model: "mock", messages: [userTurn("How many tokens is this?")] }))
       expect(count.input_tokens).toBeGreaterThan(5)
       // the mock cut short by max_tokens: max_tokens
@@ -125,6 +127,7 @@ describe.each(mounts)("POST /v1/messages, %s mount", (mount) => {
       const answer = yield* postRaw(messagesUrl(gateway.baseUrl), JSON.stringify({ model: "mock", max_tokens: 50, stream: true, messages: [userTurn("a b c")] }), { "x-api-key": testKey })
       expect(answer.status).toBe(200)
       expect(answer.headers.get("content-type")).toContain("text/event-stream")
+      expect(answer.headers.get("request-id")).toBe(answer.headers.get("x-request-id"))
       const events = eventsOf(answer.text)
       expectWellFormed(events)
       expect((events[0]!.data["message"] as Record<string, unknown>)["model"]).toBe("mock")
