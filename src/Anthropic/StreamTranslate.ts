@@ -46,13 +46,15 @@ export const makeEventTranslator = (ctx: MessageContext): EventTranslator => {
   const emit = (event: string, payload: unknown, text?: string) => {
     out.push(text === undefined ? { event, data: JSON.stringify(payload) } : { event, data: JSON.stringify(payload), text })
   }
-  const start = () => {
+  /** `message_start`, once; `upstreamModel` (the first chunk's) rides along for the attempt's span. */
+  const start = (upstreamModel?: string) => {
     if (started) return
     started = true
-    emit("message_start", {
+    const payload = {
       type: "message_start",
       message: { id: ctx.id, type: "message", role: "assistant", model: ctx.model, content: [], stop_reason: null, stop_sequence: null, usage: { input_tokens: 0, output_tokens: 0 } }
-    })
+    }
+    out.push(upstreamModel === undefined ? { event: "message_start", data: JSON.stringify(payload) } : { event: "message_start", data: JSON.stringify(payload), model: upstreamModel })
   }
   const close = () => {
     if (open === undefined) return
@@ -120,7 +122,7 @@ export const makeEventTranslator = (ctx: MessageContext): EventTranslator => {
     step: (chunks) => {
       out = []
       for (const value of chunks) {
-        start()
+        start(value.model)
         const failure = chunk(value)
         if (failure !== undefined) return failure
       }

@@ -212,6 +212,8 @@ export interface MessagesEvent {
   readonly data: string
   readonly usage?: EventUsage
   readonly text?: string
+  /** On `message_start`: the model the upstream named (before the public name replaces it), for the attempt's span. */
+  readonly model?: string
 }
 
 /** The headers of the client's request that go on to a native Anthropic deployment. */

@@ -264,10 +264,10 @@ export const make = Effect.gen(function* () {
     const record = newRecord(requestId)
     const writeFailure: ErrorWriter = route === chatPath ? writeError : writeMessagesError
     try {
-      if (tracing !== undefined && route === chatPath) {
+      if (tracing !== undefined) {
         record.span = tracing.startServer({
           method: "POST",
-          path: chatPath,
+          path: route,
           headers: request.headers,
           httpVersion: request.httpVersion,
           clientAddress: request.socket.remoteAddress,

@@ -7,6 +7,7 @@
  */
 import { Cause, Context, Duration, Effect, Exit, Layer, Random, Schedule, Stream } from "effect"
 import { makeEventTranslator, translatedSource } from "../Anthropic/StreamTranslate.js"
+import { eventTrace, traceCompletionOf, traceRequestOf } from "../Anthropic/Trace.js"
 import { messageIdOf, toChatRequest, toMessage } from "../Anthropic/Translate.js"
 import type { CountTokensCall, MessageAnswer, MessagesCall, MessagesEvent, NativeCall } from "../Anthropic/Wire.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
@@ -495,35 +496,43 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
   /** A fresh message id for a translated stream (no upstream id is known when it starts). */
   const freshMessageId = () => `msg_${crypto.randomUUID().replace(/-/g, "")}`
 
+  /** One attempt's answer: the message, the chat request a translated attempt sent, and what its span reads. */
+  type MessageAttempt = Omit<RoutedMessage, keyof Served> & { readonly traced: ChatCompletion }
+
   const message = (call: MessagesCall, record?: RequestRecord) =>
-    Effect.map(
-      route(call.request.model, record, undefined, (deployment, remainingMs): Effect.Effect<Omit<RoutedMessage, keyof Served>, ProviderError> => {
+    Effect.gen(function* () {
+      const traced = tracedAttempts(tracing, traceRequestOf(call.request), record)
+      const result = yield* route(call.request.model, record, traced, (deployment, remainingMs): Effect.Effect<MessageAttempt, ProviderError> => {
         const deadline = deadlineIn(remainingMs, requestTimeout)
         const native = deployment.provider.messages
         if (native !== undefined) {
           return Effect.map(native.create(nativeCall(call, deployment), deadline), (answer) => ({
             answer: { ...answer, message: renamed(answer.message as { readonly model: string }, deployment.name) },
-            translated: undefined
+            translated: undefined,
+            traced: traceCompletionOf(answer.message, answer.usage)
           }))
         }
         return Effect.flatMap(toChatRequest(call.request, deployment.upstreamModel), (chat) =>
-          Effect.map(
-            withoutRefusedEffort(chat, (sent) => deployment.provider.complete(sent, deadline)),
-            (completion) => ({
-              answer: toMessage(withValidUsage(completion), { id: messageIdOf(completion.id), model: deployment.name, stopSequences: call.request.stop_sequences }),
-              translated: chat
-            })
-          )
+          Effect.map(withoutRefusedEffort(chat, (sent) => deployment.provider.complete(sent, deadline)), (completion) => {
+            const checked = withValidUsage(completion)
+            return {
+              answer: toMessage(checked, { id: messageIdOf(completion.id), model: deployment.name, stopSequences: call.request.stop_sequences }),
+              translated: chat,
+              traced: checked
+            }
+          })
         )
-      }),
-      (result) => ({ ...result.value, deployment: result.deployment, attempts: result.attempts })
-    )
+      })
+      const span = record?.attemptSpan
+      if (tracing !== undefined && span !== undefined) tracing.completed(span, result.value.traced)
+      return { answer: result.value.answer, translated: result.value.translated, deployment: result.deployment, attempts: result.attempts }
+    })
 
   const messageStream = (call: MessagesCall, record?: RequestRecord) =>
     Effect.gen(function* () {
       // What the attempt that succeeds sent, when it translated (attempts run one after another).
       const sent: { translated: ChatCompletionRequest | undefined } = { translated: undefined }
-      const result = yield* route(call.request.model, record, undefined, (deployment, remainingMs) => {
+      const result = yield* route(call.request.model, record, tracedAttempts(tracing, traceRequestOf(call.request), record), (deployment, remainingMs) => {
         const deadline =
           remainingMs < firstTokenMs
             ? deadlineIn(remainingMs, requestTimeout)
@@ -545,12 +554,14 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
         })
       })
       const name = result.deployment.name
+      const span = record?.attemptSpan
+      const trace = tracing !== undefined && span !== undefined ? eventTrace(tracing.streaming(span, performance.now() - result.startedAt)) : undefined
       // A native stream's message_start names the upstream model; a translated one names the public model already.
       const source = committedSource(
         result.value,
         sent.translated === undefined ? (batch) => batch.map((event) => (event.event === "message_start" ? renamedStart(event, name) : event)) : (batch) => batch,
         result.deadline,
-        undefined
+        trace
       )
       const events = Stream.repeatEffectChunkOption(pullOf(source)).pipe(Stream.ensuring(releaseOf(source)))
       const deadline: Deadline = { at: result.deadline, timer, onTimeout: requestTimeout }

@@ -65,7 +65,8 @@ const relayed = (name: string, data: string, value: Readonly<Record<string, unkn
   if (name === "message_start") {
     const message = value["message"]
     const usage = isObject(message) ? eventUsageOf(message["usage"]) : undefined
-    return usage === undefined ? { event: name, data: line } : { event: name, data: line, usage }
+    const model = isObject(message) && typeof message["model"] === "string" ? message["model"] : undefined
+    return { event: name, data: line, ...(usage === undefined ? {} : { usage }), ...(model === undefined ? {} : { model }) }
   }
   if (name === "message_delta") {
     const usage = eventUsageOf(value["usage"])
