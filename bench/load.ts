@@ -51,8 +51,8 @@ const runLoad = (job: LoadJob): Promise<JobResult> =>
         connections: job.connections,
         duration: job.durationS,
         timeout: 30,
-        ...(job.expectSseDone === true
-          ? { verifyBody: (body: unknown) => (typeof body === "string" ? body : String(body)).includes("data: [DONE]") }
+        ...(job.expectSseDone === true || job.expectSseText !== undefined
+          ? { verifyBody: (body: unknown) => (typeof body === "string" ? body : String(body)).includes(job.expectSseText ?? "data: [DONE]") }
           : {})
       },
       (error: unknown, result: autocannon.Result) => {

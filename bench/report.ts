@@ -5,6 +5,8 @@ import { availableParallelism, cpus, release, totalmem } from "node:os"
 import { join } from "node:path"
 import { governanceRows, governanceTable } from "./governance.js"
 import type { GovernanceReport } from "./governance.js"
+import { messagesTable } from "./messages.js"
+import type { MessagesReport } from "./messages.js"
 import { tracingTable } from "./tracing.js"
 import type { TracingReport } from "./tracing.js"
 import { failures } from "./measure.js"
@@ -220,10 +222,12 @@ export interface BenchOutcome {
   readonly governance?: GovernanceReport | undefined
   /** `--tracing` only. */
   readonly tracing?: TracingReport | undefined
+  /** Whenever the proxy is measured, unless `--no-messages`. */
+  readonly messages?: MessagesReport | undefined
 }
 
 /** Prints the table (and which targets failed or ran disturbed) and writes it, with every sample, to bench/results. */
-export const publishReport = ({ options, machine, started, reports, profile, governance, tracing }: BenchOutcome): void => {
+export const publishReport = ({ options, machine, started, reports, profile, governance, tracing, messages }: BenchOutcome): void => {
   const rows = buildRows(reports)
   const shown = new Set(targetOrder.filter((name) => reports[name] !== undefined && reports[name]?.error === undefined))
   const table = renderTable(rows, shown)
@@ -243,6 +247,10 @@ export const publishReport = ({ options, machine, started, reports, profile, gov
   if (governance !== undefined && secondTable !== undefined) {
     console.log(`\n### governance (--governance): llm-proxy with a key, on Redis, with WORKERS=2\n\n${secondTable}`)
     for (const [part, error] of Object.entries(governance.errors)) console.log(`\ngovernance ${part} FAILED: ${error}`)
+  }
+  if (messages !== undefined) {
+    console.log(`\n### messages: POST /v1/messages beside POST /v1/chat/completions (medians)\n\n${messagesTable(messages)}`)
+    for (const error of messages.errors) console.log(`\nmessages FAILED: ${error}`)
   }
   if (tracing !== undefined) {
     console.log(`\n### tracing (--tracing): llm-proxy with OpenTelemetry tracing off and on (always_on)\n\n${tracingTable(tracing)}`)
@@ -281,7 +289,8 @@ export const publishReport = ({ options, machine, started, reports, profile, gov
         table,
         profile,
         ...(governance === undefined ? {} : { governance: { ...governance, rows: governanceRowList, table: secondTable } }),
-        ...(tracing === undefined ? {} : { tracing: { ...tracing, table: tracingTable(tracing) } })
+        ...(tracing === undefined ? {} : { tracing: { ...tracing, table: tracingTable(tracing) } }),
+        ...(messages === undefined ? {} : { messages: { ...messages, table: messagesTable(messages) } })
       },
       (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value),
       2

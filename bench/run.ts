@@ -22,6 +22,8 @@
 import { brokenSamples, runGovernance } from "./governance.js"
 import { compareTable, runCompare } from "./compare.js"
 import type { CompareReport } from "./compare.js"
+import { runMessages } from "./messages.js"
+import type { MessagesReport } from "./messages.js"
 import { runTracing } from "./tracing.js"
 import type { TracingReport } from "./tracing.js"
 import type { GovernanceReport } from "./governance.js"
@@ -90,6 +92,15 @@ const main = async () => {
     }
   }
 
+  let messages: MessagesReport | undefined
+  if (options.messages) {
+    try {
+      messages = await runMessages(backend, loader, work, options)
+    } catch (error) {
+      messages = { runs: {}, errors: [error instanceof Error ? error.message : String(error)] }
+    }
+  }
+
   let compare: CompareReport | undefined
   if (options.against !== undefined) {
     try {
@@ -112,7 +123,7 @@ const main = async () => {
   await loader.stop()
   await stopChild(backend.child)
 
-  publishReport({ options, machine, started, reports, profile, governance, tracing })
+  publishReport({ options, machine, started, reports, profile, governance, tracing, messages })
   if (compare !== undefined) {
     console.log(`\n### against (--against ${compare.against}): this commit beside another, alternating slices\n\n${compareTable(compare)}`)
     for (const error of compare.errors) console.log(`\nagainst FAILED: ${error}`)
@@ -123,7 +134,8 @@ const main = async () => {
   const governanceFailed = governance !== undefined && (Object.keys(governance.errors).length > 0 || brokenSamples(governance) > 0)
   const tracingFailed = tracing !== undefined && tracing.errors.length > 0
   const compareFailed = options.against !== undefined && (compare === undefined || compare.errors.length > 0)
-  process.exitCode = failedTargets.length > 0 || governanceFailed || tracingFailed || compareFailed ? 1 : 0
+  const messagesFailed = messages !== undefined && messages.errors.length > 0
+  process.exitCode = failedTargets.length > 0 || governanceFailed || tracingFailed || messagesFailed || compareFailed ? 1 : 0
 }
 
 main().catch((error: unknown) => {
