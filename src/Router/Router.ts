@@ -323,20 +323,27 @@ const renamed = <A extends { readonly model: string }>(value: A, name: string): 
   value.model === name ? value : { ...value, model: name }
 
 /**
- * Whether an upstream refused a translated Messages request for its `reasoning_effort` (OpenAI answers a model
- * without reasoning so: 400, `param: "reasoning_effort"`). Claude Code sends `thinking` whatever model is behind the
- * name, so such an attempt is made once more without it rather than failing the client.
+ * Fields a translated Messages request carries that an OpenAI-compatible upstream may not take for its model: OpenAI
+ * refuses `reasoning_effort` for a model without reasoning and `top_k` always (400, `param` naming it). Claude Code
+ * sends `thinking` whatever model is behind the name, so an attempt refused for one of them is made once more
+ * without it rather than failing the client.
  */
-const refusedEffort = (chat: ChatCompletionRequest, error: ProviderError): boolean =>
-  chat.reasoning_effort !== undefined &&
-  error.reason === "InvalidRequest" &&
-  (error.param === "reasoning_effort" || error.message.includes("reasoning_effort"))
+const droppableFields = ["reasoning_effort", "top_k"] as const
 
-/** A translated attempt, made once more without `reasoning_effort` when the upstream refused it (`refusedEffort`). */
-const withoutRefusedEffort = <A>(chat: ChatCompletionRequest, attempt: (chat: ChatCompletionRequest) => Effect.Effect<A, ProviderError>) =>
-  Effect.catchIf(attempt(chat), (error) => refusedEffort(chat, error), () => {
-    const { reasoning_effort: _dropped, ...without } = chat
-    return attempt(without)
+/** The droppable field an upstream's refusal names, when the request carries it. */
+const refusedField = (chat: ChatCompletionRequest, error: ProviderError): (typeof droppableFields)[number] | undefined => {
+  if (error.reason !== "InvalidRequest") return undefined
+  const fields = chat as Readonly<Record<string, unknown>>
+  return droppableFields.find((field) => fields[field] !== undefined && (error.param === field || error.message.includes(field)))
+}
+
+/** A translated attempt, made again without each droppable field the upstream refuses (`droppableFields`). */
+const withoutRefusedFields = <A>(chat: ChatCompletionRequest, attempt: (chat: ChatCompletionRequest) => Effect.Effect<A, ProviderError>): Effect.Effect<A, ProviderError> =>
+  Effect.catchAll(attempt(chat), (error) => {
+    const field = refusedField(chat, error)
+    if (field === undefined) return Effect.fail(error)
+    const { [field]: _dropped, ...without } = chat as Readonly<Record<string, unknown>>
+    return withoutRefusedFields(without as ChatCompletionRequest, attempt)
   })
 
 /**
@@ -517,7 +524,7 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
           }))
         }
         return Effect.flatMap(toChatRequest(call.request, deployment.upstreamModel), (chat) =>
-          Effect.map(withoutRefusedEffort(chat, (sent) => deployment.provider.complete(sent, deadline)), (completion) => {
+          Effect.map(withoutRefusedFields(chat, (sent) => deployment.provider.complete(sent, deadline)), (completion) => {
             const checked = withValidUsage(completion)
             return {
               answer: toMessage(checked, { id: messageIdOf(completion.id), model: deployment.name, stopSequences: call.request.stop_sequences }),
@@ -552,7 +559,7 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
           sent.translated = streamed
           const translator = makeEventTranslator({ id: freshMessageId(), model: deployment.name, stopSequences: call.request.stop_sequences })
           return openAndTakeFirst(
-            Effect.map(withoutRefusedEffort(streamed, (sent) => deployment.provider.open(sent, deadline)), (source) => translatedSource(source, translator)),
+            Effect.map(withoutRefusedFields(streamed, (sent) => deployment.provider.open(sent, deadline)), (source) => translatedSource(source, translator)),
             deadline
           )
         })

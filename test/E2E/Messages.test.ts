@@ -382,17 +382,25 @@ describe.each(mounts)("POST /v1/messages, %s mount", (mount) => {
       expect(calls.every((upstreamCall: UpstreamCall) => upstreamCall.headers["authorization"] === `Bearer ${upstreamKey}`)).toBe(true)
     }))
 
-  it.scopedLive("thinking to a model that refuses reasoning_effort: asked once more without it", () =>
+  it.scopedLive("thinking and top_k to a model that refuses them: asked again without each, streamed or not", () =>
     Effect.gen(function* () {
-      const refusal = OpenAi.error(400, "Unsupported parameter: 'reasoning_effort' is not supported with this model.", { param: "reasoning_effort", code: "unsupported_parameter" })
-      const { gateway, upstreams } = yield* gatewayOver({ openai: [refusal, OpenAi.completion({ content: "no thinking here" })] }, mount)
-      const answer = yield* attempt(() =>
-        sdk(gateway.baseUrl).messages.create({ model: "gpt", max_tokens: 4000, thinking: { type: "enabled", budget_tokens: 2048 }, messages: [userTurn("hi")] })
-      )
-      expect(answer.content).toEqual([{ type: "text", text: "no thinking here" }])
-      const calls = yield* upstreams.openai.awaitCalls(2)
-      expect(calls[0]!.json["reasoning_effort"]).toBe("low")
+      const refusedEffort = OpenAi.error(400, "Unsupported parameter: 'reasoning_effort' is not supported with this model.", { param: "reasoning_effort", code: "unsupported_parameter" })
+      const refusedTopK = OpenAi.error(400, "Unrecognized request argument supplied: top_k", { param: null })
+      const { gateway, upstreams } = yield* gatewayOver({ openai: [refusedEffort, refusedTopK, OpenAi.completion({ content: "no thinking here" })] }, mount)
+      const body = { model: "gpt", max_tokens: 4000, top_k: 5, thinking: { type: "enabled", budget_tokens: 2048 }, messages: [userTurn("hi")] }
+      const answer = yield* postRaw(messagesUrl(gateway.baseUrl), JSON.stringify(body), { "x-api-key": testKey })
+      expect(answer.status).toBe(200)
+      expect((JSON.parse(answer.text) as { content: unknown }).content).toEqual([{ type: "text", text: "no thinking here" }])
+      const calls = yield* upstreams.openai.awaitCalls(3)
+      expect(calls[0]!.json).toMatchObject({ reasoning_effort: "low", top_k: 5 })
       expect(calls[1]!.json).not.toHaveProperty("reasoning_effort")
+      expect(calls[1]!.json["top_k"]).toBe(5)
+      expect(calls[2]!.json).not.toHaveProperty("top_k")
+      // a refusal of anything else is the client's answer, as it was
+      upstreams.openai.setScript([OpenAi.error(400, "messages: bad", { param: "messages" })])
+      const refused = yield* postRaw(messagesUrl(gateway.baseUrl), JSON.stringify({ ...body, stream: true }), { "x-api-key": testKey })
+      expect(refused.status).toBe(400)
+      expect(upstreams.openai.calls).toHaveLength(4)
     }))
 
   it.scopedLive("translated streams: text and tool calls as well-formed Messages events; the SDK's finalMessage parses the tool input", () =>
