@@ -6,6 +6,7 @@ import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
 import * as HttpApiGroup from "@effect/platform/HttpApiGroup"
 import * as HttpApiSchema from "@effect/platform/HttpApiSchema"
+import type { HttpMethod } from "@effect/platform/HttpMethod"
 import * as OpenApi from "@effect/platform/OpenApi"
 import { Schema } from "effect"
 import {
@@ -165,24 +166,28 @@ export class AdminGroup extends HttpApiGroup.make("admin")
   )
   .middleware(Authentication) {}
 
+/** The failures of a request through the core (chat, embeddings), in OpenAI's envelope at their statuses. */
+const withCoreErrors = <Name extends string, Method extends HttpMethod, Path, UrlParams, Payload, Headers, Success, Error, R, RE>(
+  endpoint: HttpApiEndpoint.HttpApiEndpoint<Name, Method, Path, UrlParams, Payload, Headers, Success, Error, R, RE>
+) =>
+  endpoint
+    .addError(InvalidRequestError)
+    .addError(UpstreamRejected)
+    .addError(ModelNotFoundError)
+    .addError(UpstreamNotFound)
+    .addError(LengthRequiredError)
+    .addError(TooLargeError)
+    .addError(RateLimitedByKey)
+    .addError(InternalErrorResponse)
+    .addError(BadGatewayError)
+    .addError(ShuttingDownError)
+    .addError(StoreUnavailableError)
+    .addError(UnavailableError)
+    .addError(TimeoutError)
+
 export class ChatGroup extends HttpApiGroup.make("chat")
   .add(
-    HttpApiEndpoint.post("create", "/v1/chat/completions")
-      .setPayload(ChatCompletionRequest)
-      .addSuccess(ChatCompletion)
-      .addError(InvalidRequestError)
-      .addError(UpstreamRejected)
-      .addError(ModelNotFoundError)
-      .addError(UpstreamNotFound)
-      .addError(LengthRequiredError)
-      .addError(TooLargeError)
-      .addError(RateLimitedByKey)
-      .addError(InternalErrorResponse)
-      .addError(BadGatewayError)
-      .addError(ShuttingDownError)
-      .addError(StoreUnavailableError)
-      .addError(UnavailableError)
-      .addError(TimeoutError)
+    withCoreErrors(HttpApiEndpoint.post("create", "/v1/chat/completions").setPayload(ChatCompletionRequest).addSuccess(ChatCompletion))
       .annotate(OpenApi.Summary, "Create a chat completion")
       .annotate(
         OpenApi.Description,
@@ -194,22 +199,7 @@ export class ChatGroup extends HttpApiGroup.make("chat")
 /** `POST /v1/embeddings`: OpenAI's embeddings, through the same core and Router as chat. */
 export class EmbeddingsGroup extends HttpApiGroup.make("embeddings")
   .add(
-    HttpApiEndpoint.post("create", "/v1/embeddings")
-      .setPayload(EmbeddingRequest)
-      .addSuccess(CreateEmbeddingResponse)
-      .addError(InvalidRequestError)
-      .addError(UpstreamRejected)
-      .addError(ModelNotFoundError)
-      .addError(UpstreamNotFound)
-      .addError(LengthRequiredError)
-      .addError(TooLargeError)
-      .addError(RateLimitedByKey)
-      .addError(InternalErrorResponse)
-      .addError(BadGatewayError)
-      .addError(ShuttingDownError)
-      .addError(StoreUnavailableError)
-      .addError(UnavailableError)
-      .addError(TimeoutError)
+    withCoreErrors(HttpApiEndpoint.post("create", "/v1/embeddings").setPayload(EmbeddingRequest).addSuccess(CreateEmbeddingResponse))
       .annotate(OpenApi.Summary, "Create embeddings")
       .annotate(
         OpenApi.Description,
