@@ -10,8 +10,8 @@ import type { Store } from "../Governance/Store.js"
 import { promptTexts, Tokenizer } from "../Governance/Tokenizer.js"
 import type { Caller } from "../Http/Auth.js"
 import type { EmbeddingRequest } from "../OpenAi/Embeddings.js"
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage } from "../OpenAi/Schemas.js"
-import { pullOf, releaseOf } from "../Providers/ChunkSource.js"
+import type { ChatCompletion, ChatCompletionRequest, Usage } from "../OpenAi/Schemas.js"
+import { observed, pullOf, releaseOf } from "../Providers/ChunkSource.js"
 import type { ChunkSource } from "../Providers/ChunkSource.js"
 import type { ModelRegistry } from "../Router/Registry.js"
 import { Router } from "../Router/Router.js"
@@ -63,33 +63,14 @@ export class ChatCore extends Context.Tag("llm-proxy/ChatCore")<ChatCore, ChatCo
 const accountedSource = (source: ChunkSource, onEnd: (usage: Usage | undefined, delivered: DeliveredText) => void): ChunkSource => {
   let usage: Usage | undefined
   const delivered = new DeliveredText()
-  let ended = false
-  const end = () => {
-    if (ended) return
-    ended = true
-    onEnd(usage, delivered)
-  }
-  return {
-    poll: () => {
-      const take = source.poll()
-      if (Array.isArray(take)) {
-        for (const chunk of take as ReadonlyArray<ChatCompletionChunk>) {
-          if (chunk.usage != null) usage = chunk.usage
-          delivered.addChunk(chunk)
-        }
-      } else if (take !== undefined) end()
-      return take
+  return observed(
+    source,
+    (chunk) => {
+      if (chunk.usage != null) usage = chunk.usage
+      delivered.addChunk(chunk)
     },
-    onReady: source.onReady,
-    close: () => {
-      source.close()
-      end()
-    },
-    release: Effect.suspend(() => {
-      end()
-      return releaseOf(source)
-    })
-  }
+    () => onEnd(usage, delivered)
+  )
 }
 
 /** The same committed stream over another source (its Stream view derived from it). */

@@ -17,7 +17,7 @@ import type { TokenizerService } from "../Governance/Tokenizer.js"
 import { mayUse } from "../Http/Auth.js"
 import type { Caller } from "../Http/Auth.js"
 import type { ChatCompletionRequest } from "../OpenAi/Schemas.js"
-import { pullOf, releaseOf } from "../Providers/ChunkSource.js"
+import { observed, pullOf, releaseOf } from "../Providers/ChunkSource.js"
 import type { ChunkSource } from "../Providers/ChunkSource.js"
 import type { Deployment } from "../Router/Registry.js"
 import type { RoutedMessageStream, Router, Served } from "../Router/Router.js"
@@ -77,36 +77,17 @@ const accountedEvents = (
   // Output tokens are known only from message_delta: message_start's are a placeholder.
   let finished = false
   const delivered = new DeliveredText()
-  let ended = false
-  const end = () => {
-    if (ended) return
-    ended = true
-    onEnd(usage, finished, delivered)
-  }
-  return {
-    poll: () => {
-      const take = source.poll()
-      if (Array.isArray(take)) {
-        for (const event of take as ReadonlyArray<MessagesEvent>) {
-          if (event.usage !== undefined) {
-            usage = { ...usage, ...event.usage }
-            if (event.event === "message_delta" && isCount(event.usage.output_tokens)) finished = true
-          }
-          if (event.text !== undefined) delivered.add(event.text)
-        }
-      } else if (take !== undefined) end()
-      return take
+  return observed(
+    source,
+    (event) => {
+      if (event.usage !== undefined) {
+        usage = { ...usage, ...event.usage }
+        if (event.event === "message_delta" && isCount(event.usage.output_tokens)) finished = true
+      }
+      if (event.text !== undefined) delivered.add(event.text)
     },
-    onReady: source.onReady,
-    close: () => {
-      source.close()
-      end()
-    },
-    release: Effect.suspend(() => {
-      end()
-      return releaseOf(source)
-    })
-  }
+    () => onEnd(usage, finished, delivered)
+  )
 }
 
 /** The core's Messages operations over the gate, the Router and the Tokenizer. */

@@ -71,6 +71,37 @@ export const fromItems = <A>(items: ReadonlyArray<A>): ChunkSource<A> => {
 }
 
 /**
+ * The same source, with each item it gives seen by `onItem` and `onEnd` called once when the stream ends however it
+ * ends: read to its end, failed, or closed (the client left).
+ */
+export const observed = <A>(source: ChunkSource<A>, onItem: (item: A) => void, onEnd: () => void): ChunkSource<A> => {
+  let ended = false
+  const end = () => {
+    if (ended) return
+    ended = true
+    onEnd()
+  }
+  return {
+    poll: () => {
+      const take = source.poll()
+      if (take === undefined) return take
+      if (isBatch(take)) for (const item of take) onItem(item)
+      else end()
+      return take
+    },
+    onReady: source.onReady,
+    close: () => {
+      source.close()
+      end()
+    },
+    release: Effect.suspend(() => {
+      end()
+      return releaseOf(source)
+    })
+  }
+}
+
+/**
  * A source over an Effect pull (a provider that only implements `stream`, through `Stream.toPull`): each poll
  * with nothing ready starts one pull in a fiber. `close` interrupts it and closes `scope`.
  */
