@@ -11,7 +11,8 @@ import { ChatCore } from "../Core/Chat.js"
 import { currentRecord } from "../Core/RequestRecord.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import * as Metrics from "../Metrics.js"
-import type { ChatAnswer, MessagesAnswer } from "../Core/Chat.js"
+import type { AnswerHeaders, ChatAnswer, MessagesAnswer } from "../Core/Chat.js"
+import type { Served } from "../Router/Router.js"
 import { within } from "../Providers/Deadline.js"
 import { Forbidden, LimitsUnavailable, ModelNotFound, NotReady } from "../Errors.js"
 import { Store } from "../Governance/Store.js"
@@ -94,6 +95,33 @@ export const ModelsLive = HttpApiBuilder.group(Api, "models", (handlers) =>
   })
 )
 
+/**
+ * A committed stream's SSE frames as the response, for either dialect: its place in the active-streams gauge while
+ * it is written, and its time to first token at the first frame.
+ */
+const sseResponse = (body: Stream.Stream<Uint8Array>, routed: Served, headers: AnswerHeaders, record: RequestRecord | undefined) => {
+  let first = true
+  const timed = body.pipe(
+    Stream.tap(() =>
+      Effect.sync(() => {
+        if (!first) return
+        first = false
+        const now = performance.now()
+        if (record !== undefined) record.firstByteAt = now
+        Metrics.timeToFirstToken.update((now - (record?.arrivedAt ?? now)) / 1000, routed.deployment.name, String(routed.deployment.providerKind))
+      })
+    ),
+    (framed) =>
+      Stream.acquireRelease(Effect.sync(() => Metrics.streamsActive.add(1)), () => Effect.sync(() => Metrics.streamsActive.add(-1))).pipe(
+        Stream.flatMap(() => framed)
+      )
+  )
+  return HttpServerResponse.stream(timed, {
+    contentType: "text/event-stream",
+    headers: { ...headers, ...Sse.sseHeaders, ...routingHeaders(routed) }
+  })
+}
+
 export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
   Effect.gen(function* () {
     const core = yield* ChatCore
@@ -115,28 +143,7 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
         const bounded = routed.chunks.pipe(
           Stream.interruptWhen(within(Effect.never, deadline))
         )
-        const model = routed.deployment.name
-        const provider = String(routed.deployment.providerKind)
-        let first = true
-        const body = Sse.encode(bounded, { includeUsage, requestId: yield* RequestId, keepaliveMs: config.sseKeepaliveMs }).pipe(
-          Stream.tap(() =>
-            Effect.sync(() => {
-              if (!first) return
-              first = false
-              const now = performance.now()
-              if (record !== undefined) record.firstByteAt = now
-              Metrics.timeToFirstToken.update((now - (record?.arrivedAt ?? now)) / 1000, model, provider)
-            })
-          ),
-          (framed) =>
-            Stream.acquireRelease(Effect.sync(() => Metrics.streamsActive.add(1)), () => Effect.sync(() => Metrics.streamsActive.add(-1))).pipe(
-              Stream.flatMap(() => framed)
-            )
-        )
-        return HttpServerResponse.stream(body, {
-          contentType: "text/event-stream",
-          headers: { ...answer.headers, ...Sse.sseHeaders, ...routingHeaders(routed) }
-        })
+        return sseResponse(Sse.encode(bounded, { includeUsage, requestId: yield* RequestId, keepaliveMs: config.sseKeepaliveMs }), routed, answer.headers, record)
       })
 
     return handlers.handle("create", ({ payload }) =>
@@ -196,28 +203,7 @@ export const MessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>
         const routed = answer.stream
         yield* Effect.addFinalizer(() => Effect.sync(routed.source.close))
         const bounded = routed.events.pipe(Stream.interruptWhen(within(Effect.never, routed.deadline)))
-        const model = routed.deployment.name
-        const provider = String(routed.deployment.providerKind)
-        let first = true
-        const body = Sse.encodeFramed(bounded, messagesFraming, { requestId: yield* RequestId, keepaliveMs: config.sseKeepaliveMs }).pipe(
-          Stream.tap(() =>
-            Effect.sync(() => {
-              if (!first) return
-              first = false
-              const now = performance.now()
-              if (record !== undefined) record.firstByteAt = now
-              Metrics.timeToFirstToken.update((now - (record?.arrivedAt ?? now)) / 1000, model, provider)
-            })
-          ),
-          (framed) =>
-            Stream.acquireRelease(Effect.sync(() => Metrics.streamsActive.add(1)), () => Effect.sync(() => Metrics.streamsActive.add(-1))).pipe(
-              Stream.flatMap(() => framed)
-            )
-        )
-        return HttpServerResponse.stream(body, {
-          contentType: "text/event-stream",
-          headers: { ...answer.headers, ...Sse.sseHeaders, ...routingHeaders(routed) }
-        })
+        return sseResponse(Sse.encodeFramed(bounded, messagesFraming, { requestId: yield* RequestId, keepaliveMs: config.sseKeepaliveMs }), routed, answer.headers, record)
       })
 
     return handlers

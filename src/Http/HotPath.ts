@@ -15,7 +15,10 @@ import { ChatCore } from "../Core/Chat.js"
 import { currentRecord, newRecord } from "../Core/RequestRecord.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import * as Metrics from "../Metrics.js"
-import type { ChatAnswer, ChatFailure, MessagesAnswer } from "../Core/Chat.js"
+import type { AnswerHeaders, ChatAnswer, ChatFailure, MessagesAnswer } from "../Core/Chat.js"
+import type { ChunkSource } from "../Providers/ChunkSource.js"
+import type { Deadline } from "../Providers/Deadline.js"
+import type { Served } from "../Router/Router.js"
 import { InternalError, ShuttingDown, Unauthorized } from "../Errors.js"
 import { Tracing } from "../Tracing/Tracing.js"
 import { Authenticator } from "./Auth.js"
@@ -25,7 +28,8 @@ import { writeError } from "./Errors.js"
 import type { GatewayError } from "./Errors.js"
 import { countHeaders, countTokensPath, decodeCountTokensCall, decodeMessagesCall, messagesFraming, messagesPath, writeMessagesError } from "./Messages.js"
 import { Lifecycle } from "./Lifecycle.js"
-import { sseHeaders, writeFramed, writeSse } from "./Sse.js"
+import { chatFraming, sseHeaders, writeFramed } from "./Sse.js"
+import type { Framing } from "./Sse.js"
 
 /** The path this module serves. */
 export const chatPath = "/v1/chat/completions"
@@ -127,17 +131,26 @@ export const make = Effect.gen(function* () {
     write(response, new InternalError({ requestId }))
   }
 
-  const answered = (answer: ChatAnswer, includeUsage: boolean, response: ServerResponse, requestId: string, record: RequestRecord) => {
-    if (answer._tag === "Completion") return writeJson(response, answer.completion, { ...answer.headers, ...routingHeaders(answer.served) })
-    const routed = answer.stream
+  /**
+   * Writes a committed stream of either dialect: its head, its place in the active-streams gauge, its frames by
+   * `framing` (keepalives on silence, the deadline, the drain's end), and its time to first token.
+   */
+  const writeStream = <A>(
+    routed: { readonly source: ChunkSource<A>; readonly deadline: Deadline } & Served,
+    framing: Framing<A>,
+    headers: AnswerHeaders,
+    response: ServerResponse,
+    requestId: string,
+    record: RequestRecord
+  ) => {
     if (response.destroyed) return routed.source.close()
-    response.writeHead(200, { ...answer.headers, ...sseHeaders, ...routingHeaders(routed), "content-type": "text/event-stream" })
+    response.writeHead(200, { ...headers, ...sseHeaders, ...routingHeaders(routed), "content-type": "text/event-stream" })
     Metrics.streamsActive.add(1)
     response.once("close", () => Metrics.streamsActive.add(-1))
-    writeSse(
+    writeFramed(
       routed.source,
+      framing,
       {
-        includeUsage,
         requestId,
         logDefect: (cause) => logDefect(cause, requestId),
         onTerminate: lifecycle.onTerminate,
@@ -150,6 +163,11 @@ export const make = Effect.gen(function* () {
       },
       response
     )
+  }
+
+  const answered = (answer: ChatAnswer, includeUsage: boolean, response: ServerResponse, requestId: string, record: RequestRecord) => {
+    if (answer._tag === "Completion") return writeJson(response, answer.completion, { ...answer.headers, ...routingHeaders(answer.served) })
+    writeStream(answer.stream, chatFraming(includeUsage), answer.headers, response, requestId, record)
   }
 
   /**
@@ -205,27 +223,7 @@ export const make = Effect.gen(function* () {
   /** A Messages answer: the message as JSON, or its events as SSE (`ping` on silence, an `error` event on failure). */
   const messagesAnswered = (value: MessagesAnswer, response: ServerResponse, requestId: string, record: RequestRecord) => {
     if (value._tag === "Message") return writeJson(response, value.answer.message, { ...value.headers, ...routingHeaders(value.served) })
-    const routed = value.stream
-    if (response.destroyed) return routed.source.close()
-    response.writeHead(200, { ...value.headers, ...sseHeaders, ...routingHeaders(routed), "content-type": "text/event-stream" })
-    Metrics.streamsActive.add(1)
-    response.once("close", () => Metrics.streamsActive.add(-1))
-    writeFramed(
-      routed.source,
-      messagesFraming,
-      {
-        requestId,
-        logDefect: (cause) => logDefect(cause, requestId),
-        onTerminate: lifecycle.onTerminate,
-        deadline: routed.deadline,
-        keepalive: { everyMs: config.sseKeepaliveMs, timer: routed.deadline.timer },
-        onFirstWrite: () => {
-          record.firstByteAt = performance.now()
-          Metrics.timeToFirstToken.update((record.firstByteAt - record.arrivedAt) / 1000, routed.deployment.name, String(routed.deployment.providerKind))
-        }
-      },
-      response
-    )
+    writeStream(value.stream, messagesFraming, value.headers, response, requestId, record)
   }
 
   const answerMessages = (route: Route, text: string, request: IncomingMessage, response: ServerResponse, requestId: string, caller: Caller, record: RequestRecord) => {
