@@ -168,15 +168,18 @@ export class MessagesAuthentication extends HttpApiMiddleware.Tag<MessagesAuthen
   }
 }) {}
 
-/** The middleware over the Authenticator: either header is checked, whichever scheme the platform tries first. */
+/** Checks the current request's headers with the Authenticator: its caller, or the 401 of the middleware it serves. */
+const checkerOf = (authenticator: AuthenticatorService) => () =>
+  Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+    const outcome = authenticator.authenticate(request.headers)
+    return outcome instanceof Unauthorized ? Effect.fail(outcome) : Effect.succeed(outcome)
+  })
+
+/** The middleware over the Authenticator: any of the headers is checked, whichever scheme the platform tries first. */
 export const middlewareLayer: Layer.Layer<Authentication, never, Authenticator> = Layer.effect(
   Authentication,
   Effect.map(Authenticator, (authenticator) => {
-    const checkRequest = () =>
-      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-        const outcome = authenticator.authenticate(request.headers)
-        return outcome instanceof Unauthorized ? Effect.fail(outcome) : Effect.succeed(outcome)
-      })
+    const checkRequest = checkerOf(authenticator)
     return { internalKey: checkRequest, bearer: checkRequest, apiKey: checkRequest }
   })
 )
@@ -185,11 +188,7 @@ export const middlewareLayer: Layer.Layer<Authentication, never, Authenticator> 
 export const messagesMiddlewareLayer: Layer.Layer<MessagesAuthentication, never, Authenticator> = Layer.effect(
   MessagesAuthentication,
   Effect.map(Authenticator, (authenticator) => {
-    const checkRequest = () =>
-      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
-        const outcome = authenticator.authenticate(request.headers)
-        return outcome instanceof Unauthorized ? Effect.fail(outcome) : Effect.succeed(outcome)
-      })
+    const checkRequest = checkerOf(authenticator)
     return { internalKey: checkRequest, bearer: checkRequest, apiKey: checkRequest }
   })
 )
