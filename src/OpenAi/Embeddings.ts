@@ -239,6 +239,19 @@ export const embeddingUsageOf = (value: unknown): EmbeddingUsage | undefined => 
 }
 
 /**
+ * What is wrong with an answer's vectors as a whole, or `undefined`: one answer's vectors all have the same length,
+ * and that is `dimensions` when the request asked for it (a vector store refuses anything else).
+ */
+export const vectorsProblem = (vectors: ReadonlyArray<Vector>, dimensions: number | undefined): string | undefined => {
+  const length = vectors[0]?.length
+  if (length === undefined) return undefined
+  for (let index = 1; index < vectors.length; index++) {
+    if (vectors[index]!.length !== length) return `embeddings of different lengths (${length} and ${vectors[index]!.length})`
+  }
+  return dimensions !== undefined && length !== dimensions ? `embeddings of ${length} dimensions where ${dimensions} were asked for` : undefined
+}
+
+/**
  * An OpenAI-compatible answer to an embeddings request of `inputs` inputs: exactly one valid vector per input, each
  * `index` once (the answer may list them in any order), or what is wrong with it. Usage is kept when its counts
  * are counts.

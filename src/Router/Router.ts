@@ -13,6 +13,7 @@ import type { CountTokensCall, MessageAnswer, MessagesCall, MessagesEvent, Nativ
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import { ModelNotFound } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
+import { vectorsProblem } from "../OpenAi/Embeddings.js"
 import type { EmbeddingRequest, Embeddings } from "../OpenAi/Embeddings.js"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
 import { pullOf, releaseOf, StreamDefect } from "../Providers/ChunkSource.js"
@@ -493,7 +494,13 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
   const embed = (request: EmbeddingRequest, record?: RequestRecord) =>
     Effect.map(
       route(request.model, record, undefined, (deployment, remainingMs) =>
-        deployment.provider.embed(forDeployment(request, deployment), deadlineIn(remainingMs, requestTimeout))
+        Effect.flatMap(deployment.provider.embed(forDeployment(request, deployment), deadlineIn(remainingMs, requestTimeout)), (embeddings) => {
+          // Checked here, for every provider: an answer a vector store would refuse is malformed (and worth a fallback).
+          const problem = vectorsProblem(embeddings.vectors, request.dimensions)
+          if (problem === undefined) return Effect.succeed(embeddings)
+          const provider = String(deployment.providerKind)
+          return Effect.fail(new ProviderError({ reason: "MalformedResponse", message: `${provider} upstream sent ${problem}`, provider }))
+        })
       ),
       (result) => ({ embeddings: result.value, deployment: result.deployment, attempts: result.attempts })
     )

@@ -227,6 +227,15 @@ describe("embeddings through an OpenAI-compatible upstream", () => {
         const answer = yield* postEmbeddings(gateway.baseUrl, { model: "embed", input: "x" })
         expectEnvelope(answer, 502, "upstream_malformed_response")
       }
+      // Vectors a vector store would refuse: of different lengths in one answer, or not the dimensions asked for.
+      openai.setScript([OpenAi.embeddings([[1, 2, 3], [1, 2]])])
+      const ragged = expectEnvelope(yield* postEmbeddings(gateway.baseUrl, { model: "embed", input: ["a", "b"] }), 502, "upstream_malformed_response")
+      expect(ragged.message).toContain("different lengths (3 and 2)")
+      openai.setScript([OpenAi.embeddings([[1, 2, 3]])])
+      const ignored = expectEnvelope(yield* postEmbeddings(gateway.baseUrl, { model: "embed", input: "a", dimensions: 2 }), 502, "upstream_malformed_response")
+      expect(ignored.message).toContain("3 dimensions where 2 were asked for")
+      openai.setScript([OpenAi.embeddings([[1, 2]])])
+      expect((yield* postEmbeddings(gateway.baseUrl, { model: "embed", input: "a", dimensions: 2 })).status).toBe(200)
       openai.setScript((call) => (call.index % 2 === 0 ? OpenAi.error(503, "busy", { type: "server_error" }) : openAiEmbeddings(call)))
       const before = openai.calls.length
       const retried = yield* postEmbeddings(gateway.baseUrl, { model: "embed", input: "x" })
