@@ -5,7 +5,7 @@
  * the token metrics). A refused or failed request still counts as one. Chat (Chat.ts) and embeddings
  * (Embeddings.ts) differ only in what they route and what they count; they meet the store only here.
  */
-import { Cause, Data, Effect, Runtime } from "effect"
+import { Cause, Data, Effect, Fiber, Runtime } from "effect"
 import { LimitExceeded, LimitsUnavailable, ModelNotFound } from "../Errors.js"
 import type { Admission, StoreError, WindowFigure, WindowFigures } from "../Governance/Store.js"
 import { leaseRenewMs, Store } from "../Governance/Store.js"
@@ -126,6 +126,9 @@ const spendOf = (deployment: Deployment | undefined, prompt: number, completion:
     ? 0
     : (prompt * deployment.price.input_per_mtok + completion * deployment.price.output_per_mtok) / 1_000_000
 
+/** How long the gate's scope waits, when it closes, for token counts still running. */
+const countFlushMs = 2_000
+
 /** Logs a store failure at most once per this many milliseconds (a store that is down fails every request). */
 const storeLogIntervalMs = 10_000
 
@@ -148,6 +151,12 @@ export const make = Effect.gen(function* () {
     })
   // Ended requests reach the store in batches, in the background: an answer never waits for the store.
   const usage = yield* UsageWriter.make(storeFailed("finish"))
+  // Requests whose tokens are still being counted: when the scope closes (shutdown, after the drain) they are awaited
+  // before the usage writer's last batch and before the tokenizer stops, so their usage keeps its tokens.
+  const counting = new Set<Fiber.RuntimeFiber<void>>()
+  yield* Effect.addFinalizer(() =>
+    Effect.suspend(() => Fiber.awaitAll([...counting])).pipe(Effect.timeout(countFlushMs), Effect.ignore)
+  )
 
   /** A finished request's tokens: in its record, and (streams) its time per output token. */
   const noteTokens = (record: RequestRecord | undefined, deployment: Deployment, prompt: number, completion: number, endedAt?: number) => {
@@ -209,7 +218,7 @@ export const make = Effect.gen(function* () {
       estimatedCompletionTokens = 0
     ) => {
       if (!settle()) return
-      runFork(
+      const fiber = runFork(
         tokenizer.count([...prompt.texts, completionTexts.join("")]).pipe(
           Effect.map((counts) => {
             const completionTokens = (counts.at(-1) ?? 0) + estimatedCompletionTokens
@@ -229,6 +238,8 @@ export const make = Effect.gen(function* () {
           })
         )
       )
+      counting.add(fiber)
+      fiber.addObserver(() => counting.delete(fiber))
     }
     return { caller, model, record, headers, finish, finishCounted }
   }
