@@ -175,7 +175,7 @@ const checkerOf = (authenticator: AuthenticatorService) => () =>
     return outcome instanceof Unauthorized ? Effect.fail(outcome) : Effect.succeed(outcome)
   })
 
-/** The middleware over the Authenticator: any of the headers is checked, whichever scheme the platform tries first. */
+/** The middleware over the Authenticator: each of the headers is checked, whichever scheme the platform tries first. */
 export const middlewareLayer: Layer.Layer<Authentication, never, Authenticator> = Layer.effect(
   Authentication,
   Effect.map(Authenticator, (authenticator) => {
