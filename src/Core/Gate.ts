@@ -66,6 +66,11 @@ export interface Pass {
     endedAt?: number,
     estimatedCompletionTokens?: number
   ) => void
+  /**
+   * The request was answered from the response cache: it counts as a request (its rpm was taken at admission) with
+   * no tokens and no spend, and its lease is released. Once, like `finish`.
+   */
+  readonly finishCached: () => void
 }
 
 /** The gate. */
@@ -230,7 +235,15 @@ export const make = Effect.gen(function* () {
         )
       )
     }
-    return { caller, model, record, headers, finish, finishCounted }
+    const finishCached = () => {
+      if (!settle()) return
+      if (record !== undefined) {
+        record.promptTokens = 0
+        record.completionTokens = 0
+      }
+      recordRequest(lease, caller, model)
+    }
+    return { caller, model, record, headers, finish, finishCounted, finishCached }
   }
 
   /**

@@ -3,6 +3,7 @@
  * `HttpServerResponse` itself, as embeddings do with their JSON; failures are rendered through the error table.
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect, FiberRef, Layer, Stream } from "effect"
 import { ProxyConfig } from "../Config.js"
@@ -25,7 +26,7 @@ import { Api } from "./Api.js"
 import { errorResponse } from "./Errors.js"
 import { CurrentCaller, mayUse } from "./Auth.js"
 import type { Caller } from "./Auth.js"
-import { routingHeaders } from "./Edge.js"
+import { headerOf, routingHeaders } from "./Edge.js"
 import { Lifecycle } from "./Lifecycle.js"
 import { RequestId } from "./RequestId.js"
 import * as Sse from "./Sse.js"
@@ -141,7 +142,8 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
       Effect.gen(function* () {
         const caller = yield* CurrentCaller
         const record = yield* FiberRef.get(currentRecord)
-        const answer = yield* core.chat(payload, caller, record)
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const answer = yield* core.chat(payload, caller, record, { cacheControl: headerOf(request.headers, "cache-control") })
         return yield* respond(answer, payload.stream === true && payload.stream_options?.include_usage === true, record)
       }).pipe(
         Effect.catchAll((failure) => Effect.succeed(errorResponse(failure.error, failure.headers)))

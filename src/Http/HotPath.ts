@@ -20,7 +20,7 @@ import { InternalError, ShuttingDown, Unauthorized } from "../Errors.js"
 import { Tracing } from "../Tracing/Tracing.js"
 import { Authenticator } from "./Auth.js"
 import type { Caller } from "./Auth.js"
-import { accessFields, bodyProblem, decodeChatRequest, hostProblem, pathOf, requestIdOf, routingHeaders } from "./Edge.js"
+import { accessFields, bodyProblem, decodeChatRequest, headerOf, hostProblem, pathOf, requestIdOf, routingHeaders } from "./Edge.js"
 import { writeError } from "./Errors.js"
 import { Lifecycle } from "./Lifecycle.js"
 import { sseHeaders, writeSse } from "./Sse.js"
@@ -145,12 +145,13 @@ export const make = Effect.gen(function* () {
     )
   }
 
-  const answer = (text: string, response: ServerResponse, requestId: string, caller: Caller, record: RequestRecord) => {
+  const answer = (text: string, request: IncomingMessage, response: ServerResponse, requestId: string, caller: Caller, record: RequestRecord) => {
     const decoded = decodeChatRequest(text)
     if (decoded._tag === "Left") return writeError(response, decoded.left)
     const chat = decoded.right
     const includeUsage = chat.stream === true && chat.stream_options?.include_usage === true
-    const fiber = runChat(withRequestId(core.chat(chat, caller, record), requestId), record)
+    const cacheControl = headerOf(request.headers, "cache-control")
+    const fiber = runChat(withRequestId(core.chat(chat, caller, record, cacheControl === undefined ? undefined : { cacheControl }), requestId), record)
     const onClose = () => {
       if (!response.writableEnded) fiber.unsafeInterruptAsFork(fiber.id())
     }
@@ -200,7 +201,7 @@ export const make = Effect.gen(function* () {
       }
       readBody(request, (text) => {
         try {
-          answer(text, response, requestId, caller, record)
+          answer(text, request, response, requestId, caller, record)
         } catch (thrown) {
           logDefect(Cause.die(thrown), requestId)
           writeError(response, new InternalError({ requestId }))
