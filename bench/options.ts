@@ -17,6 +17,8 @@ export interface Options {
   readonly governance: boolean
   /** `--tracing`: the proxy with tracing off and on (always_on, to a local OTLP receiver), interleaved (bench/tracing.ts). */
   readonly tracing: boolean
+  /** `--cache`: the response cache off, enabled with misses only, and hits (bench/cache.ts). */
+  readonly cache: boolean
   /** The Redis of the keyed-Redis scenario (`--redis-url`, default redis://127.0.0.1:6379). */
   readonly redisUrl: string
   /** `--against REF`: this proxy beside the one built from another commit, in alternating slices (bench/compare.ts). */
@@ -36,6 +38,8 @@ const usage = `usage: npm run bench -- [options]
                        Redis, and with WORKERS=2, against the keyless proxy (a second table)
   --tracing            also measure the proxy with OpenTelemetry tracing off and on (every request sampled,
                        exported over OTLP/HTTP to a local receiver), interleaved (a third table)
+  --cache              also measure the response cache: a model without it, the same with it and every request a
+                       miss, and every request a hit, interleaved (a table of its own)
   --against REF        also measure this proxy beside the proxy built from git REF (a temporary worktree),
                        non-stream and streamed at c=50 in alternating slices, with the per-pair CPU ratio
   --redis-url URL      the Redis of --governance (default redis://127.0.0.1:6379); the bench writes under a
@@ -56,7 +60,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`${name} must be a positive number, got "${text}"`)
     return parsed
   }
-  const known = new Set(["--peer", "--duration", "--repeats", "--quick", "--only", "--profile", "--probe-count", "--no-build", "--governance", "--tracing", "--redis-url", "--against", "--help", "-h"])
+  const known = new Set(["--peer", "--duration", "--repeats", "--quick", "--only", "--profile", "--probe-count", "--no-build", "--governance", "--tracing", "--cache", "--redis-url", "--against", "--help", "-h"])
   for (const arg of argv) {
     if (arg.startsWith("-") && !known.has(arg)) throw new Error(`unknown option ${arg}\n${usage}`)
   }
@@ -81,6 +85,8 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
   }
   const governance = argv.includes("--governance")
   const tracing = argv.includes("--tracing")
+  const cache = argv.includes("--cache")
+  if (cache && !only.has("proxy")) throw new Error("--cache measures the proxy: leave proxy in --only")
   if (tracing && !only.has("proxy")) throw new Error("--tracing measures the proxy: leave proxy in --only")
   if (governance && !only.has("proxy")) throw new Error("--governance measures the proxy: leave proxy in --only")
   const against = value("--against")
@@ -99,6 +105,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     quick,
     governance,
     tracing,
+    cache,
     redisUrl: value("--redis-url") ?? "redis://127.0.0.1:6379",
     against
   }

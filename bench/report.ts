@@ -5,6 +5,8 @@ import { availableParallelism, cpus, release, totalmem } from "node:os"
 import { join } from "node:path"
 import { governanceRows, governanceTable } from "./governance.js"
 import type { GovernanceReport } from "./governance.js"
+import { cacheTable } from "./cache.js"
+import type { CacheReport } from "./cache.js"
 import { tracingTable } from "./tracing.js"
 import type { TracingReport } from "./tracing.js"
 import { failures } from "./measure.js"
@@ -220,10 +222,12 @@ export interface BenchOutcome {
   readonly governance?: GovernanceReport | undefined
   /** `--tracing` only. */
   readonly tracing?: TracingReport | undefined
+  /** `--cache` only. */
+  readonly cache?: CacheReport | undefined
 }
 
 /** Prints the table (and which targets failed or ran disturbed) and writes it, with every sample, to bench/results. */
-export const publishReport = ({ options, machine, started, reports, profile, governance, tracing }: BenchOutcome): void => {
+export const publishReport = ({ options, machine, started, reports, profile, governance, tracing, cache }: BenchOutcome): void => {
   const rows = buildRows(reports)
   const shown = new Set(targetOrder.filter((name) => reports[name] !== undefined && reports[name]?.error === undefined))
   const table = renderTable(rows, shown)
@@ -281,7 +285,8 @@ export const publishReport = ({ options, machine, started, reports, profile, gov
         table,
         profile,
         ...(governance === undefined ? {} : { governance: { ...governance, rows: governanceRowList, table: secondTable } }),
-        ...(tracing === undefined ? {} : { tracing: { ...tracing, table: tracingTable(tracing) } })
+        ...(tracing === undefined ? {} : { tracing: { ...tracing, table: tracingTable(tracing) } }),
+        ...(cache === undefined ? {} : { cache: { ...cache, table: cacheTable(cache) } })
       },
       (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value),
       2

@@ -121,12 +121,22 @@ export const make = Effect.gen(function* () {
   const cache = yield* Cache.make
   const registry = yield* ModelRegistry
 
+  /** The answer's headers, with `x-llm-proxy-hedged` when hedges ran (whose cancelled attempts the pass counts). */
+  const hedgedHeaders = (pass: Pass, served: Served) => {
+    const hedge = served.hedge
+    if (hedge === undefined) return pass.headers
+    pass.cancelledAttempts(hedge.cancelled)
+    if (pass.record !== undefined) pass.record.hedgeWinner = hedge.wonBy
+    return { ...pass.headers, "x-llm-proxy-hedged": `won-by-${hedge.wonBy}` }
+  }
+
   /** A routed chat request, accounted through its pass when its answer is over. */
   const serve = (request: ChatCompletionRequest, pass: Pass) => {
-    const { headers, record } = pass
+    const { record } = pass
     if (request.stream === true) {
       return Effect.map(router.stream(withUsageAsked(request), record), (routed): ChatAnswer => {
         noteServed(record, routed)
+        const headers = hedgedHeaders(pass, routed)
         const source = accountedSource(routed.source, (usage, delivered) => {
           const endedAt = performance.now()
           if (usage !== undefined) pass.finish(routed.deployment, usage, endedAt)
@@ -137,6 +147,7 @@ export const make = Effect.gen(function* () {
     }
     return Effect.map(router.complete(request, record), (routed): ChatAnswer => {
       noteServed(record, routed)
+      const headers = hedgedHeaders(pass, routed)
       const { completion, deployment } = routed
       if (completion.usage !== undefined) pass.finish(deployment, completion.usage)
       else pass.finishCounted(deployment, promptTexts(request), completionTexts(completion))
