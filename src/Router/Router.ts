@@ -190,7 +190,10 @@ const tracedAttempts = (
   return (deployment, number, retry, effect) => {
     const span = tracing.startAttempt(parent, { deployment, request, number, retry, keyId: record.keyId })
     record.attemptSpan = span
-    return tracing.within(span, effect)
+    // Hedged attempts run side by side: the one that answers names its own span again, for `completed` / `streaming`.
+    return Effect.tap(tracing.within(span, effect), () => {
+      record.attemptSpan = span
+    })
   }
 }
 
@@ -301,6 +304,7 @@ interface HedgedFound<A> extends Found<A> {
  * its log annotations), started by the Timer (the TestClock in tests); interrupting the request interrupts them.
  */
 const hedgedRace = <A>(
+  model: string,
   lanes: number,
   afterMs: number,
   timer: TimerService,
@@ -340,13 +344,17 @@ const hedgedRace = <A>(
               Metrics.upstreamAttempts.update(1, deployment.name, String(deployment.providerKind), "cancelled")
             })
             const hedge = started > 1 ? { wonBy: lane + 1, started, cancelled } : undefined
+            if (hedge !== undefined) Metrics.hedges.update(1, model, `won-by-${hedge.wonBy}`)
             return settle(Effect.succeed({ ...exit.value, hedge }), lane)
           }
           if (settled) return
           failed++
           const failure = Cause.failureOption(exit.cause)
           const callersFault = failure._tag === "Some" && !isFallbackWorthy(failure.value)
-          if (callersFault || failed === fibers.length) settle(Effect.failCause(exit.cause), -1)
+          if (callersFault || failed === fibers.length) {
+            if (fibers.length > 1) Metrics.hedges.update(1, model, "failed")
+            settle(Effect.failCause(exit.cause), -1)
+          }
         })
       }
       const hedgeLater = () => {
@@ -486,18 +494,13 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
           return shift === 0 ? candidates : [...candidates.slice(shift, own), ...candidates.slice(0, shift), ...candidates.slice(own)]
         }
         return hedgedRace(
+          name,
           1 + hedge.max,
           hedge.after_ms,
           timer,
           (lane, inFlight) => firstSuccess(laneCandidates(lane), settings, deadline, cooldowns, timer, bounded, record, traced, shared, inFlight),
           discard
-        ).pipe(
-          Effect.map((result) => {
-            if (result.hedge !== undefined) Metrics.hedges.update(1, name, `won-by-${result.hedge.wonBy}`)
-            return { ...result, attempts: shared.attempts, deadline }
-          }),
-          Effect.tapErrorCause(() => Effect.sync(() => Metrics.hedges.update(1, name, "failed")))
-        )
+        ).pipe(Effect.map((result) => ({ ...result, attempts: shared.attempts, deadline })))
       })
     })
 

@@ -14,6 +14,10 @@ import { layerStatic } from "../../src/Router/Registry.js"
 import type { StaticDeployment } from "../../src/Router/Registry.js"
 import * as RouterModule from "../../src/Router/Router.js"
 import * as Timer from "../../src/Timer.js"
+import * as Metrics from "../../src/Metrics.js"
+
+/** llm_proxy_hedges_total{model="m",outcome} now. */
+const hedgesCounted = (outcome: string) => Metrics.hedges.series.get(`m\u0000${outcome}`)?.value ?? 0
 
 const request: ChatCompletionRequest = { model: "m", messages: [{ role: "user", content: "hi" }] }
 
@@ -155,6 +159,7 @@ describe("hedged requests (TestClock)", () => {
           const result = yield* Fiber.join(fiber)
           expect(result.completion.choices[0]?.message.content).toBe("c")
           expect(result.hedge).toMatchObject({ wonBy: 3, started: 3 })
+          expect(hedgesCounted("won-by-3")).toBeGreaterThanOrEqual(1)
           expect(result.hedge?.cancelled).toHaveLength(2)
           expect(only.interrupted.count).toBe(2)
           // no further hedge after max
@@ -184,6 +189,7 @@ describe("hedged requests (TestClock)", () => {
 
   it.effect("a caller's own mistake in any attempt ends the request at once; every attempt failing ends it too", () =>
     Effect.gen(function* () {
+      const failedBefore = hedgesCounted("failed")
       const slow = fake([{ answer: "slow" }])
       const refusing = fake([fail("InvalidRequest")])
       yield* withRouter(ordered([slow, refusing], { after_ms: 200, max: 1 }), (router) =>
@@ -193,6 +199,7 @@ describe("hedged requests (TestClock)", () => {
           const error = yield* Fiber.join(fiber)
           expect(error._tag === "ProviderError" && error.reason).toBe("InvalidRequest")
           expect(slow.interrupted.count).toBe(1)
+          expect(hedgesCounted("failed")).toBe(failedBefore + 1)
         })
       )
       const down = fake([fail("Unavailable")])
@@ -204,6 +211,8 @@ describe("hedged requests (TestClock)", () => {
           const error = yield* Fiber.join(fiber)
           expect(error._tag === "ProviderError" && error.reason).toBe("Unavailable")
           expect(down.calls).toHaveLength(1)
+          // no hedge ran: nothing counted as a hedged request
+          expect(hedgesCounted("failed")).toBe(failedBefore + 1)
         })
       )
     }))
