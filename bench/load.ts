@@ -59,8 +59,8 @@ const runLoad = (job: LoadJob): Promise<JobResult> =>
         timeout: 30,
         // autocannon's own idReplacement keeps the template's content-length: each body is built here instead.
         ...(job.uniqueBodies === true ? { requests: [{ setupRequest: uniqueBody(job.body) }] } : {}),
-        ...(job.expectSseDone === true
-          ? { verifyBody: (body: unknown) => (typeof body === "string" ? body : String(body)).includes("data: [DONE]") }
+        ...(job.expectSseDone === true || job.expectSseText !== undefined
+          ? { verifyBody: (body: unknown) => (typeof body === "string" ? body : String(body)).includes(job.expectSseText ?? "data: [DONE]") }
           : {})
       },
       (error: unknown, result: autocannon.Result) => {

@@ -19,6 +19,8 @@ export interface Options {
   readonly tracing: boolean
   /** `--cache`: the response cache off, enabled with misses only, and hits (bench/cache.ts). */
   readonly cache: boolean
+  /** POST /v1/messages beside /v1/chat/completions (bench/messages.ts); on whenever the proxy is measured, off with `--no-messages`. */
+  readonly messages: boolean
   /** The Redis of the keyed-Redis scenario (`--redis-url`, default redis://127.0.0.1:6379). */
   readonly redisUrl: string
   /** `--against REF`: this proxy beside the one built from another commit, in alternating slices (bench/compare.ts). */
@@ -36,6 +38,7 @@ const usage = `usage: npm run bench -- [options]
   --no-build           use the existing dist/ instead of running npm run build
   --governance         also measure the proxy with a key (rpm + tpm + max_parallel) on the memory store and on
                        Redis, and with WORKERS=2, against the keyless proxy (a second table)
+  --no-messages        leave out the /v1/messages beside /v1/chat/completions table (bench/messages.ts)
   --tracing            also measure the proxy with OpenTelemetry tracing off and on (every request sampled,
                        exported over OTLP/HTTP to a local receiver), interleaved (a third table)
   --cache              also measure the response cache: a model without it, the same with it and every request a
@@ -60,7 +63,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`${name} must be a positive number, got "${text}"`)
     return parsed
   }
-  const known = new Set(["--peer", "--duration", "--repeats", "--quick", "--only", "--profile", "--probe-count", "--no-build", "--governance", "--tracing", "--cache", "--redis-url", "--against", "--help", "-h"])
+  const known = new Set(["--peer", "--duration", "--repeats", "--quick", "--only", "--profile", "--probe-count", "--no-build", "--governance", "--tracing", "--cache", "--redis-url", "--no-messages", "--against", "--help", "-h"])
   for (const arg of argv) {
     if (arg.startsWith("-") && !known.has(arg)) throw new Error(`unknown option ${arg}\n${usage}`)
   }
@@ -106,6 +109,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     governance,
     tracing,
     cache,
+    messages: only.has("proxy") && !argv.includes("--no-messages"),
     redisUrl: value("--redis-url") ?? "redis://127.0.0.1:6379",
     against
   }

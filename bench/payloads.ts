@@ -5,6 +5,10 @@ export const tinyMessages = [{ role: "user", content: "Say hello." }]
 export const chatBody = (model: string, stream: boolean): string =>
   JSON.stringify({ model, messages: tinyMessages, stream, max_tokens: 32 })
 
+/** The same request in Anthropic's Messages dialect. */
+export const messagesBody = (model: string, stream: boolean): string =>
+  JSON.stringify({ model, messages: tinyMessages, stream, max_tokens: 32 })
+
 const words = [
   "gateway", "latency", "token", "stream", "request", "upstream", "provider", "benchmark", "throughput", "model",
   "deployment", "router", "fallback", "retry", "timeout", "header", "payload", "schema", "encode", "decode",

@@ -14,6 +14,8 @@ export interface LoadJob extends HttpTarget {
   readonly durationS: number
   /** Count a 2xx response whose body lacks `data: [DONE]` as a mismatch (a stream that broke off). */
   readonly expectSseDone?: boolean
+  /** Count a 2xx response whose body lacks this text as a mismatch (another dialect's end of stream). */
+  readonly expectSseText?: string
   /** Return how many responses had each status code (`statuses`), e.g. to tell 429s from other failures. */
   readonly countStatuses?: boolean
   /** Replace every `[<id>]` in the body with a fresh id per request (built per request): no two alike. */

@@ -7,6 +7,8 @@ import { governanceRows, governanceTable } from "./governance.js"
 import type { GovernanceReport } from "./governance.js"
 import { cacheTable } from "./cache.js"
 import type { CacheReport } from "./cache.js"
+import { messagesTable } from "./messages.js"
+import type { MessagesReport } from "./messages.js"
 import { tracingTable } from "./tracing.js"
 import type { TracingReport } from "./tracing.js"
 import { failures } from "./measure.js"
@@ -224,10 +226,12 @@ export interface BenchOutcome {
   readonly tracing?: TracingReport | undefined
   /** `--cache` only. */
   readonly cache?: CacheReport | undefined
+  /** Whenever the proxy is measured, unless `--no-messages`. */
+  readonly messages?: MessagesReport | undefined
 }
 
 /** Prints the table (and which targets failed or ran disturbed) and writes it, with every sample, to bench/results. */
-export const publishReport = ({ options, machine, started, reports, profile, governance, tracing, cache }: BenchOutcome): void => {
+export const publishReport = ({ options, machine, started, reports, profile, governance, tracing, cache, messages }: BenchOutcome): void => {
   const rows = buildRows(reports)
   const shown = new Set(targetOrder.filter((name) => reports[name] !== undefined && reports[name]?.error === undefined))
   const table = renderTable(rows, shown)
@@ -247,6 +251,10 @@ export const publishReport = ({ options, machine, started, reports, profile, gov
   if (governance !== undefined && secondTable !== undefined) {
     console.log(`\n### governance (--governance): llm-proxy with a key, on Redis, with WORKERS=2\n\n${secondTable}`)
     for (const [part, error] of Object.entries(governance.errors)) console.log(`\ngovernance ${part} FAILED: ${error}`)
+  }
+  if (messages !== undefined) {
+    console.log(`\n### messages: POST /v1/messages beside POST /v1/chat/completions (medians)\n\n${messagesTable(messages)}`)
+    for (const error of messages.errors) console.log(`\nmessages FAILED: ${error}`)
   }
   if (tracing !== undefined) {
     console.log(`\n### tracing (--tracing): llm-proxy with OpenTelemetry tracing off and on (always_on)\n\n${tracingTable(tracing)}`)
@@ -286,7 +294,8 @@ export const publishReport = ({ options, machine, started, reports, profile, gov
         profile,
         ...(governance === undefined ? {} : { governance: { ...governance, rows: governanceRowList, table: secondTable } }),
         ...(tracing === undefined ? {} : { tracing: { ...tracing, table: tracingTable(tracing) } }),
-        ...(cache === undefined ? {} : { cache: { ...cache, table: cacheTable(cache) } })
+        ...(cache === undefined ? {} : { cache: { ...cache, table: cacheTable(cache) } }),
+        ...(messages === undefined ? {} : { messages: { ...messages, table: messagesTable(messages) } })
       },
       (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value),
       2

@@ -24,6 +24,8 @@ import { cacheTable, runCache } from "./cache.js"
 import type { CacheReport } from "./cache.js"
 import { compareTable, runCompare } from "./compare.js"
 import type { CompareReport } from "./compare.js"
+import { runMessages } from "./messages.js"
+import type { MessagesReport } from "./messages.js"
 import { runTracing } from "./tracing.js"
 import type { TracingReport } from "./tracing.js"
 import type { GovernanceReport } from "./governance.js"
@@ -101,6 +103,15 @@ const main = async () => {
     }
   }
 
+  let messages: MessagesReport | undefined
+  if (options.messages) {
+    try {
+      messages = await runMessages(backend, loader, work, options)
+    } catch (error) {
+      messages = { runs: {}, errors: [error instanceof Error ? error.message : String(error)] }
+    }
+  }
+
   let compare: CompareReport | undefined
   if (options.against !== undefined) {
     try {
@@ -123,7 +134,7 @@ const main = async () => {
   await loader.stop()
   await stopChild(backend.child)
 
-  publishReport({ options, machine, started, reports, profile, governance, tracing, cache })
+  publishReport({ options, machine, started, reports, profile, governance, tracing, cache, messages })
   if (cache !== undefined) {
     console.log(`\n### cache (--cache): the response cache off, enabled with misses only, and hits\n\n${cacheTable(cache)}`)
     for (const error of cache.errors) console.log(`\ncache FAILED: ${error}`)
@@ -139,7 +150,8 @@ const main = async () => {
   const tracingFailed = tracing !== undefined && tracing.errors.length > 0
   const cacheFailed = cache !== undefined && cache.errors.length > 0
   const compareFailed = options.against !== undefined && (compare === undefined || compare.errors.length > 0)
-  process.exitCode = failedTargets.length > 0 || governanceFailed || tracingFailed || cacheFailed || compareFailed ? 1 : 0
+  const messagesFailed = messages !== undefined && messages.errors.length > 0
+  process.exitCode = failedTargets.length > 0 || governanceFailed || tracingFailed || cacheFailed || messagesFailed || compareFailed ? 1 : 0
 }
 
 main().catch((error: unknown) => {

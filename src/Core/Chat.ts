@@ -16,7 +16,10 @@ import type { ChunkSource } from "../Providers/ChunkSource.js"
 import { ModelRegistry } from "../Router/Registry.js"
 import { Router } from "../Router/Router.js"
 import type { RoutedStream, Served } from "../Router/Router.js"
+import type { CountTokensCall, MessagesCall } from "../Anthropic/Wire.js"
 import { makeEmbed } from "./Embeddings.js"
+import { makeMessages } from "./Messages.js"
+import type { CountAnswer, MessagesAnswer } from "./Messages.js"
 import type { EmbeddingsAnswer } from "./Embeddings.js"
 import { make as makeGate, noteServed } from "./Gate.js"
 import type { AnswerHeaders, ChatFailure, Pass } from "./Gate.js"
@@ -28,6 +31,7 @@ import { cacheDirectiveOf } from "./Cache.js"
 export { ChatFailure, rateLimitHeaders, resetText } from "./Gate.js"
 export type { AnswerHeaders, ChatError } from "./Gate.js"
 export type { EmbeddingsAnswer } from "./Embeddings.js"
+export type { CountAnswer, MessagesAnswer } from "./Messages.js"
 export { cacheDirectiveOf } from "./Cache.js"
 export type { CacheDirective } from "./Cache.js"
 
@@ -52,6 +56,13 @@ export interface ChatCoreService {
   readonly chat: (request: ChatCompletionRequest, caller: Caller, record?: RequestRecord, options?: ChatOptions) => Effect.Effect<ChatAnswer, ChatFailure>
   /** Admits, routes and accounts one embeddings request, through the same gate; `record` as for `chat`. */
   readonly embed: (request: EmbeddingRequest, caller: Caller, record?: RequestRecord) => Effect.Effect<EmbeddingsAnswer, ChatFailure>
+  /**
+   * Admits, routes and accounts one Anthropic Messages request (Messages.ts), through the same gate: a message, or a
+   * committed event stream when `stream: true`; `record` as for `chat`.
+   */
+  readonly messages: (call: MessagesCall, caller: Caller, record?: RequestRecord) => Effect.Effect<MessagesAnswer, ChatFailure>
+  /** Counts a Messages request's input tokens: the Anthropic upstream's count, else the gateway's estimate. */
+  readonly countTokens: (call: CountTokensCall, caller: Caller, record?: RequestRecord) => Effect.Effect<CountAnswer, ChatFailure>
 }
 
 export class ChatCore extends Context.Tag("llm-proxy/ChatCore")<ChatCore, ChatCoreService>() {}
@@ -164,7 +175,7 @@ export const make = Effect.gen(function* () {
         : cache.serve(request, pass, policy, cacheDirectiveOf(options?.cacheControl), () => serve(request, pass))
     })
 
-  return { chat, embed: makeEmbed(gate, router, tokenizer) } satisfies ChatCoreService
+  return { chat, embed: makeEmbed(gate, router, tokenizer), ...makeMessages(gate, router, tokenizer) } satisfies ChatCoreService
 })
 
 /**

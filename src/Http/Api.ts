@@ -1,6 +1,6 @@
 /**
- * The HTTP contract: endpoints with their Schema types, grouped as health, models, chat, embeddings, metrics and
- * admin. Handlers live in Handlers.ts; this file is what the OpenAPI document is generated from.
+ * The HTTP contract: endpoints with their Schema types, grouped as health, models, chat, embeddings, messages
+ * (Anthropic's dialect), metrics and admin. Handlers live in Handlers.ts; this file is what the OpenAPI document is generated from.
  */
 import * as HttpApi from "@effect/platform/HttpApi"
 import * as HttpApiEndpoint from "@effect/platform/HttpApiEndpoint"
@@ -22,7 +22,8 @@ import {
 } from "../Errors.js"
 import { CreateEmbeddingResponse, EmbeddingRequest } from "../OpenAi/Embeddings.js"
 import { ChatCompletion, ChatCompletionRequest, Model, ModelList } from "../OpenAi/Schemas.js"
-import { Authentication } from "./Auth.js"
+import { CountTokensRequest, CountTokensResponse, MessagesErrorBody, MessagesRequest, MessagesResponse } from "../Anthropic/Wire.js"
+import { Authentication, MessagesAuthentication } from "./Auth.js"
 import { declaredEnvelope, upstreamEnvelope } from "./Errors.js"
 import { fixOpenApi } from "./OpenApiDoc.js"
 
@@ -217,12 +218,63 @@ export class EmbeddingsGroup extends HttpApiGroup.make("embeddings")
   )
   .middleware(Authentication) {}
 
+/** An Anthropic error envelope at `status` (documentation: the handlers answer their failures themselves). */
+const messagesError = (status: number, description: string) => MessagesErrorBody.annotations(HttpApiSchema.annotations({ status, description }))
+
+const messagesErrors = [
+  messagesError(400, "invalid_request_error: schema violation or malformed JSON (the message names the field), or refused by the upstream"),
+  messagesError(404, "not_found_error: unknown model, or one the key may not use"),
+  messagesError(411, "invalid_request_error: a body without Content-Length"),
+  messagesError(413, "request_too_large: request body over MAX_BODY_BYTES"),
+  messagesError(429, "rate_limit_error: a limit of the caller's key, or the upstream's after retries; Retry-After set"),
+  messagesError(500, "api_error: a bug; the request id is in the message and the log"),
+  messagesError(502, "api_error: upstream failed, refused the gateway's credentials or answered malformed data"),
+  messagesError(503, "overloaded_error: upstream unavailable, the gateway draining, or the governance store unreachable"),
+  messagesError(504, "timeout_error: upstream did not answer within the deadline"),
+  messagesError(529, "overloaded_error: an Anthropic upstream is overloaded")
+] as const
+
+const withMessagesErrors = <E extends HttpApiEndpoint.HttpApiEndpoint.Any>(endpoint: E): E =>
+  messagesErrors.reduce((acc, schema) => (acc as unknown as HttpApiEndpoint.HttpApiEndpoint.AnyWithProps).addError(schema) as unknown as E, endpoint)
+
+/**
+ * Anthropic's Messages API (`/v1/messages`, `/v1/messages/count_tokens`) in front of every deployment: natively to
+ * Anthropic deployments, translated through chat completions to the others. Failures in Anthropic's envelope.
+ */
+export class MessagesGroup extends HttpApiGroup.make("messages")
+  .add(
+    withMessagesErrors(
+      HttpApiEndpoint.post("create", "/v1/messages")
+        .setPayload(MessagesRequest)
+        .addSuccess(MessagesResponse)
+        .annotate(OpenApi.Summary, "Create a message (Anthropic's Messages API)")
+        .annotate(
+          OpenApi.Description,
+          "Anthropic's Messages API, in front of every deployment: to an Anthropic deployment the body goes as sent (only `model` replaced) with the client's `anthropic-version` and `anthropic-beta`, and the answer comes back as Anthropic sent it; to any other deployment it is translated through chat completions (tool use, images, thinking, stop reasons, usage). With `stream: true` the answer is `text/event-stream`: `message_start`, `content_block_start` / `_delta` / `_stop`, `message_delta`, `message_stop`, `ping` on silence, an `error` event on a failure after the stream began. Failures are Anthropic's envelope `{\"type\":\"error\",\"error\":{\"type\",\"message\"}}`. Keys as `x-api-key`, `Authorization: Bearer` or `x-internal-auth`."
+        )
+    )
+  )
+  .add(
+    withMessagesErrors(
+      HttpApiEndpoint.post("countTokens", "/v1/messages/count_tokens")
+        .setPayload(CountTokensRequest)
+        .addSuccess(CountTokensResponse)
+        .annotate(OpenApi.Summary, "Count a message's input tokens")
+        .annotate(
+          OpenApi.Description,
+          "`{\"input_tokens\": n}`: Anthropic's own count for an Anthropic deployment (its `/v1/messages/count_tokens`); for any other deployment an ESTIMATE with the gateway's tokenizer (o200k_base, 1600 tokens per image or document), said by `x-llm-proxy-token-count: estimated`. Checked against the key's models, but not counted against its limits."
+        )
+    )
+  )
+  .middleware(MessagesAuthentication) {}
+
 /** The whole API. */
 export class Api extends HttpApi.make("llm-proxy")
   .add(HealthGroup)
   .add(ModelsGroup)
   .add(ChatGroup)
   .add(EmbeddingsGroup)
+  .add(MessagesGroup)
   .add(MetricsGroup)
   .add(AdminGroup)
   .annotate(OpenApi.Title, "llm-proxy")

@@ -1,6 +1,6 @@
 /**
- * Authentication: `x-internal-auth: <key>` or `Authorization: Bearer <key>` (what the OpenAI SDKs send), compared
- * in constant time. The `Authenticator` service decides who a request is; every transport (the chat fast path and
+ * Authentication: `x-internal-auth: <key>`, `Authorization: Bearer <key>` (what the OpenAI SDKs and Claude Code with
+ * `ANTHROPIC_AUTH_TOKEN` send) or `x-api-key: <key>` (what the Anthropic SDKs send), compared in constant time. The `Authenticator` service decides who a request is; every transport (the chat fast path and
  * the HttpApi middleware) asks the same service, so a swapped Auth layer guards every route alike.
  */
 import * as HttpApiMiddleware from "@effect/platform/HttpApiMiddleware"
@@ -15,6 +15,7 @@ import type { VirtualKey } from "../Governance/Keys.js"
 import { ModelRegistry } from "../Router/Registry.js"
 import { Unauthorized } from "../Errors.js"
 import { ErrorBody } from "../OpenAi/Schemas.js"
+import { MessagesErrorBody } from "../Anthropic/Wire.js"
 import { headerOf } from "./Edge.js"
 import type { RequestHeaders } from "./Edge.js"
 
@@ -71,7 +72,7 @@ const matcherFor = (expected: Redacted.Redacted<string>) => {
 export const keysMatch = (presented: string, expected: Redacted.Redacted<string>): boolean => matcherFor(expected)(presented)
 
 const missing = new Unauthorized({
-  message: "Missing API key: send it as 'x-internal-auth: <key>' or 'Authorization: Bearer <key>'"
+  message: "Missing API key: send it as 'x-internal-auth: <key>', 'Authorization: Bearer <key>' or 'x-api-key: <key>'"
 })
 const invalid = new Unauthorized({ message: "Incorrect API key provided" })
 const bearerPrefix = /^Bearer +/i
@@ -86,8 +87,9 @@ export const makeOperatorOnly = (expected: Redacted.Redacted<string>): Authentic
     authenticate: (headers) => {
       const internalKey = headerOf(headers, "x-internal-auth") ?? ""
       const authorization = headerOf(headers, "authorization") ?? ""
-      if (internalKey === "" && authorization === "") return missing
-      if (matches(internalKey)) return operator
+      const apiKey = headerOf(headers, "x-api-key") ?? ""
+      if (internalKey === "" && authorization === "" && apiKey === "") return missing
+      if (matches(internalKey) || matches(apiKey)) return operator
       return bearerPrefix.test(authorization) && matches(authorization.replace(bearerPrefix, "")) ? operator : invalid
     }
   }
@@ -114,8 +116,9 @@ export const makeWithKeys = (
     authenticate: (headers) => {
       const internalKey = headerOf(headers, "x-internal-auth") ?? ""
       const authorization = headerOf(headers, "authorization") ?? ""
-      if (internalKey === "" && authorization === "") return missing
-      const byHeader = callerOf(internalKey)
+      const apiKey = headerOf(headers, "x-api-key") ?? ""
+      if (internalKey === "" && authorization === "" && apiKey === "") return missing
+      const byHeader = callerOf(internalKey) ?? callerOf(apiKey)
       if (byHeader !== undefined) return byHeader
       return (bearerPrefix.test(authorization) ? callerOf(authorization.replace(bearerPrefix, "")) : undefined) ?? invalid
     }
@@ -138,7 +141,30 @@ export class Authentication extends HttpApiMiddleware.Tag<Authentication>()("llm
   provides: CurrentCaller,
   security: {
     internalKey: HttpApiSecurity.apiKey({ key: "x-internal-auth", in: "header" }),
-    bearer: HttpApiSecurity.bearer
+    bearer: HttpApiSecurity.bearer,
+    apiKey: HttpApiSecurity.apiKey({ key: "x-api-key", in: "header" })
+  }
+}) {}
+
+/** Unauthorized on a Messages endpoint: Anthropic's envelope, status 401. */
+export const MessagesUnauthorizedResponse = Schema.transform(
+  MessagesErrorBody,
+  Schema.declare((value: unknown): value is Unauthorized => value instanceof Unauthorized),
+  {
+    strict: true,
+    decode: (body) => new Unauthorized({ message: body.error.message }),
+    encode: (error) => ({ type: "error" as const, error: { type: "authentication_error", message: error.message } })
+  }
+).annotations(HttpApiSchema.annotations({ status: 401, description: "Missing or invalid API key" }))
+
+/** The auth middleware of the Messages endpoints: the same keys and headers, its 401 in Anthropic's envelope. */
+export class MessagesAuthentication extends HttpApiMiddleware.Tag<MessagesAuthentication>()("llm-proxy/MessagesAuthentication", {
+  failure: MessagesUnauthorizedResponse,
+  provides: CurrentCaller,
+  security: {
+    apiKey: HttpApiSecurity.apiKey({ key: "x-api-key", in: "header" }),
+    bearer: HttpApiSecurity.bearer,
+    internalKey: HttpApiSecurity.apiKey({ key: "x-internal-auth", in: "header" })
   }
 }) {}
 
@@ -151,6 +177,19 @@ export const middlewareLayer: Layer.Layer<Authentication, never, Authenticator> 
         const outcome = authenticator.authenticate(request.headers)
         return outcome instanceof Unauthorized ? Effect.fail(outcome) : Effect.succeed(outcome)
       })
-    return { internalKey: checkRequest, bearer: checkRequest }
+    return { internalKey: checkRequest, bearer: checkRequest, apiKey: checkRequest }
+  })
+)
+
+/** The Messages endpoints' middleware over the same Authenticator. */
+export const messagesMiddlewareLayer: Layer.Layer<MessagesAuthentication, never, Authenticator> = Layer.effect(
+  MessagesAuthentication,
+  Effect.map(Authenticator, (authenticator) => {
+    const checkRequest = () =>
+      Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) => {
+        const outcome = authenticator.authenticate(request.headers)
+        return outcome instanceof Unauthorized ? Effect.fail(outcome) : Effect.succeed(outcome)
+      })
+    return { internalKey: checkRequest, bearer: checkRequest, apiKey: checkRequest }
   })
 )

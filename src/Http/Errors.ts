@@ -76,7 +76,7 @@ export type GatewayError =
 
 /** The endpoints an unknown URL's message names (a test holds it to the Api's routes). */
 export const servedEndpoints =
-  "POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models, GET /v1/models/{model}, GET /v1/llm/models, GET /health, GET /ready, GET /metrics, GET /admin/keys, GET /admin/usage, GET /openapi.json and GET /docs"
+  "POST /v1/chat/completions, POST /v1/embeddings, POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models, GET /v1/models/{model}, GET /v1/llm/models, GET /health, GET /ready, GET /metrics, GET /admin/keys, GET /admin/usage, GET /openapi.json and GET /docs"
 
 /** What the table says about one failure. */
 export interface ErrorDescription {
@@ -322,7 +322,8 @@ export const declaredEnvelope = <A extends Exclude<GatewayError, ProviderError>>
   description: string
 ) => envelopeOf(Schema.is(errorClass) as (value: unknown) => value is A, fromBody, HttpApiSchema.getStatusError(errorClass), description)
 
-const reasonsByCode: Readonly<Record<string, ProviderError["reason"]>> = {
+// A Map, not an object: the code is a peer's text, and `constructor` must not find Object's.
+const reasonsByCode: ReadonlyMap<string, ProviderError["reason"]> = new Map(Object.entries({
   content_policy_violation: "ContentPolicy",
   rate_limit_exceeded: "RateLimited",
   insufficient_quota: "QuotaExhausted",
@@ -330,7 +331,7 @@ const reasonsByCode: Readonly<Record<string, ProviderError["reason"]>> = {
   upstream_unavailable: "Unavailable",
   upstream_malformed_response: "MalformedResponse",
   upstream_timeout: "Timeout"
-}
+} satisfies Record<string, ProviderError["reason"]>))
 
 /** An upstream failure on the wire at one of the statuses its reasons map to. */
 export const upstreamEnvelope = (status: number, description: string) =>
@@ -338,7 +339,7 @@ export const upstreamEnvelope = (status: number, description: string) =>
     (value: unknown): value is ProviderError => value instanceof ProviderErrorClass,
     (body) =>
       new ProviderErrorClass({
-        reason: reasonsByCode[body.error.code ?? ""] ?? (status === 404 ? "NotFound" : "InvalidRequest"),
+        reason: reasonsByCode.get(body.error.code ?? "") ?? (status === 404 ? "NotFound" : "InvalidRequest"),
         message: body.error.message,
         provider: "upstream",
         status,

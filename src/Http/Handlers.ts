@@ -5,13 +5,13 @@
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
-import { Effect, FiberRef, Layer, Stream } from "effect"
+import { Effect, Either, FiberRef, Layer, Stream } from "effect"
 import { ProxyConfig } from "../Config.js"
 import { ChatCore } from "../Core/Chat.js"
 import { currentRecord } from "../Core/RequestRecord.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import * as Metrics from "../Metrics.js"
-import type { ChatAnswer } from "../Core/Chat.js"
+import type { ChatAnswer, MessagesAnswer } from "../Core/Chat.js"
 import { within } from "../Providers/Deadline.js"
 import { Forbidden, LimitsUnavailable, ModelNotFound, NotReady } from "../Errors.js"
 import { Store } from "../Governance/Store.js"
@@ -28,6 +28,7 @@ import { CurrentCaller, mayUse } from "./Auth.js"
 import type { Caller } from "./Auth.js"
 import { headerOf, routingHeaders } from "./Edge.js"
 import { Lifecycle } from "./Lifecycle.js"
+import { countHeaders, countTokensCallOf, messagesCallOf, messagesErrorResponse, messagesFraming } from "./Messages.js"
 import { RequestId } from "./RequestId.js"
 import * as Sse from "./Sse.js"
 
@@ -170,6 +171,84 @@ export const EmbeddingsLive = HttpApiBuilder.group(Api, "embeddings", (handlers)
   )
 )
 
+/**
+ * The Messages endpoints on the HttpApi mount: the same decoding (src/Http/Messages.ts), the same core and the same
+ * framing as the fast path's. The body is checked again from its parsed JSON, as the fast path checks it, and kept
+ * as sent for native deployments (the framework's decoded payload is a copy).
+ */
+export const MessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>
+  Effect.gen(function* () {
+    const core = yield* ChatCore
+    const config = yield* ProxyConfig
+
+    /** The request's parsed body (the edge has parsed and bounded it already; the text is cached). */
+    const parsedBody = Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+      Effect.map(Effect.either(request.json), (body) => ({ body: Either.getOrUndefined(body), headers: request.headers }))
+    )
+
+    const respond = (answer: MessagesAnswer, record: RequestRecord | undefined) =>
+      Effect.gen(function* () {
+        if (answer._tag === "Message") {
+          return HttpServerResponse.text(JSON.stringify(answer.answer.message), {
+            contentType: "application/json",
+            headers: { ...answer.headers, ...routingHeaders(answer.served) }
+          })
+        }
+        const routed = answer.stream
+        yield* Effect.addFinalizer(() => Effect.sync(routed.source.close))
+        const bounded = routed.events.pipe(Stream.interruptWhen(within(Effect.never, routed.deadline)))
+        const model = routed.deployment.name
+        const provider = String(routed.deployment.providerKind)
+        let first = true
+        const body = Sse.encodeFramed(bounded, messagesFraming, { requestId: yield* RequestId, keepaliveMs: config.sseKeepaliveMs }).pipe(
+          Stream.tap(() =>
+            Effect.sync(() => {
+              if (!first) return
+              first = false
+              const now = performance.now()
+              if (record !== undefined) record.firstByteAt = now
+              Metrics.timeToFirstToken.update((now - (record?.arrivedAt ?? now)) / 1000, model, provider)
+            })
+          ),
+          (framed) =>
+            Stream.acquireRelease(Effect.sync(() => Metrics.streamsActive.add(1)), () => Effect.sync(() => Metrics.streamsActive.add(-1))).pipe(
+              Stream.flatMap(() => framed)
+            )
+        )
+        return HttpServerResponse.stream(body, {
+          contentType: "text/event-stream",
+          headers: { ...answer.headers, ...Sse.sseHeaders, ...routingHeaders(routed) }
+        })
+      })
+
+    return handlers
+      .handle("create", () =>
+        Effect.gen(function* () {
+          const { body, headers } = yield* parsedBody
+          const call = messagesCallOf(body, headers)
+          if (Either.isLeft(call)) return messagesErrorResponse(call.left)
+          const caller = yield* CurrentCaller
+          const record = yield* FiberRef.get(currentRecord)
+          return yield* respond(yield* core.messages(call.right, caller, record), record)
+        }).pipe(Effect.catchAll((failure) => Effect.succeed(messagesErrorResponse(failure.error, failure.headers))))
+      )
+      .handle("countTokens", () =>
+        Effect.gen(function* () {
+          const { body, headers } = yield* parsedBody
+          const call = countTokensCallOf(body, headers)
+          if (Either.isLeft(call)) return messagesErrorResponse(call.left)
+          const caller = yield* CurrentCaller
+          const record = yield* FiberRef.get(currentRecord)
+          const answer = yield* core.countTokens(call.right, caller, record)
+          return HttpServerResponse.text(JSON.stringify({ input_tokens: answer.inputTokens }), {
+            contentType: "application/json",
+            headers: countHeaders(answer)
+          })
+        }).pipe(Effect.catchAll((failure) => Effect.succeed(messagesErrorResponse(failure.error, failure.headers))))
+      )
+  })
+)
+
 const operatorOnly = Effect.flatMap(CurrentCaller, (caller) =>
   caller.operator ? Effect.void : Effect.fail(new Forbidden({ message: "This route takes the operator key (INTERNAL_API_KEY) only" }))
 )
@@ -232,4 +311,4 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
 )
 
 /** Every group's handlers. */
-export const layer = Layer.mergeAll(HealthLive, ModelsLive, ChatLive, EmbeddingsLive, MetricsLive, AdminLive)
+export const layer = Layer.mergeAll(HealthLive, ModelsLive, ChatLive, EmbeddingsLive, MessagesLive, MetricsLive, AdminLive)

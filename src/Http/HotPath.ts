@@ -1,5 +1,5 @@
 /**
- * `POST /v1/chat/completions` served straight on the Node server, in front of the HttpApi app that answers every
+ * `POST /v1/chat/completions` (and Anthropic's `POST /v1/messages` and `/v1/messages/count_tokens`) served straight on the Node server, in front of the HttpApi app that answers every
  * other route: the HttpApi frame (routing, middleware, request wrapping, response conversion) cost ~125 µs of
  * every request in the benchmark, more than everything else the gateway does. This transport only decodes and
  * writes: the edge checks it shares with the HttpApi (request id, drain gate, body limit, the Authenticator, the
@@ -15,24 +15,42 @@ import { ChatCore } from "../Core/Chat.js"
 import { currentRecord, newRecord } from "../Core/RequestRecord.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import * as Metrics from "../Metrics.js"
-import type { ChatAnswer, ChatFailure } from "../Core/Chat.js"
+import type { ChatAnswer, ChatFailure, MessagesAnswer } from "../Core/Chat.js"
 import { InternalError, ShuttingDown, Unauthorized } from "../Errors.js"
 import { Tracing } from "../Tracing/Tracing.js"
 import { Authenticator } from "./Auth.js"
 import type { Caller } from "./Auth.js"
 import { accessFields, bodyProblem, decodeChatRequest, headerOf, hostProblem, pathOf, requestIdOf, routingHeaders } from "./Edge.js"
 import { writeError } from "./Errors.js"
+import type { GatewayError } from "./Errors.js"
+import { countHeaders, countTokensPath, decodeCountTokensCall, decodeMessagesCall, messagesFraming, messagesPath, writeMessagesError } from "./Messages.js"
 import { Lifecycle } from "./Lifecycle.js"
-import { sseHeaders, writeSse } from "./Sse.js"
+import { sseHeaders, writeFramed, writeSse } from "./Sse.js"
 
 /** The path this module serves. */
 export const chatPath = "/v1/chat/completions"
 
-/** Whether a request is for this path: the method and the path without its query. */
-const isChatRequest = (request: IncomingMessage): boolean => {
-  if (request.method !== "POST") return false
+/** The endpoints this module serves: chat completions, and Anthropic's Messages (its failures in Anthropic's envelope). */
+type Route = typeof chatPath | typeof messagesPath | typeof countTokensPath
+
+const isAt = (url: string, path: string): boolean => url === path || (url.startsWith(path) && url.charCodeAt(path.length) === 63 /* ? */)
+
+/** Which of its paths a request is for: the method and the path without its query. */
+const routeOf = (request: IncomingMessage): Route | undefined => {
+  if (request.method !== "POST") return undefined
   const url = request.url ?? ""
-  return url === chatPath || (url.startsWith(chatPath) && url.charCodeAt(chatPath.length) === 63 /* ? */)
+  return isAt(url, chatPath) ? chatPath : isAt(url, messagesPath) ? messagesPath : isAt(url, countTokensPath) ? countTokensPath : undefined
+}
+
+/** How a failure is written on one route: OpenAI's envelope, or Anthropic's on the Messages endpoints. */
+type ErrorWriter = (response: ServerResponse, error: GatewayError, extraHeaders?: Readonly<Record<string, string>>) => void
+
+/** A 200 with a JSON body, unless the client has gone. */
+const writeJson = (response: ServerResponse, body: unknown, headers: Readonly<Record<string, string>>) => {
+  if (response.destroyed) return
+  const json = JSON.stringify(body)
+  response.writeHead(200, { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(json) })
+  response.end(json)
 }
 
 /** Reads the whole body (its length already checked against the limit) as text. */
@@ -78,20 +96,20 @@ export const make = Effect.gen(function* () {
    * time spent waiting on upstreams), its server span's end, and its access-log line (the path, never the query;
    * 499 for a client that left) with what the request did.
    */
-  const onEnd = (request: IncomingMessage, response: ServerResponse, requestId: string, record: RequestRecord) =>
+  const onEnd = (request: IncomingMessage, response: ServerResponse, requestId: string, record: RequestRecord, route: Route) =>
     response.once("close", () => {
       const endedAt = performance.now()
       if (tracing !== undefined && record.span !== undefined) {
         tracing.endServer(record.span, record, response.headersSent ? response.statusCode : undefined, !response.writableFinished)
       }
       const untilMs = (record.firstByteAt ?? endedAt) - record.arrivedAt
-      Metrics.overhead.update(Math.max(0, untilMs - record.upstreamMs) / 1000, chatPath)
+      Metrics.overhead.update(Math.max(0, untilMs - record.upstreamMs) / 1000, route)
       if (!accessLog) return
       runFork(
         Effect.logInfo("Sent HTTP response").pipe(
           Effect.annotateLogs(accessFields(record, {
             "http.method": "POST",
-            "http.path": pathOf(request.url ?? chatPath),
+            "http.path": pathOf(request.url ?? route),
             "http.status": response.writableFinished ? response.statusCode : 499,
             durationMs: Math.round(endedAt - record.arrivedAt),
             requestId
@@ -100,28 +118,17 @@ export const make = Effect.gen(function* () {
       )
     })
 
-  /** A failure or defect of the chat core, as OpenAI's envelope; a defect is logged and answered as a 500. */
-  const failed = (cause: Cause.Cause<ChatFailure>, response: ServerResponse, requestId: string) => {
+  /** A failure or defect of the core, in the route's envelope; a defect is logged and answered as a 500. */
+  const failed = (cause: Cause.Cause<ChatFailure>, response: ServerResponse, requestId: string, write: ErrorWriter = writeError) => {
     const failure = Cause.failureOption(cause)
-    if (failure._tag === "Some") return writeError(response, failure.value.error, failure.value.headers)
+    if (failure._tag === "Some") return write(response, failure.value.error, failure.value.headers)
     if (Cause.isInterruptedOnly(cause)) return
     logDefect(cause, requestId)
-    writeError(response, new InternalError({ requestId }))
+    write(response, new InternalError({ requestId }))
   }
 
   const answered = (answer: ChatAnswer, includeUsage: boolean, response: ServerResponse, requestId: string, record: RequestRecord) => {
-    if (answer._tag === "Completion") {
-      if (response.destroyed) return
-      const json = JSON.stringify(answer.completion)
-      response.writeHead(200, {
-        ...answer.headers,
-        ...routingHeaders(answer.served),
-        "content-type": "application/json",
-        "content-length": Buffer.byteLength(json)
-      })
-      response.end(json)
-      return
-    }
+    if (answer._tag === "Completion") return writeJson(response, answer.completion, { ...answer.headers, ...routingHeaders(answer.served) })
     const routed = answer.stream
     if (response.destroyed) return routed.source.close()
     response.writeHead(200, { ...answer.headers, ...sseHeaders, ...routingHeaders(routed), "content-type": "text/event-stream" })
@@ -145,13 +152,21 @@ export const make = Effect.gen(function* () {
     )
   }
 
-  const answer = (text: string, request: IncomingMessage, response: ServerResponse, requestId: string, caller: Caller, record: RequestRecord) => {
-    const decoded = decodeChatRequest(text)
-    if (decoded._tag === "Left") return writeError(response, decoded.left)
-    const chat = decoded.right
-    const includeUsage = chat.stream === true && chat.stream_options?.include_usage === true
-    const cacheControl = headerOf(request.headers, "cache-control")
-    const fiber = runChat(withRequestId(core.chat(chat, caller, record, cacheControl === undefined ? undefined : { cacheControl }), requestId), record)
+  /**
+   * Runs one request of the core in its own fiber, interrupted when the client leaves first, and hands its outcome
+   * to `onAnswer` (or its failure, in the route's envelope, to the response). Whatever `onAnswer` throws is a 500,
+   * after `onThrown` has released what the answer holds.
+   */
+  const runCore = <A>(
+    effect: Effect.Effect<A, ChatFailure>,
+    response: ServerResponse,
+    requestId: string,
+    record: RequestRecord,
+    write: ErrorWriter,
+    onAnswer: (value: A) => void,
+    onThrown: (value: A) => void
+  ) => {
+    const fiber = runChat(withRequestId(effect, requestId), record)
     const onClose = () => {
       if (!response.writableEnded) fiber.unsafeInterruptAsFork(fiber.id())
     }
@@ -159,25 +174,101 @@ export const make = Effect.gen(function* () {
     fiber.addObserver((exit) => {
       response.off("close", onClose)
       try {
-        if (Exit.isSuccess(exit)) answered(exit.value, includeUsage, response, requestId, record)
-        else failed(exit.cause, response, requestId)
+        if (Exit.isSuccess(exit)) onAnswer(exit.value)
+        else failed(exit.cause, response, requestId, write)
       } catch (thrown) {
-        if (Exit.isSuccess(exit) && exit.value._tag === "Stream") exit.value.stream.source.close()
+        if (Exit.isSuccess(exit)) onThrown(exit.value)
         logDefect(Cause.die(thrown), requestId)
-        writeError(response, new InternalError({ requestId }))
+        write(response, new InternalError({ requestId }))
       }
     })
   }
 
+  const answer = (text: string, request: IncomingMessage, response: ServerResponse, requestId: string, caller: Caller, record: RequestRecord) => {
+    const decoded = decodeChatRequest(text)
+    if (decoded._tag === "Left") return writeError(response, decoded.left)
+    const chat = decoded.right
+    const includeUsage = chat.stream === true && chat.stream_options?.include_usage === true
+    const cacheControl = headerOf(request.headers, "cache-control")
+    runCore(
+      core.chat(chat, caller, record, cacheControl === undefined ? undefined : { cacheControl }),
+      response,
+      requestId,
+      record,
+      writeError,
+      (value) => answered(value, includeUsage, response, requestId, record),
+      (value) => {
+        if (value._tag === "Stream") value.stream.source.close()
+      }
+    )
+  }
+
+  /** A Messages answer: the message as JSON, or its events as SSE (`ping` on silence, an `error` event on failure). */
+  const messagesAnswered = (value: MessagesAnswer, response: ServerResponse, requestId: string, record: RequestRecord) => {
+    if (value._tag === "Message") return writeJson(response, value.answer.message, { ...value.headers, ...routingHeaders(value.served) })
+    const routed = value.stream
+    if (response.destroyed) return routed.source.close()
+    response.writeHead(200, { ...value.headers, ...sseHeaders, ...routingHeaders(routed), "content-type": "text/event-stream" })
+    Metrics.streamsActive.add(1)
+    response.once("close", () => Metrics.streamsActive.add(-1))
+    writeFramed(
+      routed.source,
+      messagesFraming,
+      {
+        requestId,
+        logDefect: (cause) => logDefect(cause, requestId),
+        onTerminate: lifecycle.onTerminate,
+        deadline: routed.deadline,
+        keepalive: { everyMs: config.sseKeepaliveMs, timer: routed.deadline.timer },
+        onFirstWrite: () => {
+          record.firstByteAt = performance.now()
+          Metrics.timeToFirstToken.update((record.firstByteAt - record.arrivedAt) / 1000, routed.deployment.name, String(routed.deployment.providerKind))
+        }
+      },
+      response
+    )
+  }
+
+  const answerMessages = (route: Route, text: string, request: IncomingMessage, response: ServerResponse, requestId: string, caller: Caller, record: RequestRecord) => {
+    if (route === countTokensPath) {
+      const decoded = decodeCountTokensCall(text, request.headers)
+      if (decoded._tag === "Left") return writeMessagesError(response, decoded.left)
+      return runCore(
+        core.countTokens(decoded.right, caller, record),
+        response,
+        requestId,
+        record,
+        writeMessagesError,
+        (value) => writeJson(response, { input_tokens: value.inputTokens }, countHeaders(value)),
+        () => {}
+      )
+    }
+    const decoded = decodeMessagesCall(text, request.headers)
+    if (decoded._tag === "Left") return writeMessagesError(response, decoded.left)
+    runCore(
+      core.messages(decoded.right, caller, record),
+      response,
+      requestId,
+      record,
+      writeMessagesError,
+      (value) => messagesAnswered(value, response, requestId, record),
+      (value) => {
+        if (value._tag === "Stream") value.stream.source.close()
+      }
+    )
+  }
+
   return (request: IncomingMessage, response: ServerResponse): boolean => {
-    if (!isChatRequest(request)) return false
+    const route = routeOf(request)
+    if (route === undefined) return false
     const requestId = requestIdOf(request.headers)
     const record = newRecord(requestId)
+    const writeFailure: ErrorWriter = route === chatPath ? writeError : writeMessagesError
     try {
       if (tracing !== undefined) {
         record.span = tracing.startServer({
           method: "POST",
-          path: chatPath,
+          path: route,
           headers: request.headers,
           httpVersion: request.httpVersion,
           clientAddress: request.socket.remoteAddress,
@@ -186,30 +277,32 @@ export const make = Effect.gen(function* () {
         })
       }
       response.setHeader("x-request-id", requestId)
-      onEnd(request, response, requestId, record)
+      if (route !== chatPath) response.setHeader("request-id", requestId)
+      onEnd(request, response, requestId, record, route)
       const rejection = lifecycle.isDraining()
         ? new ShuttingDown()
         : (hostProblem(request.httpVersion, request.headers) ?? bodyProblem("POST", request.headers, maxBodyBytes))
       if (rejection !== undefined) {
-        writeError(response, rejection)
+        writeFailure(response, rejection)
         return true
       }
       const caller = authenticator.authenticate(request.headers)
       if (caller instanceof Unauthorized) {
-        writeError(response, caller)
+        writeFailure(response, caller)
         return true
       }
       readBody(request, (text) => {
         try {
-          answer(text, request, response, requestId, caller, record)
+          if (route === chatPath) answer(text, request, response, requestId, caller, record)
+          else answerMessages(route, text, request, response, requestId, caller, record)
         } catch (thrown) {
           logDefect(Cause.die(thrown), requestId)
-          writeError(response, new InternalError({ requestId }))
+          writeFailure(response, new InternalError({ requestId }))
         }
       })
     } catch (thrown) {
       logDefect(Cause.die(thrown), requestId)
-      writeError(response, new InternalError({ requestId }))
+      writeFailure(response, new InternalError({ requestId }))
     }
     return true
   }

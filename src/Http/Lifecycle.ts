@@ -51,6 +51,27 @@ export const rawErrorResponse = (error: ProtocolError): string => {
 }
 
 /**
+ * The head of a request without its Upgrade: the request line and its headers but `upgrade`, and `connection` without
+ * its `upgrade` token (a `close` stays).
+ */
+const plainHeadOf = (request: IncomingMessage): string => {
+  const lines = [`${request.method ?? "GET"} ${request.url ?? "/"} HTTP/${request.httpVersion === "1.0" ? "1.0" : "1.1"}`]
+  const raw = request.rawHeaders
+  for (let index = 0; index + 1 < raw.length; index += 2) {
+    const name = raw[index]!.toLowerCase()
+    const value = raw[index + 1]!
+    if (name === "upgrade") continue
+    if (name === "connection") {
+      const kept = value.split(",").map((token) => token.trim()).filter((token) => token !== "" && token.toLowerCase() !== "upgrade")
+      if (kept.length > 0) lines.push(`${raw[index]}: ${kept.join(", ")}`)
+      continue
+    }
+    lines.push(`${raw[index]}: ${value}`)
+  }
+  return `${lines.join("\r\n")}\r\n\r\n`
+}
+
+/**
  * Node answers what its parser refuses (bad framing, huge headers, a request not received in time) with bare
  * defaults; these answer with the envelope where the socket still allows a response, and close it otherwise.
  */
@@ -64,6 +85,14 @@ const answerClientErrors = (server: Server) => {
   server.on("connect", (_request: IncomingMessage, socket: Duplex) => {
     socket.on("error", () => {})
     socket.end(rawErrorResponse(new ProtocolError({ status: 400, code: "invalid_http_request", message: "CONNECT is not supported: this is not a forward proxy" })))
+  })
+  // An Upgrade (WebSocket, h2c) the gateway does not speak is ignored, as HTTP allows: the request is read again as
+  // a plain one. Without a listener Node serves it but, its parser left in upgrade mode, drops a body cut short
+  // unanswered.
+  server.on("upgrade", (request: IncomingMessage, socket: Duplex, bodyHead: Buffer) => {
+    socket.on("error", () => {})
+    socket.unshift(Buffer.concat([Buffer.from(plainHeadOf(request), "latin1"), bodyHead]))
+    server.emit("connection", socket)
   })
   server.on("checkExpectation", (_request: IncomingMessage, response: ServerResponse) =>
     writeError(response, new ProtocolError({ status: 417, code: "expectation_failed", message: "Only 'Expect: 100-continue' is supported" }))

@@ -13,7 +13,8 @@
  *   `-attempts` on chat and embeddings successes; `x-llm-proxy-cache`, `age` and `x-llm-proxy-hedged` on chat's; OpenAI's `x-ratelimit-*` on their answers to a key with rpm or
  *   tpm limits; `retry-after` where the gateway sends it.
  * - Every route answers 503 `server_shutting_down` while the gateway drains after SIGTERM.
- * - The chat endpoint also answers `text/event-stream`.
+ * - The chat and Messages endpoints also answer `text/event-stream`; the Messages endpoints' failures are
+ *   Anthropic's envelope (`MessagesErrorResponse`), not OpenAI's.
  */
 
 type JsonObject = Record<string, unknown>
@@ -50,6 +51,16 @@ const eventStreamDoc = {
   }
 }
 
+const messagesErrorRef = { $ref: "#/components/schemas/MessagesErrorResponse" }
+
+const messagesEventStreamDoc = {
+  schema: {
+    type: "string",
+    description:
+      "Server-sent events in Anthropic's grammar: `event: message_start`, then per content block `content_block_start`, `content_block_delta` (`text_delta`, `input_json_delta`, `thinking_delta`, `signature_delta`) and `content_block_stop` (one block at a time, indexes from 0), then `message_delta` (stop reason, usage) and `message_stop`; `event: ping` on silence. A failure after the stream began is one `event: error` with Anthropic's error envelope."
+  }
+}
+
 const rateLimitFigure = (kind: "requests" | "tokens", window: string) => ({
   [`x-ratelimit-limit-${kind}`]: {
     description: `The key's ${window} limit. Sent on chat and embeddings answers to a key with that limit.`,
@@ -69,6 +80,11 @@ const rateLimitFigure = (kind: "requests" | "tokens", window: string) => ({
 const headerComponents: Readonly<Record<string, JsonObject>> = {
   "x-request-id": {
     description: "The request's id: the client's own `x-request-id` when it sent a sane one, else a fresh one. The access log and a 500's message carry it too.",
+    required: true,
+    schema: { type: "string" }
+  },
+  "request-id": {
+    description: "The request's id again, under the name Anthropic's API gives it (its SDKs surface it): on the Messages endpoints.",
     required: true,
     schema: { type: "string" }
   },
@@ -105,6 +121,12 @@ const headerComponents: Readonly<Record<string, JsonObject>> = {
     description: "`no` on a stream (`text/event-stream`): a reverse proxy such as nginx passes each event on at once.",
     schema: { type: "string", enum: ["no"] }
   },
+  "x-llm-proxy-token-count": {
+    description:
+      "On a count_tokens answer: `upstream` when the count is the Anthropic deployment's own, `estimated` when it is the gateway's tokenizer's (any other deployment).",
+    required: true,
+    schema: { type: "string", enum: ["upstream", "estimated"] }
+  },
   ...rateLimitFigure("requests", "requests-per-minute (rpm)"),
   ...rateLimitFigure("tokens", "tokens-per-minute (tpm)"),
   "retry-after": {
@@ -119,6 +141,16 @@ const routingHeaderNames = ["x-llm-proxy-model", "x-llm-proxy-provider", "x-llm-
 const chatSuccessHeaderNames = [...routingHeaderNames, "x-accel-buffering", "x-llm-proxy-cache", "age", "x-llm-proxy-hedged"]
 
 const draining = "The gateway is draining after SIGTERM (`server_shutting_down`, with `Retry-After: 1`)"
+
+/** The answers of the Messages endpoints whose generated description names only one of their causes. */
+const messagesResponses: Readonly<Record<string, string>> = {
+  "400":
+    "`invalid_request_error`: malformed JSON, a schema violation (the message names the field), a block the deployment's dialect cannot carry, or the upstream refused the request (its message)",
+  "404": "`not_found_error`: unknown model, one the key may not use, or one the upstream does not know",
+  "429":
+    "`rate_limit_error`: a limit of the caller's key (rpm, tpm, max_parallel, budget), or the upstream's rate limit after retries; `Retry-After` is set",
+  "503": "`overloaded_error`: the gateway draining after SIGTERM (`Retry-After: 1`), the governance store unreachable with `on_store_failure: closed`, or the upstream answered 503 after retries"
+}
 
 /** The answers the core gives the same way on every route through it (chat, embeddings). */
 const coreResponses: Readonly<Record<string, string>> = {
@@ -190,43 +222,56 @@ const fixOperation = (key: string, operation: JsonObject) => {
   operation["responses"] = responses
   const isChat = key === "post /v1/chat/completions"
   const isEmbeddings = key === "post /v1/embeddings"
+  const isMessages = key === "post /v1/messages" || key === "post /v1/messages/count_tokens"
   // The routes through the core: routing headers on success, the key's rate-limit headers on their answers.
-  const throughCore = isChat || isEmbeddings
+  const throughCore = isChat || isEmbeddings || isMessages
+  // The Messages endpoints answer their failures in Anthropic's envelope.
+  const errorRef = isMessages ? messagesErrorRef : errorResponseRef
 
   const ok = asObject(responses["200"])
   if (ok !== undefined && successes[key] !== undefined) ok["description"] = successes[key]
   const badRequest = asObject(responses["400"])
   if (badRequest !== undefined && !takesInput(operation)) delete responses["400"]
   else if (badRequest !== undefined) {
-    badRequest["content"] = { "application/json": { schema: errorResponseRef } }
+    badRequest["content"] = { "application/json": { schema: errorRef } }
     badRequest["description"] = badRequests[key] ?? "The request did not decode (`invalid_request`, `param` names the field)"
   }
   const unavailable = asObject(responses["503"])
-  if (unavailable === undefined) responses["503"] = { description: draining, content: { "application/json": { schema: errorResponseRef } } }
+  if (unavailable === undefined) responses["503"] = { description: draining, content: { "application/json": { schema: errorRef } } }
   else if (!String(unavailable["description"]).includes("draining")) unavailable["description"] = `${String(unavailable["description"])}; or: ${draining}`
   if (throughCore) {
-    for (const [status, description] of Object.entries(isChat ? chatResponses : embeddingsResponses)) {
+    for (const [status, description] of Object.entries(isChat ? chatResponses : isMessages ? messagesResponses : embeddingsResponses)) {
       const response = asObject(responses[status])
       if (response !== undefined) response["description"] = description
     }
   }
-  if (isChat) {
+  if (isMessages) {
+    // Each declared status carries its own copy of the envelope (its description differs): one component instead.
+    for (const [status, value] of Object.entries(responses)) {
+      const response = asObject(value)
+      if (response !== undefined && status !== "200") response["content"] = { "application/json": { schema: messagesErrorRef } }
+    }
+  }
+  if (isChat || key === "post /v1/messages") {
     const content = asObject(ok?.["content"])
-    if (content !== undefined) content["text/event-stream"] = eventStreamDoc
+    if (content !== undefined) content["text/event-stream"] = isChat ? eventStreamDoc : messagesEventStreamDoc
   }
 
   for (const [status, value] of Object.entries(responses)) {
     const response = asObject(value)
     if (response === undefined) continue
     setHeader(response, "x-request-id")
+    if (isMessages) setHeader(response, "request-id")
     if (!throughCore) {
       if (status === "503") setHeader(response, "retry-after", { ...headerComponents["retry-after"], description: "1: retry shortly.", required: true })
       continue
     }
-    if (status === "200") for (const name of isChat ? chatSuccessHeaderNames : routingHeaderNames) setHeader(response, name)
+    if (status === "200") for (const name of isChat || key === "post /v1/messages" ? chatSuccessHeaderNames : routingHeaderNames) setHeader(response, name)
+    if (status === "200" && key === "post /v1/messages/count_tokens") setHeader(response, "x-llm-proxy-token-count")
     // Sent with the answers the core gives a key with rpm or tpm limits (an upstream's 400 too), not with the
     // edge's refusals before it.
-    if (!["401", "411", "413"].includes(status)) for (const name of rateLimitHeaderNames) setHeader(response, name)
+    // count_tokens is no request of the key's limits: it never carries them.
+    if (!["401", "411", "413"].includes(status) && key !== "post /v1/messages/count_tokens") for (const name of rateLimitHeaderNames) setHeader(response, name)
     const retryAfter = chatRetryAfter[status]
     if (retryAfter !== undefined) setHeader(response, "retry-after", { ...headerComponents["retry-after"], description: retryAfter })
   }

@@ -23,7 +23,7 @@ import { currentRecord, newRecord } from "../Core/RequestRecord.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import { accessFields, bodyProblem, hasBody, hostProblem, invalidRequestOf, parseJsonBody, pathOf, requestIdOf, unparsableBody } from "./Edge.js"
 import type { DecodeIssue } from "./Edge.js"
-import { errorResponse } from "./Errors.js"
+import { countTokensPath, errorResponseAt, messagesPath, requestIdHeaders } from "./Messages.js"
 import type { GatewayError } from "./Errors.js"
 import * as Handlers from "./Handlers.js"
 import * as HotPath from "./HotPath.js"
@@ -75,13 +75,20 @@ const localPortOf = (request: HttpServerRequest.HttpServerRequest): number | und
 }
 
 /**
- * A chat request's server span, from its arrival until its response is written (a stream's last byte included: the
+ * A chat or Messages request's server span, from its arrival until its response is written (a stream's last byte included: the
  * edge wraps the platform's writing of the response).
  */
-const traced = (app: HttpApp.Default, tracing: TracingService, request: HttpServerRequest.HttpServerRequest, requestId: string, record: RequestRecord): HttpApp.Default => {
+const traced = (
+  app: HttpApp.Default,
+  tracing: TracingService,
+  request: HttpServerRequest.HttpServerRequest,
+  path: string,
+  requestId: string,
+  record: RequestRecord
+): HttpApp.Default => {
   const span = tracing.startServer({
     method: request.method,
-    path: HotPath.chatPath,
+    path,
     headers: request.headers,
     httpVersion: httpVersionOf(request),
     clientAddress: Option.getOrUndefined(request.remoteAddress),
@@ -99,6 +106,9 @@ const traced = (app: HttpApp.Default, tracing: TracingService, request: HttpServ
     )
   )
 }
+
+/** The routes whose requests are traced: those through the core's chat and Messages operations. */
+const tracedPaths: ReadonlySet<string> = new Set([HotPath.chatPath, messagesPath, countTokensPath])
 
 /** A known path asked with a method it does not take: 405, before anything is said about the body. */
 const methodProblem = (request: HttpServerRequest.HttpServerRequest): MethodNotAllowed | undefined => {
@@ -128,7 +138,7 @@ const withOpenAiErrors = (app: HttpApp.Default): HttpApp.Default =>
       const requestId = yield* RequestId
       const error = classify(cause, request, requestId)
       if (error._tag === "InternalError") yield* Effect.logError("unhandled failure", cause)
-      return errorResponse(error)
+      return errorResponseAt(pathOf(request.url), error)
     })
   )
 
@@ -179,14 +189,16 @@ export const makeEdge: Effect.Effect<(app: HttpApp.Default) => HttpApp.Default, 
         // One request object for the edge and the app: its body text is read once and cached on it.
         const labelled = labelledAsJson(request)
         const record = newRecord(requestId)
+        const idHeaders = requestIdHeaders(pathOf(request.url), requestId)
         const served = app.pipe(
           // The app writes its own response: a pre-response handler is how a header reaches it.
-          HttpApp.withPreResponseHandler((_request, response) => Effect.succeed(HttpServerResponse.setHeader(response, "x-request-id", requestId))),
+          HttpApp.withPreResponseHandler((_request, response) => Effect.succeed(HttpServerResponse.setHeaders(response, idHeaders))),
           Effect.provideService(HttpServerRequest.HttpServerRequest, labelled),
           Effect.provideService(RequestId, requestId),
           Effect.locally(currentRecord, record)
         )
-        const refused = (error: GatewayError) => Effect.succeed(HttpServerResponse.setHeader(errorResponse(error), "x-request-id", requestId))
+        const refused = (error: GatewayError) =>
+          Effect.succeed(HttpServerResponse.setHeaders(errorResponseAt(pathOf(request.url), error), idHeaders))
         const answered =
           rejection !== undefined
             ? refused(rejection)
@@ -198,10 +210,9 @@ export const makeEdge: Effect.Effect<(app: HttpApp.Default) => HttpApp.Default, 
                   return Option.isSome(problem) ? refused(problem.value) : served
                 })
               : served
+        const path = pathOf(request.url)
         const spanned =
-          tracing !== undefined && request.method === "POST" && pathOf(request.url) === HotPath.chatPath
-            ? traced(answered, tracing, request, requestId, record)
-            : answered
+          tracing !== undefined && request.method === "POST" && tracedPaths.has(path) ? traced(answered, tracing, request, path, requestId, record) : answered
         return (accessLog ? accessLogged(spanned, request, requestId, record) : spanned).pipe(Effect.annotateLogs("requestId", requestId))
       })
   }
@@ -211,6 +222,7 @@ export const makeEdge: Effect.Effect<(app: HttpApp.Default) => HttpApp.Default, 
 export const ApiLive = HttpApiBuilder.api(Api).pipe(
   Layer.provide(Handlers.layer),
   Layer.provide(Auth.middlewareLayer),
+  Layer.provide(Auth.messagesMiddlewareLayer),
   Layer.provide(HttpApiBuilder.middleware(withOpenAiErrors))
 )
 

@@ -7,7 +7,7 @@
  * HttpApi handler serves through `HttpServerResponse.stream`), and `writeSse`, the fast path's writer from a
  * ChunkSource straight to a Node response, with no fiber per batch.
  */
-import { Cause, Duration, Effect, Option, Schedule, Stream } from "effect"
+import { Cause, Chunk, Duration, Effect, Option, Schedule, Stream } from "effect"
 import { InternalError, ShuttingDown } from "../Errors.js"
 import type { ChatCompletionChunk } from "../OpenAi/Schemas.js"
 import { StreamDefect } from "../Providers/ChunkSource.js"
@@ -67,6 +67,29 @@ export interface EncodeOptions {
 }
 
 /**
+ * How the items of one dialect's stream are written as SSE: OpenAI's chat chunks (`chatFraming`) or Anthropic's
+ * Messages events (src/Http/Messages.ts). The writers below are the same for both.
+ */
+export interface Framing<A> {
+  /** The frames of one batch, as one string (empty: nothing to write). May throw what JSON.stringify throws. */
+  readonly frames: (batch: ReadonlyArray<A>) => string
+  /** Written when the stream ends normally (OpenAI's `[DONE]`; nothing for a dialect whose last event says so). */
+  readonly done: Uint8Array
+  /** The terminal frame of a failure after the stream began. */
+  readonly error: (error: GatewayError) => Uint8Array
+  /** Written when the stream has been silent too long. */
+  readonly keepalive: string
+}
+
+/** OpenAI's chat-completion framing: usage only when the client asked for it, `[DONE]` at the end. */
+export const chatFraming = (includeUsage: boolean): Framing<ChatCompletionChunk> => ({
+  frames: (batch) => framesOf(batch, includeUsage),
+  done: doneFrame,
+  error: errorFrame,
+  keepalive: keepaliveFrame
+})
+
+/**
  * A stream of chunks as the bytes of its SSE body: a frame per chunk (usage only when asked for), `[DONE]` at the
  * end, or one error frame for a failure (a defect is logged and framed as an internal error). Compose it with
  * `HttpServerResponse.stream(bytes, { contentType: "text/event-stream" })`.
@@ -74,24 +97,31 @@ export interface EncodeOptions {
 export const encode = <E extends GatewayError>(
   chunks: Stream.Stream<ChatCompletionChunk, E>,
   options: EncodeOptions
+): Stream.Stream<Uint8Array> => encodeFramed(chunks, chatFraming(options.includeUsage), options)
+
+/** `encode` for any dialect's items, framed by `framing`. */
+export const encodeFramed = <A, E extends GatewayError>(
+  items: Stream.Stream<A, E>,
+  framing: Framing<A>,
+  options: Omit<EncodeOptions, "includeUsage">
 ): Stream.Stream<Uint8Array> => {
   const internal = new InternalError({ requestId: options.requestId ?? "unknown" })
-  const framed = chunks.pipe(
+  const framed = items.pipe(
     Stream.chunks,
-    Stream.map((batch) => framesOf(batch, options.includeUsage)),
+    Stream.map((batch) => framing.frames(Chunk.toReadonlyArray(batch))),
     Stream.filter((text) => text.length > 0),
     Stream.map((text) => encoder.encode(text)),
-    Stream.concat(Stream.succeed(doneFrame)),
+    Stream.concat(framing.done.length > 0 ? Stream.succeed(framing.done) : Stream.empty),
     Stream.catchAllCause((cause) => {
       const failure = Cause.failureOption(cause)
-      if (Option.isSome(failure)) return Stream.succeed(errorFrame(failure.value))
+      if (Option.isSome(failure)) return Stream.succeed(framing.error(failure.value))
       if (Cause.isInterruptedOnly(cause)) return Stream.empty
-      return Stream.fromEffect(Effect.as(Effect.logError("unhandled failure in stream", cause), errorFrame(internal)))
+      return Stream.fromEffect(Effect.as(Effect.logError("unhandled failure in stream", cause), framing.error(internal)))
     })
   )
   const everyMs = options.keepaliveMs ?? 0
   if (everyMs <= 0) return framed
-  const comment = encoder.encode(keepaliveFrame)
+  const comment = encoder.encode(framing.keepalive)
   return Stream.merge(framed, Stream.fromSchedule(Schedule.spaced(Duration.millis(everyMs))).pipe(Stream.as(comment)), {
     haltStrategy: "left"
   })
@@ -144,7 +174,11 @@ export interface SseResponse {
  * left) closes the source; so does every ending. Nothing it does can throw past it: a chunk that cannot be framed
  * ends the stream with an internal-error frame, logged.
  */
-export const writeSse = (source: ChunkSource, options: SseOptions, response: SseResponse): void => {
+export const writeSse = (source: ChunkSource, options: SseOptions, response: SseResponse): void =>
+  writeFramed(source, chatFraming(options.includeUsage), options, response)
+
+/** `writeSse` for any dialect's items, framed by `framing`. */
+export const writeFramed = <A>(source: ChunkSource<A>, framing: Framing<A>, options: Omit<SseOptions, "includeUsage">, response: SseResponse): void => {
   let ended = false
   let unregister = () => {}
   let cancelDeadline = () => {}
@@ -167,16 +201,16 @@ export const writeSse = (source: ChunkSource, options: SseOptions, response: Sse
   }
   const defect = (cause: Cause.Cause<unknown>) => {
     options.logDefect(cause)
-    finish(errorFrame(new InternalError({ requestId: options.requestId })))
+    finish(framing.error(new InternalError({ requestId: options.requestId })))
   }
   const run = (): void => {
     while (!ended) {
       const take = source.poll()
       if (take === undefined) return source.onReady(pump)
-      if (take === "end") return finish(doneFrame)
-      if (take instanceof ProviderError) return finish(errorFrame(take))
+      if (take === "end") return finish(framing.done)
+      if (take instanceof ProviderError) return finish(framing.error(take))
       if (take instanceof StreamDefect) return defect(take.cause)
-      const text = framesOf(take, options.includeUsage)
+      const text = framing.frames(take)
       // An empty batch (e.g. only usage nobody asked for) writes nothing: take the next one.
       if (text.length === 0) continue
       if (!wroteContent) {
@@ -210,7 +244,7 @@ export const writeSse = (source: ChunkSource, options: SseOptions, response: Sse
       if (silentMs >= everyMs) {
         lastWrite = keepaliveTimer.now()
         // A full socket already tells the load balancer the connection is alive: nothing is queued behind it.
-        if (response.writableLength === 0) response.write(keepaliveFrame)
+        if (response.writableLength === 0) response.write(framing.keepalive)
         cancelKeepalive = keepaliveTimer.after(everyMs, tick)
       } else cancelKeepalive = keepaliveTimer.after(everyMs - silentMs, tick)
     }
@@ -219,14 +253,14 @@ export const writeSse = (source: ChunkSource, options: SseOptions, response: Sse
   const { deadline } = options
   if (deadline !== undefined) {
     cancelDeadline = deadline.timer.after(deadline.at - deadline.timer.now(), () => {
-      finish(errorFrame(deadline.onTimeout()))
+      finish(framing.error(deadline.onTimeout()))
       const cancelFlush = deadline.timer.after(flushGraceMs, () => {
         if (!response.writableFinished) response.destroy()
       })
       response.once("close", cancelFlush)
     })
   }
-  unregister = options.onTerminate(() => finish(errorFrame(new ShuttingDown())))
+  unregister = options.onTerminate(() => finish(framing.error(new ShuttingDown())))
   response.once("close", stop)
   pump()
 }

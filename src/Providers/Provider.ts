@@ -4,6 +4,7 @@
  */
 import { Context, Effect, Scope, Stream } from "effect"
 import type { Redacted } from "effect"
+import type { MessageAnswer, MessagesEvent, NativeCall } from "../Anthropic/Wire.js"
 import type { EmbeddingRequest, Embeddings } from "../OpenAi/Embeddings.js"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
 import { fromPull, pullOf, releaseOf } from "./ChunkSource.js"
@@ -34,6 +35,24 @@ export interface Provider {
    * Every provider declares it; one whose upstream cannot embed fails with `InvalidRequest` (`cannotEmbed`).
    */
   readonly embed: (request: EmbeddingRequest, deadline?: Deadline) => Effect.Effect<Embeddings, ProviderError>
+  /**
+   * Anthropic's Messages API spoken natively, when the upstream speaks it (optional): a `/v1/messages` request to
+   * such a deployment goes as the client sent it, not through chat completions. Without it the Router translates.
+   */
+  readonly messages?: MessagesNative
+}
+
+/**
+ * The Messages API of an upstream that speaks it. `call.body` is the client's body with the upstream model; each
+ * call is bounded by its deadline like the chat calls.
+ */
+export interface MessagesNative {
+  /** One non-streamed message, as the upstream answered it, with its usage read off. */
+  readonly create: (call: NativeCall, deadline?: Deadline) => Effect.Effect<MessageAnswer, ProviderError>
+  /** Connects a streamed message: its events as the upstream sent them. The caller must close the source. */
+  readonly open: (call: NativeCall, deadline?: Deadline) => Effect.Effect<ChunkSource<MessagesEvent>, ProviderError>
+  /** The upstream's count of the request's input tokens. */
+  readonly countTokens: (call: NativeCall, deadline?: Deadline) => Effect.Effect<number, ProviderError>
 }
 
 /**

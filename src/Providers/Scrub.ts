@@ -6,7 +6,7 @@
 import { Effect } from "effect"
 import type { ChunkSource } from "./ChunkSource.js"
 import { ProviderError } from "./ProviderError.js"
-import type { Provider } from "./Provider.js"
+import type { MessagesNative, Provider } from "./Provider.js"
 
 /** What a scrubbed secret reads as. */
 export const redactedMark = "[redacted]"
@@ -35,7 +35,7 @@ export const scrubError = (error: ProviderError, scrub: (text: string) => string
     : new ProviderError({ ...error, message, param, code })
 }
 
-const scrubbedSource = (source: ChunkSource, scrub: (text: string) => string): ChunkSource => ({
+const scrubbedSource = <A>(source: ChunkSource<A>, scrub: (text: string) => string): ChunkSource<A> => ({
   poll: () => {
     const take = source.poll()
     return take instanceof ProviderError ? scrubError(take, scrub) : take
@@ -52,6 +52,17 @@ export const scrubbed = (provider: Provider, scrub: (text: string) => string): P
   open: (request, deadline) =>
     Effect.map(
       Effect.mapError(provider.open(request, deadline), (error) => scrubError(error, scrub)),
+      (source) => scrubbedSource(source, scrub)
+    ),
+  ...(provider.messages === undefined ? {} : { messages: scrubbedMessages(provider.messages, scrub) })
+})
+
+const scrubbedMessages = (native: MessagesNative, scrub: (text: string) => string): MessagesNative => ({
+  create: (call, deadline) => Effect.mapError(native.create(call, deadline), (error) => scrubError(error, scrub)),
+  countTokens: (call, deadline) => Effect.mapError(native.countTokens(call, deadline), (error) => scrubError(error, scrub)),
+  open: (call, deadline) =>
+    Effect.map(
+      Effect.mapError(native.open(call, deadline), (error) => scrubError(error, scrub)),
       (source) => scrubbedSource(source, scrub)
     )
 })

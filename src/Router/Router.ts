@@ -1,9 +1,15 @@
 /**
  * Router: model name → deployments, weighted load balancing, retries on a Schedule, fallbacks, deadlines and,
- * for streams, the commit point (the first upstream chunk is in hand before the client sees a 200). Chat and
- * embeddings requests take the same routes: the same names, deployments, retries, fallbacks and cooldowns.
+ * for streams, the commit point (the first upstream chunk is in hand before the client sees a 200). Chat,
+ * embeddings and Anthropic Messages requests take the same routes: the same names, deployments, retries, fallbacks
+ * and cooldowns. A Messages attempt is native to a deployment whose provider speaks Messages (`Provider.messages`)
+ * and translated through chat completions to any other, so one request's fallbacks may cross dialects.
  */
 import { Cause, Context, Duration, Effect, Exit, Fiber, Layer, Random, Runtime, Schedule, Stream } from "effect"
+import { makeEventTranslator, translatedSource } from "../Anthropic/StreamTranslate.js"
+import { eventTrace, traceCompletionOf, traceRequestOf } from "../Anthropic/Trace.js"
+import { messageIdOf, toChatRequest, toMessage } from "../Anthropic/Translate.js"
+import type { CountTokensCall, MessageAnswer, MessagesCall, MessagesEvent, NativeCall } from "../Anthropic/Wire.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import { ModelNotFound } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
@@ -68,7 +74,33 @@ export interface RoutedStream extends Served {
   readonly deadline: Deadline
 }
 
-/** Routes chat and embeddings requests to deployments. */
+/**
+ * A Messages request answered: the message (JSON, `model` the public name) and its usage; for a translated attempt,
+ * the chat request it became (what the gateway counts tokens from when the upstream reported none).
+ */
+export interface RoutedMessage extends Served {
+  readonly answer: MessageAnswer
+  readonly translated: ChatCompletionRequest | undefined
+}
+
+/**
+ * A committed Messages stream: its events (the first batch, `message_start` included, already read), as the
+ * upstream sent them (native) or translated from chat chunks, `message_start` naming the public model.
+ */
+export interface RoutedMessageStream extends Served {
+  readonly source: ChunkSource<MessagesEvent>
+  readonly events: Stream.Stream<MessagesEvent, ProviderError>
+  readonly deadline: Deadline
+  /** The chat request a translated attempt sent (see `RoutedMessage`). */
+  readonly translated: ChatCompletionRequest | undefined
+}
+
+/** A count_tokens request answered: the upstream's count (native), or none (the gateway counts). */
+export interface RoutedCount extends Served {
+  readonly inputTokens: number | undefined
+}
+
+/** Routes chat, embeddings and Messages requests to deployments. */
 export class Router extends Context.Tag("llm-proxy/Router")<
   Router,
   {
@@ -78,6 +110,15 @@ export class Router extends Context.Tag("llm-proxy/Router")<
     readonly stream: (request: ChatCompletionRequest, record?: RequestRecord) => Effect.Effect<RoutedStream, ModelNotFound | ProviderError>
     /** One embeddings request; `record` as for `complete`. */
     readonly embed: (request: EmbeddingRequest, record?: RequestRecord) => Effect.Effect<RoutedEmbeddings, ModelNotFound | ProviderError>
+    /**
+     * One non-streamed Messages request: each attempt native when the deployment's provider speaks Messages,
+     * translated through chat completions otherwise (so a fallback may cross dialects); `record` as for `complete`.
+     */
+    readonly message: (call: MessagesCall, record?: RequestRecord) => Effect.Effect<RoutedMessage, ModelNotFound | ProviderError>
+    /** One streamed Messages request, committed at its first event; attempts as for `message`. */
+    readonly messageStream: (call: MessagesCall, record?: RequestRecord) => Effect.Effect<RoutedMessageStream, ModelNotFound | ProviderError>
+    /** One count_tokens request: the upstream's count for a native deployment, none otherwise. */
+    readonly countTokens: (call: CountTokensCall, record?: RequestRecord) => Effect.Effect<RoutedCount, ModelNotFound | ProviderError>
   }
 >() {}
 
@@ -390,14 +431,54 @@ const renamed = <A extends { readonly model: string }>(value: A, name: string): 
   value.model === name ? value : { ...value, model: name }
 
 /**
+ * Fields a translated Messages request carries that an OpenAI-compatible upstream may not take for its model: OpenAI
+ * refuses `reasoning_effort` for a model without reasoning and `top_k` always (400, `param` naming it). Claude Code
+ * sends `thinking` whatever model is behind the name, so an attempt refused for one of them is made once more
+ * without it rather than failing the client.
+ */
+const droppableFields = ["reasoning_effort", "top_k"] as const
+
+/** The droppable field an upstream's refusal names, when the request carries it. */
+const refusedField = (chat: ChatCompletionRequest, error: ProviderError): (typeof droppableFields)[number] | undefined => {
+  if (error.reason !== "InvalidRequest") return undefined
+  const fields = chat as Readonly<Record<string, unknown>>
+  return droppableFields.find((field) => fields[field] !== undefined && (error.param === field || error.message.includes(field)))
+}
+
+/** A translated attempt, made again without each droppable field the upstream refuses (`droppableFields`). */
+const withoutRefusedFields = <A>(chat: ChatCompletionRequest, attempt: (chat: ChatCompletionRequest) => Effect.Effect<A, ProviderError>): Effect.Effect<A, ProviderError> =>
+  Effect.catchAll(attempt(chat), (error) => {
+    const field = refusedField(chat, error)
+    if (field === undefined) return Effect.fail(error)
+    const { [field]: _dropped, ...without } = chat as Readonly<Record<string, unknown>>
+    return withoutRefusedFields(without as ChatCompletionRequest, attempt)
+  })
+
+/**
+ * A native stream's `message_start` naming the public model instead of the upstream's (its data parsed and written
+ * again: once per stream). An event whose data is not as expected is left as it is.
+ */
+const renamedStart = (event: MessagesEvent, name: string): MessagesEvent => {
+  try {
+    const value: unknown = JSON.parse(event.data)
+    if (typeof value !== "object" || value === null) return event
+    const message: unknown = (value as Record<string, unknown>)["message"]
+    if (typeof message !== "object" || message === null || Array.isArray(message)) return event
+    return { ...event, data: JSON.stringify({ ...value, message: { ...message, model: name } }) }
+  } catch {
+    return event
+  }
+}
+
+/**
  * The first non-empty batch of a source, or its end; empty batches are not a first token. With a deadline, the
  * wait ends there with its timeout (one plain timer, no fiber).
  */
-const firstTake = (
-  source: ChunkSource,
+const firstTake = <A>(
+  source: ChunkSource<A>,
   deadline?: Deadline
-): Effect.Effect<ReadonlyArray<ChatCompletionChunk> | "end", ProviderError> =>
-  bounded(deadline, (settle) => {
+): Effect.Effect<ReadonlyArray<A> | "end", ProviderError> =>
+  bounded<ReadonlyArray<A> | "end">(deadline, (settle) => {
     const attempt = (): boolean => {
       for (;;) {
         const take = source.poll()
@@ -417,16 +498,22 @@ const firstTake = (
     return () => source.onReady(undefined)
   })
 
-interface Connected {
-  readonly first: ReadonlyArray<ChatCompletionChunk> | "end"
-  readonly source: ChunkSource
+/** What a committed source tells its tracing: each batch as the upstream sent it, and how it ended. */
+interface BatchTrace<A> {
+  readonly batch: (batch: ReadonlyArray<A>) => void
+  readonly end: StreamTrace["end"]
+}
+
+interface Connected<A = ChatCompletionChunk> {
+  readonly first: ReadonlyArray<A> | "end"
+  readonly source: ChunkSource<A>
 }
 
 /** Opens a source and reads its first batch; on failure or interruption the source is released. */
-const openAndTakeFirst = (
-  open: Effect.Effect<ChunkSource, ProviderError>,
+const openAndTakeFirst = <A>(
+  open: Effect.Effect<ChunkSource<A>, ProviderError>,
   deadline?: Deadline
-): Effect.Effect<Connected, ProviderError> =>
+): Effect.Effect<Connected<A>, ProviderError> =>
   Effect.uninterruptibleMask((restore) =>
     Effect.flatMap(restore(open), (source) =>
       restore(firstTake(source, deadline)).pipe(
@@ -535,7 +622,8 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
       (result): RoutedStream => {
         const span = record?.attemptSpan
         const trace = tracing !== undefined && span !== undefined ? tracing.streaming(span, performance.now() - result.startedAt) : undefined
-        const source = committedSource(result.value, result.deployment.name, result.deadline, trace)
+        const name = result.deployment.name
+        const source = committedSource(result.value, (batch) => batch.map((chunk) => renamed(withValidUsage(chunk), name)), result.deadline, trace)
         const chunks = Stream.repeatEffectChunkOption(pullOf(source)).pipe(Stream.ensuring(releaseOf(source)))
         const deadline: Deadline = { at: result.deadline, timer, onTimeout: requestTimeout }
         return { source, chunks, deadline, deployment: result.deployment, attempts: result.attempts, hedge: result.hedge }
@@ -551,44 +639,139 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
       (result) => ({ embeddings: result.value, deployment: result.deployment, attempts: result.attempts })
     )
 
+  /** What a native deployment is sent: the client's body with the deployment's upstream model. */
+  const nativeCall = (call: { readonly body: Readonly<Record<string, unknown>>; readonly headers: NativeCall["headers"] }, deployment: Deployment): NativeCall => ({
+    body: call.body["model"] === deployment.upstreamModel ? call.body : { ...call.body, model: deployment.upstreamModel },
+    headers: call.headers
+  })
+
+  /** A fresh message id for a translated stream (no upstream id is known when it starts). */
+  const freshMessageId = () => `msg_${crypto.randomUUID().replace(/-/g, "")}`
+
+  /** One attempt's answer: the message, the chat request a translated attempt sent, and what its span reads. */
+  type MessageAttempt = Omit<RoutedMessage, keyof Served> & { readonly traced: ChatCompletion }
+
+  const message = (call: MessagesCall, record?: RequestRecord) =>
+    Effect.gen(function* () {
+      const traced = tracedAttempts(tracing, traceRequestOf(call.request), record)
+      const result = yield* route(call.request.model, record, traced, (deployment, remainingMs): Effect.Effect<MessageAttempt, ProviderError> => {
+        const deadline = deadlineIn(remainingMs, requestTimeout)
+        const native = deployment.provider.messages
+        if (native !== undefined) {
+          return Effect.map(native.create(nativeCall(call, deployment), deadline), (answer) => ({
+            answer: { ...answer, message: renamed(answer.message as { readonly model: string }, deployment.name) },
+            translated: undefined,
+            traced: traceCompletionOf(answer.message, answer.usage)
+          }))
+        }
+        return Effect.flatMap(toChatRequest(call.request, deployment.upstreamModel), (chat) =>
+          Effect.map(withoutRefusedFields(chat, (sent) => deployment.provider.complete(sent, deadline)), (completion) => {
+            const checked = withValidUsage(completion)
+            return {
+              answer: toMessage(checked, { id: messageIdOf(completion.id), model: deployment.name, stopSequences: call.request.stop_sequences }),
+              translated: chat,
+              traced: checked
+            }
+          })
+        )
+      })
+      const span = record?.attemptSpan
+      if (tracing !== undefined && span !== undefined) tracing.completed(span, result.value.traced)
+      return { answer: result.value.answer, translated: result.value.translated, deployment: result.deployment, attempts: result.attempts }
+    })
+
+  const messageStream = (call: MessagesCall, record?: RequestRecord) =>
+    Effect.gen(function* () {
+      // What the attempt that succeeds sent, when it translated (attempts run one after another).
+      const sent: { translated: ChatCompletionRequest | undefined } = { translated: undefined }
+      const result = yield* route(call.request.model, record, tracedAttempts(tracing, traceRequestOf(call.request), record), (deployment, remainingMs) => {
+        const deadline =
+          remainingMs < firstTokenMs
+            ? deadlineIn(remainingMs, requestTimeout)
+            : deadlineIn(firstTokenMs, () => timeoutError(`first token within ${firstTokenMs} ms`))
+        const native = deployment.provider.messages
+        if (native !== undefined) {
+          sent.translated = undefined
+          return openAndTakeFirst(native.open(nativeCall(call, deployment), deadline), deadline)
+        }
+        return Effect.flatMap(toChatRequest(call.request, deployment.upstreamModel), (chat) => {
+          // Usage asked for, so that the stream's message_delta reports it and the stream is accounted exactly.
+          const streamed: ChatCompletionRequest = { ...chat, stream: true, stream_options: { include_usage: true } }
+          sent.translated = streamed
+          const translator = makeEventTranslator({ id: freshMessageId(), model: deployment.name, stopSequences: call.request.stop_sequences })
+          return openAndTakeFirst(
+            Effect.map(withoutRefusedFields(streamed, (sent) => deployment.provider.open(sent, deadline)), (source) => translatedSource(source, translator)),
+            deadline
+          )
+        })
+      })
+      const name = result.deployment.name
+      const span = record?.attemptSpan
+      const trace = tracing !== undefined && span !== undefined ? eventTrace(tracing.streaming(span, performance.now() - result.startedAt)) : undefined
+      // A native stream's message_start names the upstream model; a translated one names the public model already.
+      const source = committedSource(
+        result.value,
+        sent.translated === undefined ? (batch) => batch.map((event) => (event.event === "message_start" ? renamedStart(event, name) : event)) : (batch) => batch,
+        result.deadline,
+        trace
+      )
+      const events = Stream.repeatEffectChunkOption(pullOf(source)).pipe(Stream.ensuring(releaseOf(source)))
+      const deadline: Deadline = { at: result.deadline, timer, onTimeout: requestTimeout }
+      return { source, events, deadline, deployment: result.deployment, attempts: result.attempts, translated: sent.translated }
+    })
+
+  const countTokens = (call: CountTokensCall, record?: RequestRecord) =>
+    Effect.map(
+      route(call.request.model, record, undefined, (deployment, remainingMs) => {
+        const native = deployment.provider.messages
+        return native === undefined
+          ? Effect.succeed(undefined)
+          : native.countTokens(nativeCall(call, deployment), deadlineIn(remainingMs, requestTimeout))
+      }),
+      (result) => ({ inputTokens: result.value, deployment: result.deployment, attempts: result.attempts })
+    )
+
   /**
    * The data phase of a committed stream: the first batch, then the upstream's, renamed to the public name with
    * their usage checked and counted. A wait for the next batch ends at first_token_ms, and never past the request's
    * deadline. The end, a failure or `close` releases the upstream. With tracing on, `trace` sees the upstream's
    * batches as they were sent, and the end.
    */
-  const committedSource = (connected: Connected, name: string, deadline: number, trace: StreamTrace | undefined): ChunkSource => {
+  const committedSource = <A>(
+    connected: Connected<A>,
+    mapBatch: (batch: ReadonlyArray<A>) => ReadonlyArray<A>,
+    deadline: number,
+    trace: BatchTrace<A> | undefined
+  ): ChunkSource<A> => {
     const upstream = connected.source
-    let first: ReadonlyArray<ChatCompletionChunk> | "end" | undefined = connected.first
-    let ended: Take<ChatCompletionChunk> | undefined
+    let first: ReadonlyArray<A> | "end" | undefined = connected.first
+    let ended: Take<A> | undefined
     let cancelTimer: (() => void) | undefined
     const stopTimer = () => {
       cancelTimer?.()
       cancelTimer = undefined
     }
-    const end = (take: Take<ChatCompletionChunk>): Take<ChatCompletionChunk> => {
+    const end = (take: Take<A>): Take<A> => {
       ended = take
       stopTimer()
       upstream.close()
-      if (trace !== undefined && !Array.isArray(take)) trace.end(take as Exclude<Take<ChatCompletionChunk>, ReadonlyArray<ChatCompletionChunk>>)
+      if (trace !== undefined && !Array.isArray(take)) trace.end(take as Exclude<Take<A>, ReadonlyArray<A>>)
       return take
     }
-    const renamedBatch = (batch: ReadonlyArray<ChatCompletionChunk>): ReadonlyArray<ChatCompletionChunk> =>
-      batch.map((chunk) => renamed(withValidUsage(chunk), name))
-    const poll = (): Take<ChatCompletionChunk> | undefined => {
+    const poll = (): Take<A> | undefined => {
       if (ended !== undefined) return ended
       if (first !== undefined) {
         const taken = first
         first = undefined
         if (taken === "end") return end(taken)
         trace?.batch(taken)
-        return renamedBatch(taken)
+        return mapBatch(taken)
       }
       const take = upstream.poll()
       if (take === undefined) return undefined
       if (!Array.isArray(take)) return end(take)
-      trace?.batch(take)
-      return renamedBatch(take)
+      trace?.batch(take as ReadonlyArray<A>)
+      return mapBatch(take as ReadonlyArray<A>)
     }
     const onReady = (wake: (() => void) | undefined) => {
       stopTimer()
@@ -625,7 +808,7 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
     return { poll, onReady, close, release }
   }
 
-  return { complete, stream, embed }
+  return { complete, stream, embed, message, messageStream, countTokens }
 }
 
 /** The router over the current registry, its deadlines kept by the Timer. */
@@ -642,7 +825,10 @@ export const make = Effect.gen(function* () {
   return {
     complete: (request: ChatCompletionRequest, record?: RequestRecord) => Effect.suspend(() => routing().complete(request, record)),
     stream: (request: ChatCompletionRequest, record?: RequestRecord) => Effect.suspend(() => routing().stream(request, record)),
-    embed: (request: EmbeddingRequest, record?: RequestRecord) => Effect.suspend(() => routing().embed(request, record))
+    embed: (request: EmbeddingRequest, record?: RequestRecord) => Effect.suspend(() => routing().embed(request, record)),
+    message: (call: MessagesCall, record?: RequestRecord) => Effect.suspend(() => routing().message(call, record)),
+    messageStream: (call: MessagesCall, record?: RequestRecord) => Effect.suspend(() => routing().messageStream(call, record)),
+    countTokens: (call: CountTokensCall, record?: RequestRecord) => Effect.suspend(() => routing().countTokens(call, record))
   }
 })
 

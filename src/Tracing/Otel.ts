@@ -93,23 +93,30 @@ const setResponse = (span: Span, facts: ResponseFacts) => {
   if (facts.cachedTokens !== undefined) span.setAttribute("gen_ai.usage.cache_read.input_tokens", facts.cachedTokens)
 }
 
+/**
+ * Now, in epoch milliseconds with a fraction, from the monotonic clock. Every span's start and end is given as this:
+ * left to itself the SDK starts each span at `Date.now()` (whole milliseconds) and ends it at that plus the span's
+ * duration, so a parent and a child ending within the same millisecond could appear in either order.
+ */
+const preciseNow = (): number => performance.timeOrigin + performance.now()
+
 /** An attempt that failed: its reason (never the upstream's message, which may quote the prompt). */
 const endFailed = (span: Span, error: ProviderError) => {
   span.setAttributes({ "llm_proxy.outcome": error.reason, "error.type": error.reason })
   if (error.status !== undefined) span.setAttribute("http.response.status_code", error.status)
   span.setStatus({ code: SpanStatusCode.ERROR, message: error.reason })
-  span.end()
+  span.end(preciseNow())
 }
 
 const endDefect = (span: Span) => {
   span.setAttributes({ "llm_proxy.outcome": "defect", "error.type": "defect" })
   span.setStatus({ code: SpanStatusCode.ERROR, message: "defect" })
-  span.end()
+  span.end(preciseNow())
 }
 
 const endCancelled = (span: Span) => {
   span.setAttribute("llm_proxy.outcome", "cancelled")
-  span.end()
+  span.end(preciseNow())
 }
 
 /** The service over an OpenTelemetry tracer. */
@@ -131,7 +138,7 @@ export const make = (tracer: Tracer): TracingService => {
     if (request.clientAddress !== undefined) attributes["client.address"] = request.clientAddress
     const agent = single(headers, "user-agent")
     if (agent !== undefined) attributes["user_agent.original"] = agent
-    return tracer.startSpan(`${request.method} ${request.path}`, { kind: SpanKind.SERVER, attributes }, remoteContext(headers))
+    return tracer.startSpan(`${request.method} ${request.path}`, { kind: SpanKind.SERVER, attributes, startTime: preciseNow() }, remoteContext(headers))
   }
 
   const endServer = (span: Span, record: RequestRecord, status: number | undefined, clientLeft: boolean) => {
@@ -148,7 +155,7 @@ export const make = (tracer: Tracer): TracingService => {
         span.setStatus({ code: SpanStatusCode.ERROR })
       }
     }
-    span.end()
+    span.end(preciseNow())
   }
 
   const startAttempt = (parent: Span, attempt: Attempt): Span => {
@@ -168,7 +175,7 @@ export const make = (tracer: Tracer): TracingService => {
     if (typeof request.top_p === "number") attributes["gen_ai.request.top_p"] = request.top_p
     if (typeof request.n === "number" && request.n !== 1) attributes["gen_ai.request.choice.count"] = request.n
     if (attempt.keyId !== undefined) attributes["llm_proxy.key.id"] = attempt.keyId
-    return tracer.startSpan(`chat ${deployment.name}`, { kind: SpanKind.CLIENT, attributes }, trace.setSpan(ROOT_CONTEXT, parent))
+    return tracer.startSpan(`chat ${deployment.name}`, { kind: SpanKind.CLIENT, attributes, startTime: preciseNow() }, trace.setSpan(ROOT_CONTEXT, parent))
   }
 
   const within = <A>(span: Span, effect: Effect.Effect<A, ProviderError>): Effect.Effect<A, ProviderError> =>
@@ -197,7 +204,7 @@ export const make = (tracer: Tracer): TracingService => {
     noteUsage(facts, completion.usage)
     setResponse(span, facts)
     span.setAttribute("llm_proxy.outcome", "ok")
-    span.end()
+    span.end(preciseNow())
   }
 
   const streaming = (span: Span, firstChunkMs: number): StreamTrace => {
@@ -227,7 +234,7 @@ export const make = (tracer: Tracer): TracingService => {
       setResponse(span, facts)
       if (how === "end") {
         span.setAttribute("llm_proxy.outcome", "ok")
-        span.end()
+        span.end(preciseNow())
       } else if (how === "cancelled") endCancelled(span)
       else if (how._tag === "ProviderError") endFailed(span, how)
       else endDefect(span)

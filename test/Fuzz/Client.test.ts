@@ -11,7 +11,7 @@ import fc from "fast-check"
 import { hugeString, invalidUtf8, jsonText, mutatedJson, nastyString } from "../support/FuzzArbitraries.js"
 import { describeOutcome, rawRequest, requestBytes } from "../support/FuzzHttp.js"
 import type { RawOutcome } from "../support/FuzzHttp.js"
-import { expectClientChunk, expectClientCompletion, expectEnvelope, fuzzRuns, runsOf } from "../support/FuzzSpec.js"
+import { expectAnthropicEnvelope, expectClientChunk, expectClientCompletion, expectEnvelope, fuzzRuns, runsOf } from "../support/FuzzSpec.js"
 import { mounts, startGateway, testKey } from "../support/Gateway.js"
 import type { GatewayOptions, Mount } from "../support/Gateway.js"
 
@@ -233,7 +233,7 @@ interface Tally {
  * The property every answer to client input must have: a whole HTTP response, a 2xx that is what it claims (a chat
  * answer valid against OpenAI's schema on the chat route) or a 4xx in OpenAI's exact envelope; never a 5xx.
  */
-const expectWellAnswered = (outcome: RawOutcome, chat: boolean, tally: Tally, head = false): void => {
+const expectWellAnswered = (outcome: RawOutcome, chat: boolean, tally: Tally, head = false, anthropic = false): void => {
   if (outcome._tag !== "Response") throw new Error(`no answer: ${describeOutcome(outcome)}`)
   const context = describeOutcome(outcome)
   try {
@@ -246,7 +246,9 @@ const expectWellAnswered = (outcome: RawOutcome, chat: boolean, tally: Tally, he
       tally.refused++
       if (head) return
       expect(contentType).toContain("application/json")
-      expectEnvelope(text)
+      // Anthropic's Messages API answers in Anthropic's envelope.
+      if (anthropic) expectAnthropicEnvelope(text)
+      else expectEnvelope(text)
       return
     }
     tally.ok++
@@ -377,8 +379,12 @@ for (const mount of mounts) {
               const headers: Array<Header> = [["host", "127.0.0.1"], ...auth]
               if (body !== null) headers.push(["content-type", "application/json"], ["content-length", String(body.length)])
               const outcome = await rawRequest(gateway.port, requestBytes(`${method} ${path} HTTP/1.1`, headers, body ?? new Uint8Array()), { head: method === "HEAD" })
-              const chat = method === "POST" && path.split("?")[0] === "/v1/chat/completions"
-              expectWellAnswered(outcome, chat, tally, method === "HEAD")
+              const route = path.split("?")[0] ?? ""
+              const chat = method === "POST" && route === "/v1/chat/completions"
+              // Anthropic's envelope from the Messages routes; what Node's parser refuses (a lower-case method) or
+              // CONNECT never reaches a route.
+              const routed = method !== "CONNECT" && /^[A-Z]+$/.test(method)
+              expectWellAnswered(outcome, chat, tally, method === "HEAD", routed && (route === "/v1/messages" || route.startsWith("/v1/messages/")))
             }),
             { numRuns: fuzzRuns }
           )

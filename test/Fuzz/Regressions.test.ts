@@ -7,6 +7,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Option, Redacted, Runtime, Stream } from "effect"
 import fc from "fast-check"
 import * as OpenAiProvider from "../../src/Providers/OpenAiCompatible/Provider.js"
+import { errorFromEvent } from "../../src/Providers/Anthropic/StreamTranslate.js"
 import { ProviderError, streamOf } from "../../src/Providers/Provider.js"
 import * as Transport from "../../src/Providers/Upstream/Transport.js"
 import { describeOutcome, rawRequest, requestBytes } from "../support/FuzzHttp.js"
@@ -42,6 +43,31 @@ for (const mount of mounts) {
         if (outcome._tag !== "Response") throw new Error(`no answer: ${describeOutcome(outcome)}`)
         expect(outcome.status).toBe(400)
         expectEnvelope(outcome.body.toString("utf8"))
+      }))
+
+    it.scopedLive("an Upgrade the gateway does not speak is ignored: the request is served, and a body cut short is a 400, not a silent close (found by the client fuzz)", () =>
+      Effect.gen(function* () {
+        const gateway = yield* startGateway({ mount })
+        const body = Buffer.from(JSON.stringify({ model: "mock", messages: [{ role: "user", content: "Hello gateway" }] }))
+        yield* Effect.promise(() =>
+          fc.assert(
+            fc.asyncProperty(fc.constantFrom("websocket", "h2c"), fc.constantFrom("upgrade", "Upgrade, HTTP2-Settings", "keep-alive, upgrade"), fc.option(fc.integer({ min: 0, max: body.length - 1 }), { nil: undefined }), async (protocol, connection, cutAt) => {
+              const head = requestBytes("POST /v1/chat/completions HTTP/1.1", [["host", "127.0.0.1"], ["x-internal-auth", testKey], ["content-type", "application/json"], ["connection", connection], ["upgrade", protocol], ["content-length", String(body.length)]])
+              const bytes = Buffer.concat([head, cutAt === undefined ? body : body.subarray(0, cutAt)])
+              const outcome = await rawRequest(portOf(gateway.baseUrl), bytes, { endAfterWrite: true, guardMs: 5000 })
+              if (outcome._tag !== "Response") throw new Error(`no answer: ${describeOutcome(outcome)}`)
+              const text = outcome.body.toString("utf8")
+              if (cutAt === undefined) {
+                expect(outcome.status).toBe(200)
+                expect((JSON.parse(text) as { object: string }).object).toBe("chat.completion")
+              } else {
+                expect(outcome.status).toBe(400)
+                expectEnvelope(text)
+              }
+            }),
+            { numRuns: runsOf(0.3) }
+          )
+        )
       }))
 
     it.scopedLive("a message of nothing but whitespace is answered at all (the mock's tokenizer is quadratic)", () =>
@@ -112,4 +138,37 @@ describe("fixed robustness bugs, OpenAI-compatible provider", () => {
         )
       )
     }).pipe(Effect.provide(Transport.layer())))
+
+  it.scopedLive("a stream whose [DONE] comes before any choice (nothing, or usage alone) is MalformedResponse, not an empty answer (found by the gateway fuzz)", () =>
+    Effect.gen(function* () {
+      const upstream = yield* startByteUpstream
+      const provider = yield* OpenAiProvider.make({ baseUrl: `${upstream.origin}/v1`, apiKey: Redacted.make("k"), headers: {} })
+      const runtime = yield* Effect.runtime<never>()
+      const usageOnly = JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [], usage: { prompt_tokens: 1, completion_tokens: 0, total_tokens: 1 } })
+      const choice = JSON.stringify({ id: "c", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { content: "x" }, finish_reason: null }] })
+      yield* Effect.promise(() =>
+        fc.assert(
+          fc.asyncProperty(fc.array(fc.constant(usageOnly), { maxLength: 3 }), fc.boolean(), fc.array(fc.constant(choice), { maxLength: 2 }), async (before, withDone, after) => {
+            const frames = [...before, ...(withDone ? ["[DONE]"] : []), ...after].map((data) => `data: ${data}\n\n`).join("")
+            upstream.reply({ status: 200, headers: { "content-type": "text/event-stream" }, pieces: [Buffer.from(frames)], then: "end" })
+            const exit = await Runtime.runPromise(runtime)(Effect.exit(Stream.runCollect(streamOf(provider, { model: "m", messages: [{ role: "user", content: "x" }] }))))
+            const failure = Exit.isFailure(exit) ? Cause.failureOption(exit.cause) : Option.none()
+            // No choice before the stream's end (its [DONE], or the end of the body with no finish reason): a failure.
+            expect(Option.isSome(failure) && failure.value instanceof ProviderError && failure.value.reason).toBe(withDone ? "MalformedResponse" : "Unavailable")
+          }),
+          { numRuns: runsOf(0.2) }
+        )
+      )
+    }).pipe(Effect.provide(Transport.layer())))
+})
+
+describe("fixed robustness bugs, error tables", () => {
+  it("an Anthropic error event whose type names an Object member is an ordinary unknown error (found by the upstream fuzz)", () =>
+    fc.assert(
+      fc.property(fc.constantFrom("constructor", "toString", "__proto__", "hasOwnProperty", "valueOf"), fc.string(), (type, message) => {
+        const error = errorFromEvent({ type: "error", error: { type, message } })
+        expect(error.reason).toBe("Unavailable")
+        expect(error.code).toBe(type)
+      })
+    ))
 })

@@ -1,6 +1,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Redacted } from "effect"
-import { keysMatch } from "../../src/Http/Auth.js"
+import { Unauthorized } from "../../src/Errors.js"
+import { keysMatch, makeOperatorOnly, makeWithKeys, operator } from "../../src/Http/Auth.js"
 import { startGateway, testKey } from "../support/Gateway.js"
 
 interface Answer {
@@ -204,5 +205,29 @@ describe("authentication over a real socket", () => {
           expect(`${name}: ${value}`).not.toContain(testKey)
         }
       }
+    }))
+})
+
+describe("x-api-key (what the Anthropic SDKs send)", () => {
+  const operatorOnly = makeOperatorOnly(Redacted.make(testKey))
+  const withKeys = makeWithKeys(Redacted.make(testKey), () => new Map())
+
+  it("is a third header for the same keys, on both authenticators", () => {
+    for (const authenticator of [operatorOnly, withKeys]) {
+      expect(authenticator.authenticate({ "x-api-key": testKey })).toEqual(operator)
+      expect(authenticator.authenticate({ "x-api-key": "wrong" })).toBeInstanceOf(Unauthorized)
+      // a wrong x-api-key beside a right bearer token: the right key wins, as with x-internal-auth
+      expect(authenticator.authenticate({ "x-api-key": "wrong", authorization: `Bearer ${testKey}` })).toEqual(operator)
+      // a repeated header counts as absent
+      expect(authenticator.authenticate({ "x-api-key": [testKey, testKey] })).toBeInstanceOf(Unauthorized)
+    }
+  })
+
+  it.scopedLive("opens the OpenAI routes too, whose 401 stays OpenAI's envelope", () =>
+    Effect.gen(function* () {
+      const gateway = yield* startGateway()
+      const ok = yield* call(`${gateway.baseUrl}/v1/chat/completions`, { method: "POST", headers: { "x-api-key": testKey, "content-type": "application/json" }, body: chatBody })
+      expect(ok.status).toBe(200)
+      expectInvalidApiKey(yield* call(`${gateway.baseUrl}/v1/models`, { headers: { "x-api-key": "wrong" } }))
     }))
 })

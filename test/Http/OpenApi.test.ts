@@ -47,10 +47,22 @@ describe("GET /openapi.json", () => {
       expect(at(spec, "info")["title"]).toBe("llm-proxy")
       const paths = at(spec, "paths")
       expect(Object.keys(paths).sort()).toEqual(
-        ["/admin/keys", "/admin/usage", "/health", "/metrics", "/ready", "/v1/chat/completions", "/v1/embeddings", "/v1/llm/models", "/v1/models", "/v1/models/{model}"].sort()
+        [
+          "/admin/keys",
+          "/admin/usage",
+          "/health",
+          "/metrics",
+          "/ready",
+          "/v1/chat/completions",
+          "/v1/embeddings",
+          "/v1/llm/models",
+          "/v1/messages",
+          "/v1/messages/count_tokens",
+          "/v1/models",
+          "/v1/models/{model}"
+        ].sort()
       )
-      expect(Object.keys(at(paths, "/v1/chat/completions"))).toEqual(["post"])
-      expect(Object.keys(at(paths, "/v1/embeddings"))).toEqual(["post"])
+      for (const path of ["/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/messages/count_tokens"]) expect(Object.keys(at(paths, path))).toEqual(["post"])
       for (const path of ["/health", "/ready", "/metrics", "/v1/models", "/v1/models/{model}", "/v1/llm/models", "/admin/keys", "/admin/usage"]) {
         expect(Object.keys(at(paths, path))).toEqual(["get"])
       }
@@ -69,15 +81,32 @@ describe("GET /openapi.json", () => {
       expect(String(sse["description"])).toContain("[DONE]")
     }))
 
-  it.scopedLive("documents 400 as OpenAI's error envelope everywhere, never the framework's decode error", () =>
+  it.scopedLive("documents 400 as OpenAI's error envelope everywhere (Anthropic's on the Messages endpoints), never the framework's decode error", () =>
     Effect.gen(function* () {
       const { spec } = yield* loadSpec
       for (const [path, method, operation] of operations(spec)) {
         const badRequest = asObject(operation["responses"])["400"]
         if (badRequest === undefined) continue
         const schema = at(badRequest, "content", "application/json", "schema")
-        expect({ path, method, schema }).toEqual({ path, method, schema: { $ref: "#/components/schemas/ErrorResponse" } })
+        const envelope = path.startsWith("/v1/messages") ? "MessagesErrorResponse" : "ErrorResponse"
+        expect({ path, method, schema }).toEqual({ path, method, schema: { $ref: `#/components/schemas/${envelope}` } })
       }
+      // every failure of the Messages endpoints is in Anthropic's envelope, their 401 included
+      for (const path of ["/v1/messages", "/v1/messages/count_tokens"]) {
+        for (const [status, response] of Object.entries(at(spec, "paths", path, "post", "responses"))) {
+          if (status === "200") continue
+          const schema = JSON.stringify(at(asObject(response), "content", "application/json", "schema"))
+          expect({ path, status, anthropic: schema.includes('"#/components/schemas/MessagesErrorResponse"'), openAi: schema.includes("/ErrorResponse\"") }).toEqual({
+            path,
+            status,
+            anthropic: true,
+            openAi: false
+          })
+        }
+      }
+      const messagesEnvelope = at(spec, "components", "schemas", "MessagesErrorResponse")
+      expect(messagesEnvelope["required"]).toEqual(["type", "error"])
+      expect(Object.keys(at(spec, "paths", "/v1/messages", "post", "responses", "200", "content")).sort()).toEqual(["application/json", "text/event-stream"])
       expect(at(spec, "paths", "/v1/chat/completions", "post", "responses")["400"]).toBeDefined()
       const envelope = at(spec, "components", "schemas", "ErrorResponse")
       expect(envelope["required"]).toEqual(["error"])
@@ -110,14 +139,20 @@ describe("GET /openapi.json", () => {
       expect(input).toContain("2048")
     }))
 
-  it.scopedLive("declares the header key and bearer schemes, required on all but /health and /ready", () =>
+  it.scopedLive("declares the header key, bearer and x-api-key schemes, required on all but /health and /ready", () =>
     Effect.gen(function* () {
       const { spec } = yield* loadSpec
       const schemes = at(spec, "components", "securitySchemes")
       expect(schemes["internalKey"]).toEqual({ type: "apiKey", name: "x-internal-auth", in: "header" })
       expect(schemes["bearer"]).toEqual({ type: "http", scheme: "bearer" })
+      expect(schemes["apiKey"]).toEqual({ type: "apiKey", name: "x-api-key", in: "header" })
       for (const [path, method, operation] of operations(spec)) {
-        const expected = path === "/health" || path === "/ready" ? [] : [{ internalKey: [] }, { bearer: [] }]
+        const expected =
+          path === "/health" || path === "/ready"
+            ? []
+            : path.startsWith("/v1/messages")
+              ? [{ apiKey: [] }, { bearer: [] }, { internalKey: [] }]
+              : [{ internalKey: [] }, { bearer: [] }, { apiKey: [] }]
         expect({ path, method, security: operation["security"] }).toEqual({ path, method, security: expected })
       }
       // a 401 is documented wherever a key is required

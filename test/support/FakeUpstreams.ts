@@ -130,7 +130,7 @@ export interface FakeUpstream {
 
 const routes: Record<Dialect, RegExp> = {
   openai: /^\/v1\/(chat\/completions|embeddings)$/,
-  anthropic: /^\/v1\/messages$/,
+  anthropic: /^\/v1\/messages(\/count_tokens)?$/,
   gemini: /^\/v1beta\/models\/[^:/?]+:(generateContent|streamGenerateContent\?alt=sse|batchEmbedContents)$/
 }
 

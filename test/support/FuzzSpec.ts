@@ -104,3 +104,11 @@ export const expectEnvelope = (text: string): { readonly message: string; readon
   }
   return error as { message: string; type: string; param: string | null; code: string | null }
 }
+
+/** Anthropic's envelope, exactly (what /v1/messages answers with). */
+export const expectAnthropicEnvelope = (text: string): void => {
+  const body = JSON.parse(text) as { type: unknown; error: { type: unknown; message: unknown } }
+  if (Object.keys(body).sort().join(",") !== "error,type" || body.type !== "error") throw new Error(`not Anthropic's envelope: ${preview(text)}`)
+  if (Object.keys(body.error).sort().join(",") !== "message,type") throw new Error(`not Anthropic's error object: ${preview(text)}`)
+  if (typeof body.error.type !== "string" || typeof body.error.message !== "string") throw new Error(`not Anthropic's error fields: ${preview(text)}`)
+}

@@ -11,6 +11,7 @@ import type { Deadline, Provider, UpstreamTarget } from "../Provider.js"
 import { eventSource, parseEventData, runMachine } from "../Upstream/EventSource.js"
 import type { SseEvent } from "../Upstream/SseDecoder.js"
 import { discard, malformed, mediaTypeOf, postJson, readJson, UpstreamTransport } from "../Upstream/Transport.js"
+import { makeNative } from "./Native.js"
 import { providerName, responseFormatToolName, toAnthropicRequest } from "./Request.js"
 import { decodeAnthropicMessage, fromAnthropicMessage } from "./Response.js"
 import type { CompletionContext } from "./Response.js"
@@ -105,7 +106,7 @@ export const make = (target: UpstreamTarget, options?: AnthropicOptions): Effect
         return eventSource(transport, providerName, response, machine.feedAll, machine.atEnd)
       })
 
-    return { complete, open, embed: refuseEmbeddings }
+    return { complete, open, embed: refuseEmbeddings, messages: makeNative(transport, endpoint, refineError) }
   })
 
 /** One Anthropic deployment as a `ChatProvider` layer. */

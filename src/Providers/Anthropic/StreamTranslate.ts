@@ -106,7 +106,8 @@ const ErrorEvent = Schema.Struct({
   error: Schema.Struct({ type: Schema.String, message: Schema.optional(Schema.String) })
 })
 
-const errorReasons: Readonly<Record<string, ProviderErrorReason>> = {
+// A Map, not an object: the type is the upstream's text, and `constructor` must not find Object's.
+const errorReasons: ReadonlyMap<string, ProviderErrorReason> = new Map(Object.entries({
   overloaded_error: "Unavailable",
   api_error: "Unavailable",
   rate_limit_error: "RateLimited",
@@ -117,7 +118,7 @@ const errorReasons: Readonly<Record<string, ProviderErrorReason>> = {
   not_found_error: "NotFound",
   billing_error: "QuotaExhausted",
   timeout_error: "Timeout"
-}
+} satisfies Record<string, ProviderErrorReason>))
 
 /** An `event: error` payload → the `ProviderError` it stands for; unknown error types count as `Unavailable`. */
 export const errorFromEvent = (data: unknown): ProviderError => {
@@ -125,7 +126,7 @@ export const errorFromEvent = (data: unknown): ProviderError => {
   const type = decoded._tag === "Some" ? decoded.value.error.type : undefined
   const message = decoded._tag === "Some" ? decoded.value.error.message : undefined
   return new ProviderError({
-    reason: (type !== undefined ? errorReasons[type] : undefined) ?? "Unavailable",
+    reason: (type !== undefined ? errorReasons.get(type) : undefined) ?? "Unavailable",
     message: message !== undefined && message.length > 0 ? message : "anthropic upstream failed mid-stream",
     provider: providerName,
     code: type ?? null

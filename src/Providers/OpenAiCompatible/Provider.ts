@@ -48,15 +48,22 @@ const decodeChunk = (data: string): ChatCompletionChunk | ProviderError => {
 
 const endedEarly = new ProviderError({ reason: "Unavailable", message: `${provider} upstream stream ended early`, provider })
 
-/** The decoder of one stream: a stream that stops with neither `[DONE]` nor a finish reason broke off upstream. */
+const doneFirst = malformed(provider, "a stream that said [DONE] before any choice")
+
+/**
+ * The decoder of one stream: a stream that stops with neither `[DONE]` nor a finish reason broke off upstream, and
+ * one whose `[DONE]` comes before any choice (no chunk, or usage alone) answered nothing.
+ */
 const streamDecoder = () => {
   let finished = false
+  let answered = false
   const decode = (events: ReadonlyArray<SseEvent>): EventBatch<ChatCompletionChunk> => {
     const chunks: Array<ChatCompletionChunk> = []
     for (const event of events) {
-      if (event.data.trim() === "[DONE]") return { items: chunks, done: true }
+      if (event.data.trim() === "[DONE]") return answered ? { items: chunks, done: true } : doneFirst
       const chunk = decodeChunk(event.data)
       if (chunk instanceof ProviderError) return chunk
+      if (chunk.choices.length > 0) answered = true
       if (!finished) for (const choice of chunk.choices) if (choice.finish_reason != null) finished = true
       chunks.push(chunk)
     }
