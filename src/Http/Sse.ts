@@ -9,7 +9,7 @@
  */
 import { Cause, Chunk, Duration, Effect, Option, Schedule, Stream } from "effect"
 import { InternalError, ShuttingDown } from "../Errors.js"
-import { knownJsonOf } from "../OpenAi/ChunkJson.js"
+import { knownJsonOf } from "../OpenAi/JsonText.js"
 import type { ChatCompletionChunk } from "../OpenAi/Schemas.js"
 import { StreamDefect } from "../Providers/ChunkSource.js"
 import type { ChunkSource } from "../Providers/ChunkSource.js"
