@@ -5,7 +5,6 @@
  * SDK accumulates one, a completion is split into the chunks a real upstream would send.
  */
 import type { ChatCompletion, ChatCompletionChunk, FinishReason, ToolCall, Usage } from "../OpenAi/Schemas.js"
-import { jsonOf } from "../OpenAi/JsonText.js"
 import { chunkOf, completionOf } from "../OpenAi/Wire.js"
 import { parseBoundedJson } from "../Providers/Upstream/Transport.js"
 
@@ -30,7 +29,7 @@ const header = (kind: CacheEntry["kind"], key: string, createdAt: number): strin
 
 /** A completion's entry, serialized. */
 export const serializeCompletion = (key: string, createdAt: number, completion: ChatCompletion): SerializedEntry => {
-  const text = `${header("json", key, createdAt)},"completion":${jsonOf(completion)}}`
+  const text = `${header("json", key, createdAt)},"completion":${JSON.stringify(completion)}}`
   return { entry: { kind: "json", key, createdAt, completion }, text, bytes: Buffer.byteLength(text) }
 }
 

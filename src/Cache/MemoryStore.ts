@@ -1,17 +1,19 @@
 /**
  * The response cache in memory: one process's, least recently used first out, bounded by `settings.cache`
  * (`max_entries`, and `max_bytes` of the entries' serialized size). Each entry expires with its ttl, checked on read
- * against the `Timer` (tests drive it with a TestClock). Entries are held as the values the core made: nothing to
- * parse on a hit.
+ * against the `Timer` (tests drive it with a TestClock). Entries are held as their serialized text — one string
+ * each, which the garbage collector never has to trace through, where the values of a full cache (a stream's chunks,
+ * their choices and deltas) would be a million objects in the old generation — and read back as Redis's are.
  */
 import { Effect, Layer } from "effect"
 import { Timer } from "../Timer.js"
+import { decodeEntry } from "./Entry.js"
 import type { CacheEntry, SerializedEntry } from "./Entry.js"
 import { CacheStore } from "./Store.js"
 import type { CacheBounds, CacheStoreService } from "./Store.js"
 
 interface Held {
-  readonly entry: CacheEntry
+  readonly text: string
   readonly bytes: number
   readonly expiresAt: number
 }
@@ -34,20 +36,21 @@ export const make: Effect.Effect<MemoryCacheStoreService> = Effect.map(Timer, (t
     Effect.sync((): CacheEntry | undefined => {
       const found = held.get(key)
       if (found === undefined) return undefined
-      if (found.expiresAt <= timer.now() || found.bytes > maxBytes) {
+      const entry = found.expiresAt <= timer.now() ? undefined : decodeEntry(found.text, key, maxBytes)
+      if (entry === undefined) {
         drop(key, found)
         return undefined
       }
       held.delete(key)
       held.set(key, found)
-      return found.entry
+      return entry
     })
   const set = (key: string, serialized: SerializedEntry, ttlMs: number, bounds: CacheBounds) =>
     Effect.sync(() => {
       const previous = held.get(key)
       if (previous !== undefined) drop(key, previous)
       if (serialized.bytes > bounds.maxBytes) return
-      held.set(key, { entry: serialized.entry, bytes: serialized.bytes, expiresAt: timer.now() + ttlMs })
+      held.set(key, { text: serialized.text, bytes: serialized.bytes, expiresAt: timer.now() + ttlMs })
       bytes += serialized.bytes
       for (const [oldest, found] of held) {
         if (held.size <= bounds.maxEntries && bytes <= bounds.maxBytes) break

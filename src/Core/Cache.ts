@@ -23,7 +23,6 @@ import { CacheStore } from "../Cache/Store.js"
 import type { StoreError } from "../Governance/Store.js"
 import * as Metrics from "../Metrics.js"
 import type { ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
-import { jsonOf } from "../OpenAi/JsonText.js"
 import { chunksOfCompletion } from "../OpenAi/Wire.js"
 import { fromItems, pullOf, releaseOf } from "../Providers/ChunkSource.js"
 import type { ChunkSource } from "../Providers/ChunkSource.js"
@@ -93,7 +92,7 @@ const recordingSource = (
     for (const chunk of batch) {
       let text: string
       try {
-        text = jsonOf(chunk)
+        text = JSON.stringify(chunk)
       } catch {
         return abandon()
       }

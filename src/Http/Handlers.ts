@@ -11,7 +11,6 @@ import { ChatCore } from "../Core/Chat.js"
 import { currentRecord } from "../Core/RequestRecord.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import * as Metrics from "../Metrics.js"
-import { knownJsonOf } from "../OpenAi/JsonText.js"
 import type { ChatAnswer, MessagesAnswer } from "../Core/Chat.js"
 import { within } from "../Providers/Deadline.js"
 import { Forbidden, LimitsUnavailable, ModelNotFound, NotReady } from "../Errors.js"
@@ -103,7 +102,7 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
     const respond = (answer: ChatAnswer, includeUsage: boolean, record: RequestRecord | undefined) =>
       Effect.gen(function* () {
         if (answer._tag === "Completion") {
-          return HttpServerResponse.text(knownJsonOf(answer.completion) ?? JSON.stringify(answer.completion), {
+          return HttpServerResponse.text(JSON.stringify(answer.completion), {
             contentType: "application/json",
             headers: { ...answer.headers, ...routingHeaders(answer.served) }
           })

@@ -15,7 +15,6 @@ import { ChatCore } from "../Core/Chat.js"
 import { currentRecord, newRecord } from "../Core/RequestRecord.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import * as Metrics from "../Metrics.js"
-import { knownJsonOf } from "../OpenAi/JsonText.js"
 import type { ChatAnswer, ChatFailure, MessagesAnswer } from "../Core/Chat.js"
 import { InternalError, ShuttingDown, Unauthorized } from "../Errors.js"
 import { Tracing } from "../Tracing/Tracing.js"
@@ -47,10 +46,9 @@ const routeOf = (request: IncomingMessage): Route | undefined => {
 type ErrorWriter = (response: ServerResponse, error: GatewayError, extraHeaders?: Readonly<Record<string, string>>) => void
 
 /** A 200 with a JSON body, unless the client has gone. */
-const writeJson = (response: ServerResponse, body: object, headers: Readonly<Record<string, string>>) => {
+const writeJson = (response: ServerResponse, body: unknown, headers: Readonly<Record<string, string>>) => {
   if (response.destroyed) return
-  // A body the response cache has just recorded (or replays) was serialized already.
-  const json = knownJsonOf(body) ?? JSON.stringify(body)
+  const json = JSON.stringify(body)
   response.writeHead(200, { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(json) })
   response.end(json)
 }

@@ -9,7 +9,6 @@
  */
 import { Cause, Chunk, Duration, Effect, Option, Schedule, Stream } from "effect"
 import { InternalError, ShuttingDown } from "../Errors.js"
-import { knownJsonOf } from "../OpenAi/JsonText.js"
 import type { ChatCompletionChunk } from "../OpenAi/Schemas.js"
 import { StreamDefect } from "../Providers/ChunkSource.js"
 import type { ChunkSource } from "../Providers/ChunkSource.js"
@@ -51,7 +50,7 @@ const withoutUsage = (chunk: ChatCompletionChunk): ChatCompletionChunk => {
 export const framesOf = (chunks: Iterable<ChatCompletionChunk>, includeUsage: boolean): string => {
   let text = ""
   for (const chunk of chunks) {
-    if (includeUsage || chunk.usage === undefined) text += `data: ${knownJsonOf(chunk) ?? JSON.stringify(chunk)}\n\n`
+    if (includeUsage) text += `data: ${JSON.stringify(chunk)}\n\n`
     else if (!isUsageOnly(chunk)) text += `data: ${JSON.stringify(withoutUsage(chunk))}\n\n`
   }
   return text
