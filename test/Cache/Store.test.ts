@@ -4,6 +4,7 @@
  * the TestClock, asks the upstream again once it has passed).
  */
 import { describe, expect, it } from "@effect/vitest"
+import fc from "fast-check"
 import { Effect, Layer, Stream, TestClock } from "effect"
 import { serializeCompletion } from "../../src/Cache/Entry.js"
 import * as MemoryCacheStore from "../../src/Cache/MemoryStore.js"
@@ -52,6 +53,31 @@ describe("the memory cache store", () => {
       yield* store.set("huge", huge, 60_000, bounds)
       expect(yield* store.get("huge", 1 << 20)).toBeUndefined()
       expect(yield* store.get("k0", 1 << 20)).toBeDefined()
+    }).pipe(Effect.provide(Timer.layerTest)))
+
+  it.effect("any sequence of stores and reads keeps exactly what a reference LRU keeps", () =>
+    Effect.gen(function* () {
+      const entries = Array.from({ length: 12 }, (_, index) => serializeCompletion(`k${index}`, 0, completion("x".repeat(index * 40))))
+      const bounds = { maxEntries: 5, maxBytes: 2_000 }
+      const operations = fc.sample(fc.array(fc.record({ store: fc.boolean(), index: fc.nat({ max: 11 }) }), { minLength: 1, maxLength: 80 }), 60)
+      for (const sequence of operations) {
+        const store = yield* MemoryCacheStore.make
+        // the reference: keys from least to most recently used
+        let reference: Array<number> = []
+        const referenceBytes = () => reference.reduce((sum, index) => sum + entries[index]!.bytes, 0)
+        for (const { index, store: storing } of sequence) {
+          if (storing) {
+            yield* store.set(`k${index}`, entries[index]!, 60_000, bounds)
+            reference = [...reference.filter((other) => other !== index), index]
+            while (reference.length > bounds.maxEntries || referenceBytes() > bounds.maxBytes) reference.shift()
+          } else {
+            const found = yield* store.get(`k${index}`, 1 << 20)
+            expect(found !== undefined).toBe(reference.includes(index))
+            if (found !== undefined) reference = [...reference.filter((other) => other !== index), index]
+          }
+          expect(store.size()).toEqual({ entries: reference.length, bytes: referenceBytes() })
+        }
+      }
     }).pipe(Effect.provide(Timer.layerTest)))
 
   it.effect("an entry expires with its ttl (TestClock)", () =>
