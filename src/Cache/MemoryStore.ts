@@ -1,9 +1,9 @@
 /**
  * The response cache in memory: one process's, least recently used first out, bounded by `settings.cache`
  * (`max_entries`, and `max_bytes` of the entries' serialized size). Each entry expires with its ttl, checked on read
- * against the `Timer` (tests drive it with a TestClock). Entries are held as their serialized text — one string
- * each, which the garbage collector never has to trace through, where the values of a full cache (a stream's chunks,
- * their choices and deltas) would be a million objects in the old generation — and read back as Redis's are.
+ * against the `Timer` (tests drive it with a TestClock). Entries are held as their serialized bytes, off the
+ * JavaScript heap — the values of a full cache (a stream's chunks, their choices and deltas) would be a million
+ * objects in the old generation for every collection to mark and move — and read back as Redis's are.
  *
  * The recency order is a doubly linked list beside the Map: a full cache evicts one entry per store in O(1). (A Map's
  * own insertion order, evicted by iterating from its start, costs a walk over the holes its deletions leave until
@@ -18,7 +18,8 @@ import type { CacheBounds, CacheStoreService } from "./Store.js"
 
 interface Held {
   readonly key: string
-  readonly text: string
+  /** The serialized entry, off the JavaScript heap: an ArrayBuffer of its own (never a slice of a shared pool). */
+  readonly data: Buffer
   readonly bytes: number
   readonly expiresAt: number
   /** Less recently used. */
@@ -64,7 +65,7 @@ export const make: Effect.Effect<MemoryCacheStoreService> = Effect.map(Timer, (t
     Effect.sync((): CacheEntry | undefined => {
       const found = held.get(key)
       if (found === undefined) return undefined
-      const entry = found.expiresAt <= timer.now() ? undefined : decodeEntry(found.text, key, maxBytes)
+      const entry = found.expiresAt <= timer.now() ? undefined : decodeEntry(found.data.toString("utf8"), key, maxBytes)
       if (entry === undefined) {
         drop(found)
         return undefined
@@ -81,7 +82,9 @@ export const make: Effect.Effect<MemoryCacheStoreService> = Effect.map(Timer, (t
       const previous = held.get(key)
       if (previous !== undefined) drop(previous)
       if (serialized.bytes > bounds.maxBytes) return
-      const entry: Held = { key, text: serialized.text, bytes: serialized.bytes, expiresAt: timer.now() + ttlMs, older: undefined, newer: undefined }
+      const data = Buffer.allocUnsafeSlow(serialized.bytes)
+      data.write(serialized.text, "utf8")
+      const entry: Held = { key, data, bytes: serialized.bytes, expiresAt: timer.now() + ttlMs, older: undefined, newer: undefined }
       held.set(key, entry)
       linkNewest(entry)
       bytes += serialized.bytes
