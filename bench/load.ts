@@ -37,6 +37,12 @@ const statusCounts = (result: autocannon.Result): Record<string, number> => {
   return counts
 }
 
+/** A request builder whose every body is `template` with its `[<id>]` replaced by a fresh number. */
+const uniqueBody = (template: string) => {
+  let next = 0
+  return (request: autocannon.Request): autocannon.Request => ({ ...request, body: template.replace("[<id>]", `${process.pid}-${++next}`) })
+}
+
 const runLoad = (job: LoadJob): Promise<JobResult> =>
   new Promise((resolve, reject) => {
     const latencies = new Samples()
@@ -51,6 +57,8 @@ const runLoad = (job: LoadJob): Promise<JobResult> =>
         connections: job.connections,
         duration: job.durationS,
         timeout: 30,
+        // autocannon's own idReplacement keeps the template's content-length: each body is built here instead.
+        ...(job.uniqueBodies === true ? { requests: [{ setupRequest: uniqueBody(job.body) }] } : {}),
         ...(job.expectSseDone === true || job.expectSseText !== undefined
           ? { verifyBody: (body: unknown) => (typeof body === "string" ? body : String(body)).includes(job.expectSseText ?? "data: [DONE]") }
           : {})

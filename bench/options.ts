@@ -17,6 +17,8 @@ export interface Options {
   readonly governance: boolean
   /** `--tracing`: the proxy with tracing off and on (always_on, to a local OTLP receiver), interleaved (bench/tracing.ts). */
   readonly tracing: boolean
+  /** `--cache`: the response cache off, enabled with misses only, and hits (bench/cache.ts). */
+  readonly cache: boolean
   /** POST /v1/messages beside /v1/chat/completions (bench/messages.ts); on whenever the proxy is measured, off with `--no-messages`. */
   readonly messages: boolean
   /** The Redis of the keyed-Redis scenario (`--redis-url`, default redis://127.0.0.1:6379). */
@@ -39,6 +41,8 @@ const usage = `usage: npm run bench -- [options]
   --no-messages        leave out the /v1/messages beside /v1/chat/completions table (bench/messages.ts)
   --tracing            also measure the proxy with OpenTelemetry tracing off and on (every request sampled,
                        exported over OTLP/HTTP to a local receiver), interleaved (a third table)
+  --cache              also measure the response cache: a model without it, the same with it and every request a
+                       miss, and every request a hit, interleaved (a table of its own)
   --against REF        also measure this proxy beside the proxy built from git REF (a temporary worktree),
                        non-stream and streamed at c=50 in alternating slices, with the per-pair CPU ratio
   --redis-url URL      the Redis of --governance (default redis://127.0.0.1:6379); the bench writes under a
@@ -59,7 +63,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     if (!Number.isFinite(parsed) || parsed <= 0) throw new Error(`${name} must be a positive number, got "${text}"`)
     return parsed
   }
-  const known = new Set(["--peer", "--duration", "--repeats", "--quick", "--only", "--profile", "--probe-count", "--no-build", "--governance", "--tracing", "--redis-url", "--no-messages", "--against", "--help", "-h"])
+  const known = new Set(["--peer", "--duration", "--repeats", "--quick", "--only", "--profile", "--probe-count", "--no-build", "--governance", "--tracing", "--cache", "--redis-url", "--no-messages", "--against", "--help", "-h"])
   for (const arg of argv) {
     if (arg.startsWith("-") && !known.has(arg)) throw new Error(`unknown option ${arg}\n${usage}`)
   }
@@ -84,6 +88,8 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
   }
   const governance = argv.includes("--governance")
   const tracing = argv.includes("--tracing")
+  const cache = argv.includes("--cache")
+  if (cache && !only.has("proxy")) throw new Error("--cache measures the proxy: leave proxy in --only")
   if (tracing && !only.has("proxy")) throw new Error("--tracing measures the proxy: leave proxy in --only")
   if (governance && !only.has("proxy")) throw new Error("--governance measures the proxy: leave proxy in --only")
   const against = value("--against")
@@ -102,6 +108,7 @@ export const parseOptions = (argv: ReadonlyArray<string>): Options => {
     quick,
     governance,
     tracing,
+    cache,
     messages: only.has("proxy") && !argv.includes("--no-messages"),
     redisUrl: value("--redis-url") ?? "redis://127.0.0.1:6379",
     against

@@ -18,6 +18,8 @@ export interface LoadJob extends HttpTarget {
   readonly expectSseText?: string
   /** Return how many responses had each status code (`statuses`), e.g. to tell 429s from other failures. */
   readonly countStatuses?: boolean
+  /** Replace every `[<id>]` in the body with a fresh id per request (built per request): no two alike. */
+  readonly uniqueBodies?: boolean
 }
 
 /** Sequential streamed requests, timing the response headers and the first `data:` frame. */

@@ -5,6 +5,8 @@ import { availableParallelism, cpus, release, totalmem } from "node:os"
 import { join } from "node:path"
 import { governanceRows, governanceTable } from "./governance.js"
 import type { GovernanceReport } from "./governance.js"
+import { cacheTable } from "./cache.js"
+import type { CacheReport } from "./cache.js"
 import { messagesTable } from "./messages.js"
 import type { MessagesReport } from "./messages.js"
 import { tracingTable } from "./tracing.js"
@@ -222,12 +224,14 @@ export interface BenchOutcome {
   readonly governance?: GovernanceReport | undefined
   /** `--tracing` only. */
   readonly tracing?: TracingReport | undefined
+  /** `--cache` only. */
+  readonly cache?: CacheReport | undefined
   /** Whenever the proxy is measured, unless `--no-messages`. */
   readonly messages?: MessagesReport | undefined
 }
 
 /** Prints the table (and which targets failed or ran disturbed) and writes it, with every sample, to bench/results. */
-export const publishReport = ({ options, machine, started, reports, profile, governance, tracing, messages }: BenchOutcome): void => {
+export const publishReport = ({ options, machine, started, reports, profile, governance, tracing, cache, messages }: BenchOutcome): void => {
   const rows = buildRows(reports)
   const shown = new Set(targetOrder.filter((name) => reports[name] !== undefined && reports[name]?.error === undefined))
   const table = renderTable(rows, shown)
@@ -290,6 +294,7 @@ export const publishReport = ({ options, machine, started, reports, profile, gov
         profile,
         ...(governance === undefined ? {} : { governance: { ...governance, rows: governanceRowList, table: secondTable } }),
         ...(tracing === undefined ? {} : { tracing: { ...tracing, table: tracingTable(tracing) } }),
+        ...(cache === undefined ? {} : { cache: { ...cache, table: cacheTable(cache) } }),
         ...(messages === undefined ? {} : { messages: { ...messages, table: messagesTable(messages) } })
       },
       (_key, value: unknown) => (typeof value === "number" && !Number.isFinite(value) ? null : value),

@@ -16,10 +16,12 @@
  * (bench/tracing.ts): the proxy with OpenTelemetry tracing off and on, interleaved.
  *
  *   npm run bench -- [--peer portkey] [--duration S] [--repeats N] [--quick] [--only direct,proxy,peer]
- *                    [--profile] [--probe-count N] [--no-build] [--governance] [--tracing] [--redis-url URL]
+ *                    [--profile] [--probe-count N] [--no-build] [--governance] [--tracing] [--cache] [--redis-url URL]
  *                    [--against REF]
  */
 import { brokenSamples, runGovernance } from "./governance.js"
+import { cacheTable, runCache } from "./cache.js"
+import type { CacheReport } from "./cache.js"
 import { compareTable, runCompare } from "./compare.js"
 import type { CompareReport } from "./compare.js"
 import { runMessages } from "./messages.js"
@@ -92,6 +94,15 @@ const main = async () => {
     }
   }
 
+  let cache: CacheReport | undefined
+  if (options.cache) {
+    try {
+      cache = await runCache(backend, loader, work, options)
+    } catch (error) {
+      cache = { runs: { "off-ns": [], "miss-ns": [], "hit-ns": [], "off-stream": [], "miss-stream": [], "hit-stream": [] }, checks: [], errors: [error instanceof Error ? error.message : String(error)] }
+    }
+  }
+
   let messages: MessagesReport | undefined
   if (options.messages) {
     try {
@@ -123,7 +134,11 @@ const main = async () => {
   await loader.stop()
   await stopChild(backend.child)
 
-  publishReport({ options, machine, started, reports, profile, governance, tracing, messages })
+  publishReport({ options, machine, started, reports, profile, governance, tracing, cache, messages })
+  if (cache !== undefined) {
+    console.log(`\n### cache (--cache): the response cache off, enabled with misses only, and hits\n\n${cacheTable(cache)}`)
+    for (const error of cache.errors) console.log(`\ncache FAILED: ${error}`)
+  }
   if (compare !== undefined) {
     console.log(`\n### against (--against ${compare.against}): this commit beside another, alternating slices\n\n${compareTable(compare)}`)
     for (const error of compare.errors) console.log(`\nagainst FAILED: ${error}`)
@@ -133,9 +148,10 @@ const main = async () => {
   // error there means the figures are not what they claim, like a part that could not run.
   const governanceFailed = governance !== undefined && (Object.keys(governance.errors).length > 0 || brokenSamples(governance) > 0)
   const tracingFailed = tracing !== undefined && tracing.errors.length > 0
+  const cacheFailed = cache !== undefined && cache.errors.length > 0
   const compareFailed = options.against !== undefined && (compare === undefined || compare.errors.length > 0)
   const messagesFailed = messages !== undefined && messages.errors.length > 0
-  process.exitCode = failedTargets.length > 0 || governanceFailed || tracingFailed || messagesFailed || compareFailed ? 1 : 0
+  process.exitCode = failedTargets.length > 0 || governanceFailed || tracingFailed || cacheFailed || messagesFailed || compareFailed ? 1 : 0
 }
 
 main().catch((error: unknown) => {

@@ -4,6 +4,8 @@
 import * as NodeFileSystem from "@effect/platform-node/NodeFileSystem"
 import { Effect, Layer, Redacted } from "effect"
 import * as Config from "./Config.js"
+import type * as CacheStore from "./Cache/Store.js"
+import * as CacheStoreLayer from "./Cache/StoreLayer.js"
 import * as ChatCore from "./Core/Chat.js"
 import type * as Store from "./Governance/Store.js"
 import * as StoreLayer from "./Governance/StoreLayer.js"
@@ -35,6 +37,8 @@ export interface ServeOptions<EA, RA> {
   readonly authenticator?: Layer.Layer<Auth.Authenticator, EA, RA>
   /** The governance store: the one `REDIS_URL` names, or memory, by default. */
   readonly store?: Layer.Layer<Store.Store>
+  /** The response cache's store: Redis when `REDIS_URL` is set, else memory, by default. */
+  readonly cacheStore?: Layer.Layer<CacheStore.CacheStore>
 }
 
 /**
@@ -51,7 +55,7 @@ const withServices = <E, R, E2, R2, EA, RA>(
     Layer.provide(Router.layer),
     Layer.provide(options.authenticator ?? (Auth.layer as Layer.Layer<Auth.Authenticator, EA, RA | Config.ProxyConfig | Registry.ModelRegistry>)),
     Layer.provide(registry),
-    Layer.provide(Layer.merge(options.store ?? StoreLayer.layerConfig, Tokenizer.layer)),
+    Layer.provide(Layer.mergeAll(options.store ?? StoreLayer.layerConfig, options.cacheStore ?? CacheStoreLayer.layerConfig, Tokenizer.layer)),
     Layer.provideMerge(Lifecycle.layer),
     Layer.provide(Tracing.layer),
     Layer.provide(defaultKeyWarning),

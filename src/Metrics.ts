@@ -129,6 +129,30 @@ export const retries = new Family("llm_proxy_retries_total", "Upstream retries a
 /** Fallbacks from one public model to another. */
 export const fallbacks = new Family("llm_proxy_fallbacks_total", "Fallbacks from one public model to another", "counter", ["from", "to"])
 
+/** Requests for models with a response cache, by public model and result: hit, miss or bypass (Cache-Control). */
+export const cacheRequests = new Family(
+  "llm_proxy_cache_requests_total",
+  "Requests for models with a response cache, by public model and result (hit, miss, bypass)",
+  "counter",
+  ["model", "result"]
+)
+
+/** Answers offered to the response cache, by public model and outcome: stored, too_large, unfinished. */
+export const cacheWrites = new Family(
+  "llm_proxy_cache_writes_total",
+  "Answers offered to the response cache, by public model and outcome (stored, too_large, unfinished)",
+  "counter",
+  ["model", "outcome"]
+)
+
+/** Hedged requests, by public model and outcome: won-by-1 (the first attempt won anyway), won-by-2…, or failed. */
+export const hedges = new Family(
+  "llm_proxy_hedges_total",
+  "Requests that started hedged attempts, by public model and outcome (won-by-<n>, failed)",
+  "counter",
+  ["model", "outcome"]
+)
+
 const families: ReadonlyArray<Family> = [
   httpRequests,
   httpDuration,
@@ -144,7 +168,10 @@ const families: ReadonlyArray<Family> = [
   overhead,
   streamsActive,
   retries,
-  fallbacks
+  fallbacks,
+  cacheRequests,
+  cacheWrites,
+  hedges
 ]
 
 /** The routes counted by name; anything else is `other`, so that scanners cannot grow the label set. */

@@ -10,6 +10,9 @@
  */
 export * as App from "./App.js"
 export * as ChatCore from "./Core/Chat.js"
+export * as CacheStore from "./Cache/Store.js"
+export * as MemoryCacheStore from "./Cache/MemoryStore.js"
+export * as RedisCacheStore from "./Cache/RedisStore.js"
 export * as Timer from "./Timer.js"
 export * as Config from "./Config.js"
 export * as Errors from "./Errors.js"

@@ -13,7 +13,7 @@ import type { EmbeddingRequest } from "../OpenAi/Embeddings.js"
 import type { ChatCompletion, ChatCompletionRequest, Usage } from "../OpenAi/Schemas.js"
 import { observed, pullOf, releaseOf } from "../Providers/ChunkSource.js"
 import type { ChunkSource } from "../Providers/ChunkSource.js"
-import type { ModelRegistry } from "../Router/Registry.js"
+import { ModelRegistry } from "../Router/Registry.js"
 import { Router } from "../Router/Router.js"
 import type { RoutedStream, Served } from "../Router/Router.js"
 import type { CountTokensCall, MessagesCall } from "../Anthropic/Wire.js"
@@ -25,11 +25,21 @@ import { make as makeGate, noteServed } from "./Gate.js"
 import type { AnswerHeaders, ChatFailure, Pass } from "./Gate.js"
 import type { RequestRecord } from "./RequestRecord.js"
 import { DeliveredText } from "./Delivered.js"
+import * as Cache from "./Cache.js"
+import { cacheDirectiveOf } from "./Cache.js"
 
 export { ChatFailure, rateLimitHeaders, resetText } from "./Gate.js"
 export type { AnswerHeaders, ChatError } from "./Gate.js"
 export type { EmbeddingsAnswer } from "./Embeddings.js"
 export type { CountAnswer, MessagesAnswer } from "./Messages.js"
+export { cacheDirectiveOf } from "./Cache.js"
+export type { CacheDirective } from "./Cache.js"
+
+/** What a transport passes on from a request besides its body and its caller. */
+export interface ChatOptions {
+  /** The request's `Cache-Control` header: `no-cache` skips the response cache's lookup, `no-store` the cache. */
+  readonly cacheControl?: string | undefined
+}
 
 /** What a chat request became: a completion, or a committed stream (its first chunk in hand). */
 export type ChatAnswer =
@@ -40,9 +50,10 @@ export type ChatAnswer =
 export interface ChatCoreService {
   /**
    * Admits, routes and accounts one request: a JSON completion, or a committed stream when `stream: true`. `record`,
-   * when given, gets what the request did (key, model, provider, attempts, upstream time, tokens).
+   * when given, gets what the request did (key, model, provider, attempts, upstream time, tokens). A model with a
+   * response cache answers from it when it can (`options.cacheControl` as the client sent it).
    */
-  readonly chat: (request: ChatCompletionRequest, caller: Caller, record?: RequestRecord) => Effect.Effect<ChatAnswer, ChatFailure>
+  readonly chat: (request: ChatCompletionRequest, caller: Caller, record?: RequestRecord, options?: ChatOptions) => Effect.Effect<ChatAnswer, ChatFailure>
   /** Admits, routes and accounts one embeddings request, through the same gate; `record` as for `chat`. */
   readonly embed: (request: EmbeddingRequest, caller: Caller, record?: RequestRecord) => Effect.Effect<EmbeddingsAnswer, ChatFailure>
   /**
@@ -99,13 +110,25 @@ export const make = Effect.gen(function* () {
   const router = yield* Router
   const tokenizer = yield* Tokenizer
   const gate = yield* makeGate
+  const cache = yield* Cache.make
+  const registry = yield* ModelRegistry
+
+  /** The answer's headers, with `x-llm-proxy-hedged` when hedges ran (whose cancelled attempts the pass counts). */
+  const hedgedHeaders = (pass: Pass, served: Served) => {
+    const hedge = served.hedge
+    if (hedge === undefined) return pass.headers
+    pass.cancelledAttempts(hedge.cancelled)
+    if (pass.record !== undefined) pass.record.hedgeWinner = hedge.wonBy
+    return { ...pass.headers, "x-llm-proxy-hedged": `won-by-${hedge.wonBy}` }
+  }
 
   /** A routed chat request, accounted through its pass when its answer is over. */
   const serve = (request: ChatCompletionRequest, pass: Pass) => {
-    const { headers, record } = pass
+    const { record } = pass
     if (request.stream === true) {
       return Effect.map(router.stream(withUsageAsked(request), record), (routed): ChatAnswer => {
         noteServed(record, routed)
+        const headers = hedgedHeaders(pass, routed)
         const source = accountedSource(routed.source, (usage, delivered) => {
           const endedAt = performance.now()
           if (usage !== undefined) pass.finish(routed.deployment, usage, endedAt)
@@ -116,6 +139,7 @@ export const make = Effect.gen(function* () {
     }
     return Effect.map(router.complete(request, record), (routed): ChatAnswer => {
       noteServed(record, routed)
+      const headers = hedgedHeaders(pass, routed)
       const { completion, deployment } = routed
       if (completion.usage !== undefined) pass.finish(deployment, completion.usage)
       else pass.finishCounted(deployment, promptTexts(request), completionTexts(completion))
@@ -123,11 +147,20 @@ export const make = Effect.gen(function* () {
     })
   }
 
-  const chat = (request: ChatCompletionRequest, caller: Caller, record?: RequestRecord): Effect.Effect<ChatAnswer, ChatFailure> =>
-    gate.admit(request.model, caller, record, (pass) => serve(request, pass))
+  const chat = (request: ChatCompletionRequest, caller: Caller, record?: RequestRecord, options?: ChatOptions): Effect.Effect<ChatAnswer, ChatFailure> =>
+    gate.admit(request.model, caller, record, (pass) => {
+      // The registry's model says whether it has a cache: one field read for the models without.
+      const policy = registry.current().lookup(request.model)?.cache
+      return policy === undefined
+        ? serve(request, pass)
+        : cache.serve(request, pass, policy, cacheDirectiveOf(options?.cacheControl), () => serve(request, pass))
+    })
 
   return { chat, embed: makeEmbed(gate, router, tokenizer), ...makeMessages(gate, router, tokenizer) } satisfies ChatCoreService
 })
 
-/** The core over the Router, the governance Store and the Tokenizer. */
+/**
+ * The core over the Router, the governance Store and the Tokenizer; the response cache on the CacheStore when one is
+ * provided (App provides the one `REDIS_URL` names), else in memory.
+ */
 export const layer: Layer.Layer<ChatCore, never, Router | Store | Tokenizer | ModelRegistry> = Layer.scoped(ChatCore, make)

@@ -66,6 +66,16 @@ export interface Pass {
     endedAt?: number,
     estimatedCompletionTokens?: number
   ) => void
+  /**
+   * The request was answered from the response cache: it counts as a request (its rpm was taken at admission) with
+   * no tokens and no spend, and its lease is released. Once, like `finish`.
+   */
+  readonly finishCached: () => void
+  /**
+   * Hedged attempts cancelled in flight, on these deployments: when the request finishes, each adds the request's
+   * prompt tokens (and no completion tokens) at its deployment's price, as a cancelled stream is counted.
+   */
+  readonly cancelledAttempts: (deployments: ReadonlyArray<Deployment>) => void
 }
 
 /** The gate. */
@@ -169,14 +179,29 @@ export const make = Effect.gen(function* () {
   }
 
   /** The usage row of one request's tokens. */
-  const usageRecord = (caller: Caller, model: string, deployment: Deployment, prompt: number, completion: number) => ({
-    keyId: caller.id,
-    model,
-    promptTokens: prompt,
-    completionTokens: completion,
-    spendUsd: spendOf(deployment, prompt, completion),
-    countInWindows: !caller.operator
-  })
+  const usageRecord = (
+    caller: Caller,
+    model: string,
+    deployment: Deployment,
+    prompt: number,
+    completion: number,
+    cancelled: ReadonlyArray<Deployment> = []
+  ) => {
+    // Hedged attempts cancelled in flight had the prompt too: each counts its prompt tokens (no completion) at its price.
+    let spendUsd = spendOf(deployment, prompt, completion)
+    for (const other of cancelled) {
+      spendUsd += spendOf(other, prompt, 0)
+      Metrics.recordUsage(other.name, { prompt_tokens: prompt, completion_tokens: 0 })
+    }
+    return {
+      keyId: caller.id,
+      model,
+      promptTokens: prompt * (1 + cancelled.length),
+      completionTokens: completion,
+      spendUsd,
+      countInWindows: !caller.operator
+    }
+  }
 
   /**
    * A request that used no tokens still counts as one, its answer never waiting for the store. Usage rows name only
@@ -204,11 +229,13 @@ export const make = Effect.gen(function* () {
 
   /** The pass of an admitted request; `settle` ends it (false when it had already ended: it is recorded once). */
   const passOf = (caller: Caller, model: string, record: RequestRecord | undefined, lease: string | undefined, headers: AnswerHeaders, settle: () => boolean): Pass => {
+    let cancelled: ReadonlyArray<Deployment> = []
     const finish = (deployment: Deployment, tokens: TokenCounts, endedAt?: number) => {
       if (!settle()) return
       Metrics.recordUsage(deployment.name, tokens)
-      noteTokens(record, deployment, tokens.prompt_tokens, tokens.completion_tokens, endedAt)
-      usage.record(lease, usageRecord(caller, model, deployment, tokens.prompt_tokens, tokens.completion_tokens))
+      const row = usageRecord(caller, model, deployment, tokens.prompt_tokens, tokens.completion_tokens, cancelled)
+      noteTokens(record, deployment, row.promptTokens, tokens.completion_tokens, endedAt)
+      usage.record(lease, row)
     }
     const finishCounted = (
       deployment: Deployment,
@@ -233,15 +260,27 @@ export const make = Effect.gen(function* () {
           ),
           Effect.map(({ completionTokens, promptTokens }) => {
             Metrics.recordUsage(deployment.name, { prompt_tokens: promptTokens, completion_tokens: completionTokens })
-            noteTokens(record, deployment, promptTokens, completionTokens, endedAt)
-            usage.record(lease, usageRecord(caller, model, deployment, promptTokens, completionTokens))
+            const row = usageRecord(caller, model, deployment, promptTokens, completionTokens, cancelled)
+            noteTokens(record, deployment, row.promptTokens, completionTokens, endedAt)
+            usage.record(lease, row)
           })
         )
       )
       counting.add(fiber)
       fiber.addObserver(() => counting.delete(fiber))
     }
-    return { caller, model, record, headers, finish, finishCounted }
+    const finishCached = () => {
+      if (!settle()) return
+      if (record !== undefined) {
+        record.promptTokens = 0
+        record.completionTokens = 0
+      }
+      recordRequest(lease, caller, model)
+    }
+    const cancelledAttempts = (deployments: ReadonlyArray<Deployment>) => {
+      cancelled = deployments
+    }
+    return { caller, model, record, headers, finish, finishCounted, finishCached, cancelledAttempts }
   }
 
   /**

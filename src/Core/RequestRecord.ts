@@ -34,6 +34,10 @@ export interface RequestRecord {
   completionTokens: number | undefined
   /** `performance.now()` when the first byte of content was written to the client (streams). */
   firstByteAt: number | undefined
+  /** For a model with a response cache: `hit`, `miss` or `bypass`. */
+  cache: string | undefined
+  /** When hedged attempts ran: which attempt won (1 is the first). */
+  hedgeWinner: number | undefined
 }
 
 /** A fresh record for a request arriving now. */
@@ -49,7 +53,9 @@ export const newRecord = (requestId?: string, arrivedAt: number = performance.no
   upstreamMs: 0,
   promptTokens: undefined,
   completionTokens: undefined,
-  firstByteAt: undefined
+  firstByteAt: undefined,
+  cache: undefined,
+  hedgeWinner: undefined
 })
 
 /**

@@ -133,6 +133,8 @@ export const accessFields = (record: RequestRecord | undefined, base: Record<str
   if (record.attempts > 0) fields["attempts"] = record.attempts
   if (record.promptTokens !== undefined) fields["promptTokens"] = record.promptTokens
   if (record.completionTokens !== undefined) fields["completionTokens"] = record.completionTokens
+  if (record.cache !== undefined) fields["cache"] = record.cache
+  if (record.hedgeWinner !== undefined) fields["hedgeWonBy"] = record.hedgeWinner
   if (record.firstByteAt !== undefined) fields["ttftMs"] = Math.round(record.firstByteAt - record.arrivedAt)
   // With tracing on, the line names its trace.
   if (record.span !== undefined) fields["traceId"] = record.span.spanContext().traceId

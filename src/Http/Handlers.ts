@@ -3,8 +3,8 @@
  * `HttpServerResponse` itself, as embeddings do with their JSON; failures are rendered through the error table.
  */
 import * as HttpApiBuilder from "@effect/platform/HttpApiBuilder"
-import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect, Either, FiberRef, Layer, Stream } from "effect"
 import { ProxyConfig } from "../Config.js"
 import { ChatCore } from "../Core/Chat.js"
@@ -27,7 +27,7 @@ import { Api } from "./Api.js"
 import { errorResponse } from "./Errors.js"
 import { CurrentCaller, mayUse } from "./Auth.js"
 import type { Caller } from "./Auth.js"
-import { routingHeaders } from "./Edge.js"
+import { headerOf, routingHeaders } from "./Edge.js"
 import { Lifecycle } from "./Lifecycle.js"
 import { countHeaders, countTokensCallOf, messagesCallOf, messagesErrorResponse, messagesFraming } from "./Messages.js"
 import { RequestId } from "./RequestId.js"
@@ -150,7 +150,8 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
       Effect.gen(function* () {
         const caller = yield* CurrentCaller
         const record = yield* FiberRef.get(currentRecord)
-        const answer = yield* core.chat(payload, caller, record)
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const answer = yield* core.chat(payload, caller, record, { cacheControl: headerOf(request.headers, "cache-control") })
         return yield* respond(answer, payload.stream === true && payload.stream_options?.include_usage === true, record)
       }).pipe(
         Effect.catchAll((failure) => Effect.succeed(errorResponse(failure.error, failure.headers)))

@@ -23,7 +23,7 @@ import { InternalError, ShuttingDown, Unauthorized } from "../Errors.js"
 import { Tracing } from "../Tracing/Tracing.js"
 import { Authenticator } from "./Auth.js"
 import type { Caller } from "./Auth.js"
-import { accessFields, bodyProblem, decodeChatRequest, hostProblem, pathOf, requestIdOf, routingHeaders } from "./Edge.js"
+import { accessFields, bodyProblem, decodeChatRequest, headerOf, hostProblem, pathOf, requestIdOf, routingHeaders } from "./Edge.js"
 import { writeError } from "./Errors.js"
 import type { GatewayError } from "./Errors.js"
 import { countHeaders, countTokensPath, decodeCountTokensCall, decodeMessagesCall, messagesFraming, messagesPath, writeMessagesError } from "./Messages.js"
@@ -202,13 +202,14 @@ export const make = Effect.gen(function* () {
     })
   }
 
-  const answer = (text: string, response: ServerResponse, requestId: string, caller: Caller, record: RequestRecord) => {
+  const answer = (text: string, request: IncomingMessage, response: ServerResponse, requestId: string, caller: Caller, record: RequestRecord) => {
     const decoded = decodeChatRequest(text)
     if (decoded._tag === "Left") return writeError(response, decoded.left)
     const chat = decoded.right
     const includeUsage = chat.stream === true && chat.stream_options?.include_usage === true
+    const cacheControl = headerOf(request.headers, "cache-control")
     runCore(
-      core.chat(chat, caller, record),
+      core.chat(chat, caller, record, cacheControl === undefined ? undefined : { cacheControl }),
       response,
       requestId,
       record,
@@ -290,7 +291,7 @@ export const make = Effect.gen(function* () {
       }
       readBody(request, (text) => {
         try {
-          if (route === chatPath) answer(text, response, requestId, caller, record)
+          if (route === chatPath) answer(text, request, response, requestId, caller, record)
           else answerMessages(route, text, request, response, requestId, caller, record)
         } catch (thrown) {
           logDefect(Cause.die(thrown), requestId)

@@ -10,7 +10,7 @@
  *   markers, refinement titles such as `between(0, 2)`) are inlined or removed, and no component is left that
  *   nothing refers to.
  * - The response headers are documented: `x-request-id` on every answer; `x-llm-proxy-model`, `-provider` and
- *   `-attempts` on chat and embeddings successes; OpenAI's `x-ratelimit-*` on their answers to a key with rpm or
+ *   `-attempts` on chat and embeddings successes; `x-llm-proxy-cache`, `age` and `x-llm-proxy-hedged` on chat's; OpenAI's `x-ratelimit-*` on their answers to a key with rpm or
  *   tpm limits; `retry-after` where the gateway sends it.
  * - Every route answers 503 `server_shutting_down` while the gateway drains after SIGTERM.
  * - The chat and Messages endpoints also answer `text/event-stream`; the Messages endpoints' failures are
@@ -99,9 +99,23 @@ const headerComponents: Readonly<Record<string, JsonObject>> = {
     schema: { type: "string", examples: ["openai", "anthropic", "gemini", "mock"] }
   },
   "x-llm-proxy-attempts": {
-    description: "Upstream calls made for this request, retries and fallbacks included.",
+    description: "Upstream calls made for this request, retries, fallbacks and hedged attempts included; 0 for an answer from the response cache.",
     required: true,
-    schema: { type: "integer", minimum: 1 }
+    schema: { type: "integer", minimum: 0 }
+  },
+  "x-llm-proxy-cache": {
+    description:
+      "For a model with a response cache (`cache:` in the registry): `hit` (answered from the cache: `x-llm-proxy-provider` is `cache`, no upstream call, no tokens charged, the original usage in the body), `miss` (answered by the upstream, then stored), or `bypass` (the request's `Cache-Control` said `no-cache`: not read, the fresh answer stored; or `no-store`: neither read nor stored). Absent for models without a cache.",
+    schema: { type: "string", enum: ["hit", "miss", "bypass"] }
+  },
+  age: {
+    description: "With `x-llm-proxy-cache: hit`: seconds since the cached answer was stored.",
+    schema: { type: "integer", minimum: 0 }
+  },
+  "x-llm-proxy-hedged": {
+    description:
+      "For a model with hedged requests (`hedge:` in the registry), when a hedge started: `won-by-<n>`, the attempt that answered (1 is the first, 2 the first hedge…).",
+    schema: { type: "string", examples: ["won-by-1", "won-by-2"] }
   },
   "x-accel-buffering": {
     description: "`no` on a stream (`text/event-stream`): a reverse proxy such as nginx passes each event on at once.",
@@ -124,7 +138,7 @@ const headerComponents: Readonly<Record<string, JsonObject>> = {
 const headerRef = (name: string) => ({ $ref: `#/components/headers/${name}` })
 const rateLimitHeaderNames = Object.keys(headerComponents).filter((name) => name.startsWith("x-ratelimit-"))
 const routingHeaderNames = ["x-llm-proxy-model", "x-llm-proxy-provider", "x-llm-proxy-attempts"]
-const chatSuccessHeaderNames = [...routingHeaderNames, "x-accel-buffering"]
+const chatSuccessHeaderNames = [...routingHeaderNames, "x-accel-buffering", "x-llm-proxy-cache", "age", "x-llm-proxy-hedged"]
 
 const draining = "The gateway is draining after SIGTERM (`server_shutting_down`, with `Retry-After: 1`)"
 

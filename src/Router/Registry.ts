@@ -21,7 +21,7 @@ import type { Provider, StreamProvider } from "../Providers/Provider.js"
 import { makeScrubber, scrubbed } from "../Providers/Scrub.js"
 import type { UpstreamTransport } from "../Providers/Upstream/Transport.js"
 import { builtInRegistry, readRegistryFile, RegistryError, Settings } from "./RegistryFile.js"
-import type { ModelEntry, ProviderKind, RegistryFile } from "./RegistryFile.js"
+import type { CachePolicy, HedgePolicy, ModelEntry, ProviderKind, RegistryFile } from "./RegistryFile.js"
 
 /** USD per million tokens. */
 export interface Price {
@@ -48,6 +48,10 @@ export interface RegisteredModel {
   readonly deployments: ReadonlyArray<Deployment>
   readonly fallbacks: ReadonlyArray<string>
   readonly ownedBy: string
+  /** Its exact response cache; none: off. */
+  readonly cache: CachePolicy | undefined
+  /** Its hedged requests; none: off. */
+  readonly hedge: HedgePolicy | undefined
 }
 
 /** One generation of the registry's contents. */
@@ -95,6 +99,10 @@ export interface StaticDeployment {
   readonly weight?: number
   readonly fallbacks?: ReadonlyArray<string>
   readonly price?: Price | undefined
+  /** The model's response cache (the first entry of a name that gives one sets it). */
+  readonly cache?: CachePolicy | undefined
+  /** The model's hedged requests (likewise). */
+  readonly hedge?: HedgePolicy | undefined
 }
 
 const defaultSettings = (): Settings => Schema.decodeSync(Settings)({})
@@ -105,9 +113,20 @@ export const makeRegistry = (
   settings: Settings = defaultSettings(),
   keys: KeyRing = emptyKeyRing
 ): Registry => {
-  const byName = new Map<string, { deployments: Array<Deployment>; fallbacks: Array<string>; ownedBy: string }>()
+  const byName = new Map<
+    string,
+    { deployments: Array<Deployment>; fallbacks: Array<string>; ownedBy: string; cache: CachePolicy | undefined; hedge: HedgePolicy | undefined }
+  >()
   for (const entry of deployments) {
-    const model = byName.get(entry.name) ?? { deployments: [], fallbacks: [], ownedBy: entry.providerKind ?? "llm-proxy" }
+    const model = byName.get(entry.name) ?? {
+      deployments: [],
+      fallbacks: [],
+      ownedBy: entry.providerKind ?? "llm-proxy",
+      cache: undefined,
+      hedge: undefined
+    }
+    model.cache ??= entry.cache
+    model.hedge ??= entry.hedge
     model.deployments.push({
       name: entry.name,
       providerKind: entry.providerKind ?? "custom",
@@ -182,7 +201,9 @@ export const fromFile = (
           providerKind: entry.provider,
           weight: entry.weight ?? 1,
           fallbacks: entry.fallbacks ?? [],
-          price: entry.price
+          price: entry.price,
+          cache: entry.cache,
+          hedge: entry.hedge
         }
       })
     )

@@ -20,6 +20,26 @@ const NonNegativeInt = Schema.Int.pipe(Schema.greaterThanOrEqualTo(0))
 const NonNegativeNumber = Schema.Number.pipe(Schema.nonNegative(), Schema.finite())
 const PositiveInt = Schema.Int.pipe(Schema.greaterThanOrEqualTo(1))
 
+/**
+ * A model's exact response cache: answers kept `ttl_s` seconds, per caller key unless `shared` (then every key
+ * that may use the model shares them). Off when absent.
+ */
+export const CacheEntry = Schema.Struct({
+  ttl_s: PositiveInt.pipe(Schema.lessThanOrEqualTo(365 * 24 * 3600)),
+  shared: Schema.optionalWith(Schema.Boolean, { exact: true, default: () => false })
+})
+export type CachePolicy = typeof CacheEntry.Type
+
+/**
+ * A model's hedged requests: when an attempt has produced nothing (no first chunk, no completion) after `after_ms`,
+ * another one starts on the next deployment, up to `max` more. Off when absent.
+ */
+export const HedgeEntry = Schema.Struct({
+  after_ms: PositiveInt.pipe(Schema.lessThanOrEqualTo(600_000)),
+  max: Schema.optionalWith(PositiveInt.pipe(Schema.lessThanOrEqualTo(4)), { exact: true, default: () => 1 })
+})
+export type HedgePolicy = typeof HedgeEntry.Type
+
 /** One line of `models:`: a deployment of the public model `name`. */
 export const ModelEntry = Schema.Struct({
   name: Schema.String.pipe(Schema.minLength(1)),
@@ -35,7 +55,11 @@ export const ModelEntry = Schema.Struct({
   price: Schema.optionalWith(
     Schema.Struct({ input_per_mtok: NonNegativeNumber, output_per_mtok: NonNegativeNumber }),
     { exact: true }
-  )
+  ),
+  /** The model's exact response cache (the same on every entry of the name that gives one). */
+  cache: Schema.optionalWith(CacheEntry, { exact: true }),
+  /** The model's hedged requests (the same on every entry of the name that gives one). */
+  hedge: Schema.optionalWith(HedgeEntry, { exact: true })
 })
 export type ModelEntry = typeof ModelEntry.Type
 
@@ -76,11 +100,26 @@ export const LimitSettings = Schema.Struct({
 })
 export type LimitSettings = typeof LimitSettings.Type
 
-/** Everything under `settings:`: the router's and governance's. */
+/**
+ * Bounds of the response cache. The memory store keeps at most `max_entries` entries and `max_bytes` bytes (their
+ * serialized size), dropping the least recently used; Redis keeps entries for their ttl only. An answer larger than
+ * `max_entry_bytes` is not stored (a stream stops being buffered past it).
+ */
+export const CacheSettings = Schema.Struct({
+  max_entries: Schema.optionalWith(PositiveInt, { exact: true, default: () => 10_000 }),
+  max_bytes: Schema.optionalWith(PositiveInt, { exact: true, default: () => 268_435_456 }),
+  max_entry_bytes: Schema.optionalWith(PositiveInt, { exact: true, default: () => 4_194_304 })
+})
+export type CacheSettings = typeof CacheSettings.Type
+
+const defaultCacheSettings = (): CacheSettings => ({ max_entries: 10_000, max_bytes: 268_435_456, max_entry_bytes: 4_194_304 })
+
+/** Everything under `settings:`: the router's, governance's and the cache's. */
 export const Settings = Schema.extend(
   RouterSettings,
   Schema.Struct({
-    limits: Schema.optionalWith(LimitSettings, { exact: true, default: () => ({ on_store_failure: "open" as const }) })
+    limits: Schema.optionalWith(LimitSettings, { exact: true, default: () => ({ on_store_failure: "open" as const }) }),
+    cache: Schema.optionalWith(CacheSettings, { exact: true, default: defaultCacheSettings })
   })
 )
 export type Settings = typeof Settings.Type
@@ -169,6 +208,18 @@ export const decodeRegistry = (raw: unknown, source: string): Either.Either<Regi
             : [`  models[${index}] (${entry.name}).fallbacks: "${fallback}" ${fallback === entry.name ? "is the model itself" : "is not a model name in this file"}`]
         )
       )
+      // A model's cache and hedging belong to its name: entries of one name that give them must agree.
+      for (const field of ["cache", "hedge"] as const) {
+        const given = new Map<string, string>()
+        registry.models.forEach((entry, index) => {
+          const value = entry[field]
+          if (value === undefined) return
+          const text = JSON.stringify(value)
+          const first = given.get(entry.name)
+          if (first === undefined) given.set(entry.name, text)
+          else if (first !== text) problems.push(`  models[${index}] (${entry.name}).${field}: differs from another entry of "${entry.name}"`)
+        })
+      }
       const seen = new Set<string>()
       registry.keys.forEach((key, index) => {
         const where = `  keys[${index}] (${key.id})`

@@ -5,7 +5,7 @@
  * and cooldowns. A Messages attempt is native to a deployment whose provider speaks Messages (`Provider.messages`)
  * and translated through chat completions to any other, so one request's fallbacks may cross dialects.
  */
-import { Cause, Context, Duration, Effect, Exit, Layer, Random, Schedule, Stream } from "effect"
+import { Cause, Context, Duration, Effect, Exit, Fiber, Layer, Random, Runtime, Schedule, Stream } from "effect"
 import { makeEventTranslator, translatedSource } from "../Anthropic/StreamTranslate.js"
 import { eventTrace, traceCompletionOf, traceRequestOf } from "../Anthropic/Trace.js"
 import { messageIdOf, toChatRequest, toMessage } from "../Anthropic/Translate.js"
@@ -34,6 +34,18 @@ import type { StreamTrace, TracingService } from "../Tracing/Tracing.js"
 export interface Served {
   readonly deployment: Deployment
   readonly attempts: number
+  /** When hedged attempts ran: which one answered, and the attempts cancelled in flight when it did. */
+  readonly hedge?: HedgeOutcome | undefined
+}
+
+/** What a hedged request did. */
+export interface HedgeOutcome {
+  /** The attempt that answered: 1 is the first, 2 the first hedge… */
+  readonly wonBy: number
+  /** How many attempts ran in all (the first and its hedges). */
+  readonly started: number
+  /** The deployments of the attempts cancelled in flight (their upstreams had the prompt): accounted like a cancelled stream. */
+  readonly cancelled: ReadonlyArray<Deployment>
 }
 
 /** A completed non-streamed request. `completion.model` is the public name that served it. */
@@ -220,7 +232,10 @@ const tracedAttempts = (
   return (deployment, number, retry, effect) => {
     const span = tracing.startAttempt(parent, { deployment, request, number, retry, keyId: record.keyId })
     record.attemptSpan = span
-    return tracing.within(span, effect)
+    // Hedged attempts run side by side: the one that answers names its own span again, for `completed` / `streaming`.
+    return Effect.tap(tracing.within(span, effect), () => {
+      record.attemptSpan = span
+    })
   }
 }
 
@@ -245,10 +260,12 @@ const firstSuccess = <A>(
   timer: TimerService,
   attempt: (deployment: Deployment) => Effect.Effect<A, ProviderError>,
   record: RequestRecord | undefined,
-  traced: TracedAttempt | undefined
+  traced: TracedAttempt | undefined,
+  shared?: { attempts: number },
+  onCall?: (deployment: Deployment | undefined) => void
 ): Effect.Effect<Found<A>, ProviderError> =>
   Effect.suspend(() => {
-    let attempts = 0
+    const counter = shared ?? { attempts: 0 }
     let attemptStarted = 0
     const tryFrom = (index: number): Effect.Effect<Found<A>, ProviderError> => {
       const deployment = candidates[index]!
@@ -257,24 +274,26 @@ const firstSuccess = <A>(
       /** One attempt ended: its outcome counted, its duration observed and added to the request's upstream time. */
       const outcome = (result: string) => {
         const elapsedMs = performance.now() - attemptStarted
+        onCall?.(undefined)
         Metrics.upstreamAttempts.update(1, deployment.name, provider, result)
         Metrics.upstreamDuration.update(elapsedMs / 1000, deployment.name, provider)
         if (record !== undefined) {
           record.upstreamMs += elapsedMs
-          record.attempts = attempts
+          record.attempts = counter.attempts
         }
       }
       const call = Effect.suspend(() => {
-        attempts++
+        counter.attempts++
         retry++
         attemptStarted = performance.now()
-        return traced === undefined ? attempt(deployment) : traced(deployment, attempts, retry, attempt(deployment))
+        onCall?.(deployment)
+        return traced === undefined ? attempt(deployment) : traced(deployment, counter.attempts, retry, attempt(deployment))
       })
       // The success path is one match, not a chain of taps: it runs on every request.
       const succeeded = (value: A) => {
         outcome("ok")
         cooldowns.succeeded(deployment)
-        return Effect.succeed({ value, deployment, attempts, startedAt: attemptStarted })
+        return Effect.succeed({ value, deployment, attempts: counter.attempts, startedAt: attemptStarted })
       }
       const gaveUp = (error: ProviderError): Effect.Effect<Found<A>, ProviderError> => {
         if (!isFallbackWorthy(error)) return Effect.fail(error)
@@ -308,6 +327,95 @@ const firstSuccess = <A>(
     }
     return tryFrom(0)
   })
+
+/** What a hedged race found: the winner, and what the race did. */
+interface HedgedFound<A> extends Found<A> {
+  readonly hedge: HedgeOutcome | undefined
+}
+
+/**
+ * Hedged attempts: lane 0 starts at once; while no lane has produced (a completion, a stream's first chunk), one more
+ * starts every `afterMs`, up to `lanes` in all. Each lane is a whole search of its own (`runLane`: retries and
+ * fallbacks included). The first lane to produce wins and the others are interrupted at once (their upstream
+ * requests aborted, their connections closed); a value produced after the win is given to `discard` (a stream's
+ * source released). A lane that fails does not end the request while another runs or may still start — unless it
+ * failed for a reason the caller caused, which every lane would share. The request fails when every lane started
+ * has failed (no hedge is started after that: hedges are for slowness, and retries and fallbacks already ran).
+ *
+ * The lanes run in fibers of their own made from the request fiber's runtime (its FiberRefs: the request's record,
+ * its log annotations), started by the Timer (the TestClock in tests); interrupting the request interrupts them.
+ */
+const hedgedRace = <A>(
+  model: string,
+  lanes: number,
+  afterMs: number,
+  timer: TimerService,
+  runLane: (lane: number, inFlight: (deployment: Deployment | undefined) => void) => Effect.Effect<Found<A>, ProviderError>,
+  discard: (value: A) => Effect.Effect<void>
+): Effect.Effect<HedgedFound<A>, ProviderError> =>
+  Effect.flatMap(Effect.runtime<never>(), (runtime) =>
+    Effect.async<HedgedFound<A>, ProviderError>((resume) => {
+      const runFork = Runtime.runFork(runtime)
+      const fibers: Array<Fiber.RuntimeFiber<Found<A>, ProviderError>> = []
+      const inFlight: Array<Deployment | undefined> = []
+      let settled = false
+      let failed = 0
+      let cancelTimer: (() => void) | undefined
+      const interruptAll = (except: number) => {
+        fibers.forEach((fiber, lane) => {
+          if (lane !== except) fiber.unsafeInterruptAsFork(fiber.id())
+        })
+      }
+      const settle = (outcome: Effect.Effect<HedgedFound<A>, ProviderError>, winner: number) => {
+        settled = true
+        cancelTimer?.()
+        interruptAll(winner)
+        resume(outcome)
+      }
+      const start = (lane: number) => {
+        const fiber = runFork(runLane(lane, (deployment) => (inFlight[lane] = deployment)))
+        fibers[lane] = fiber
+        fiber.addObserver((exit) => {
+          if (Exit.isSuccess(exit)) {
+            if (settled) return void runFork(discard(exit.value.value))
+            const started = fibers.length
+            const cancelled: Array<Deployment> = []
+            inFlight.forEach((deployment, other) => {
+              if (other === lane || deployment === undefined) return
+              cancelled.push(deployment)
+              Metrics.upstreamAttempts.update(1, deployment.name, String(deployment.providerKind), "cancelled")
+            })
+            const hedge = started > 1 ? { wonBy: lane + 1, started, cancelled } : undefined
+            if (hedge !== undefined) Metrics.hedges.update(1, model, `won-by-${hedge.wonBy}`)
+            return settle(Effect.succeed({ ...exit.value, hedge }), lane)
+          }
+          if (settled) return
+          failed++
+          const failure = Cause.failureOption(exit.cause)
+          const callersFault = failure._tag === "Some" && !isFallbackWorthy(failure.value)
+          if (callersFault || failed === fibers.length) {
+            if (fibers.length > 1) Metrics.hedges.update(1, model, "failed")
+            settle(Effect.failCause(exit.cause), -1)
+          }
+        })
+      }
+      const hedgeLater = () => {
+        cancelTimer = timer.after(afterMs, () => {
+          cancelTimer = undefined
+          if (settled || fibers.length >= lanes) return
+          start(fibers.length)
+          if (fibers.length < lanes) hedgeLater()
+        })
+      }
+      start(0)
+      if (!settled && lanes > 1) hedgeLater()
+      return Effect.sync(() => {
+        settled = true
+        cancelTimer?.()
+        interruptAll(-1)
+      })
+    })
+  )
 
 /** Usage as reported, or none when its counts are not counts (a client never sees, nor is billed, garbage). */
 const withValidUsage = <A extends { readonly usage?: unknown }>(value: A): A => {
@@ -416,6 +524,12 @@ const openAndTakeFirst = <A>(
     )
   )
 
+/** A completion that lost a hedged race: nothing to let go of. */
+const discardCompletion = (): Effect.Effect<void> => Effect.void
+
+/** A stream that lost a hedged race after connecting: its upstream released. */
+const discardConnected = (connected: Connected): Effect.Effect<void> => releaseOf(connected.source)
+
 /**
  * The routing of one registry generation: its settings, its deployments' cooldowns. A reload makes a new one for new
  * requests; requests in flight finish on the one they started with.
@@ -438,34 +552,61 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
     name: string,
     record: RequestRecord | undefined,
     traced: TracedAttempt | undefined,
-    attempt: (deployment: Deployment, remainingMs: number) => Effect.Effect<A, ProviderError>
-  ) =>
+    attempt: (deployment: Deployment, remainingMs: number) => Effect.Effect<A, ProviderError>,
+    /** For answers that may be hedged (chat): how to let go of one that lost the race. */
+    discard?: (value: A) => Effect.Effect<void>
+  ): Effect.Effect<HedgedFound<A> & { readonly deadline: number }, ModelNotFound | ProviderError> =>
     Effect.suspend(() => {
       const now = timer.now()
       const deadline = now + requestMs
-      return Effect.flatMap(candidatesFor(registry, name, cooldowns, now), (candidates) =>
-        firstSuccess(candidates, settings, deadline, cooldowns, timer, (deployment) =>
-          Effect.suspend(() => {
-            const remainingMs = deadline - timer.now()
-            return remainingMs <= 0 ? Effect.fail(requestTimeout()) : attempt(deployment, remainingMs)
-          }),
-          record,
-          traced
-        ).pipe(Effect.map((result) => ({ ...result, deadline })))
-      )
+      const bounded = (deployment: Deployment) =>
+        Effect.suspend(() => {
+          const remainingMs = deadline - timer.now()
+          return remainingMs <= 0 ? Effect.fail(requestTimeout()) : attempt(deployment, remainingMs)
+        })
+      const hedge = discard === undefined ? undefined : registry.lookup(name)?.hedge
+      return Effect.flatMap(candidatesFor(registry, name, cooldowns, now), (candidates) => {
+        if (hedge === undefined || discard === undefined) {
+          return Effect.map(firstSuccess(candidates, settings, deadline, cooldowns, timer, bounded, record, traced), (result) => ({
+            ...result,
+            hedge: undefined,
+            deadline
+          }))
+        }
+        // Each hedge starts on the next of the model's own deployments (the same one when it has one), then goes on
+        // through the rest and the fallbacks, retries included, like the first attempt.
+        const own = registry.lookup(name)?.deployments.length ?? 1
+        const shared = { attempts: 0 }
+        const laneCandidates = (lane: number) => {
+          const shift = lane % Math.max(1, Math.min(own, candidates.length))
+          return shift === 0 ? candidates : [...candidates.slice(shift, own), ...candidates.slice(0, shift), ...candidates.slice(own)]
+        }
+        return hedgedRace(
+          name,
+          1 + hedge.max,
+          hedge.after_ms,
+          timer,
+          (lane, inFlight) => firstSuccess(laneCandidates(lane), settings, deadline, cooldowns, timer, bounded, record, traced, shared, inFlight),
+          discard
+        ).pipe(Effect.map((result) => ({ ...result, attempts: shared.attempts, deadline })))
+      })
     })
 
   // Plain maps, not generators or Effect.fn: they run on every request (a named Effect.fn captures a stack trace).
   const complete = (request: ChatCompletionRequest, record?: RequestRecord) =>
     Effect.map(
-      route(request.model, record, tracedAttempts(tracing, request, record), (deployment, remainingMs) =>
-        deployment.provider.complete(forDeployment(request, deployment), deadlineIn(remainingMs, requestTimeout))
+      route(
+        request.model,
+        record,
+        tracedAttempts(tracing, request, record),
+        (deployment, remainingMs) => deployment.provider.complete(forDeployment(request, deployment), deadlineIn(remainingMs, requestTimeout)),
+        discardCompletion
       ),
       (result): RoutedCompletion => {
         const completion = withValidUsage(result.value)
         const span = record?.attemptSpan
         if (tracing !== undefined && span !== undefined) tracing.completed(span, completion)
-        return { completion: renamed(completion, result.deployment.name), deployment: result.deployment, attempts: result.attempts }
+        return { completion: renamed(completion, result.deployment.name), deployment: result.deployment, attempts: result.attempts, hedge: result.hedge }
       }
     )
 
@@ -478,7 +619,7 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
             ? deadlineIn(remainingMs, requestTimeout)
             : deadlineIn(firstTokenMs, () => timeoutError(`first token within ${firstTokenMs} ms`))
         return openAndTakeFirst(deployment.provider.open(forDeployment(request, deployment), deadline), deadline)
-      }),
+      }, discardConnected),
       (result): RoutedStream => {
         const span = record?.attemptSpan
         const trace = tracing !== undefined && span !== undefined ? tracing.streaming(span, performance.now() - result.startedAt) : undefined
@@ -486,7 +627,7 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
         const source = committedSource(result.value, (batch) => batch.map((chunk) => renamed(withValidUsage(chunk), name)), result.deadline, trace)
         const chunks = Stream.repeatEffectChunkOption(pullOf(source)).pipe(Stream.ensuring(releaseOf(source)))
         const deadline: Deadline = { at: result.deadline, timer, onTimeout: requestTimeout }
-        return { source, chunks, deadline, deployment: result.deployment, attempts: result.attempts }
+        return { source, chunks, deadline, deployment: result.deployment, attempts: result.attempts, hedge: result.hedge }
       }
     )
 

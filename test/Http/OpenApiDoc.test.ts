@@ -66,7 +66,7 @@ const secret = "sk-llmp-limited-xxxxxxxxxxxxxxxxxxxxxxxx"
 /** The built-in mock, and a key `limited` with rpm 1 and tpm limits (so its answers carry OpenAI's headers). */
 const limitedGateway = startGateway({
   registry: registryFromDocument({
-    models: [{ name: "mock", provider: "mock" }],
+    models: [{ name: "mock", provider: "mock" }, { name: "mock-cached", provider: "mock", cache: { ttl_s: 60 } }],
     keys: [{ id: "limited", key_sha256: sha256Hex(secret), limits: { rpm: 1, tpm: 100000 } }]
   }),
   settings: { maxBodyBytes: 2048, shutdownGraceMs: 100 }
@@ -142,6 +142,8 @@ describe("the OpenAPI document", () => {
       record("get /admin/usage", yield* call(url("/admin/usage?day=2026-12-02"), { headers: operator }))
       record("get /admin/usage", yield* call(url("/admin/usage?day=yesterday"), { headers: operator }))
       record("post /v1/chat/completions", yield* postChat(gateway.baseUrl, chatRequest("mock"), operator))
+      record("post /v1/chat/completions", yield* postChat(gateway.baseUrl, chatRequest("mock-cached"), operator))
+      record("post /v1/chat/completions", yield* postChat(gateway.baseUrl, chatRequest("mock-cached"), operator))
       record("post /v1/chat/completions", yield* postChat(gateway.baseUrl, chatRequest("mock", { stream: true }), operator))
       record("post /v1/chat/completions", yield* postChat(gateway.baseUrl, chatRequest("mock"), limited))
       record("post /v1/chat/completions", yield* postChat(gateway.baseUrl, chatRequest("mock"), limited))
@@ -160,6 +162,8 @@ describe("the OpenAPI document", () => {
         record(key, yield* call(url(path), { headers: operator }))
       }
       record("post /v1/chat/completions", yield* postChat(gateway.baseUrl, chatRequest("mock"), operator))
+      record("post /v1/chat/completions", yield* postChat(gateway.baseUrl, chatRequest("mock-cached"), operator))
+      record("post /v1/chat/completions", yield* postChat(gateway.baseUrl, chatRequest("mock-cached"), operator))
       record("post /v1/embeddings", yield* postEmbeddings(gateway.baseUrl, { model: "mock", input: "x" }, operator))
 
       const seen = new Set<string>()
@@ -184,6 +188,7 @@ describe("the OpenAPI document", () => {
       expect([...seen].sort()).toEqual(
         expect.arrayContaining([
           "200 x-llm-proxy-attempts",
+          "200 x-llm-proxy-cache",
           "200 x-llm-proxy-model",
           "200 x-llm-proxy-provider",
           "200 x-ratelimit-limit-requests",

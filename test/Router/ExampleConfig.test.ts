@@ -6,7 +6,7 @@ import { Either, Schema } from "effect"
 import { readFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
 import * as Yaml from "yaml"
-import { decodeRegistry, RouterSettings } from "../../src/Router/RegistryFile.js"
+import { decodeRegistry, CacheSettings, RouterSettings } from "../../src/Router/RegistryFile.js"
 import type { RegistryFile } from "../../src/Router/RegistryFile.js"
 
 const exampleUrl = new URL("../../config/models.example.yaml", import.meta.url)
@@ -58,7 +58,10 @@ describe("config/models.example.yaml", () => {
 
   it("spells out the default settings", () => {
     const raw = Yaml.parse(readFileSync(exampleUrl, "utf8")) as { settings?: unknown }
-    expect(raw.settings).toEqual(Schema.encodeSync(RouterSettings)(Schema.decodeSync(RouterSettings)({})))
+    expect(raw.settings).toEqual({
+      ...Schema.encodeSync(RouterSettings)(Schema.decodeSync(RouterSettings)({})),
+      cache: Schema.encodeSync(CacheSettings)(Schema.decodeSync(CacheSettings)({}))
+    })
   })
 
   it("names only upstream key variables that .env.example documents", () => {

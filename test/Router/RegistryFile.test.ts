@@ -72,7 +72,8 @@ describe("decodeRegistry", () => {
       retry: { max_retries: 3, initial_delay_ms: 200, max_delay_ms: 8000 },
       timeouts: { request_ms: 600_000, first_token_ms: 30_000 },
       cooldown: { failures: 3, duration_ms: 30_000 },
-      limits: { on_store_failure: "open" }
+      limits: { on_store_failure: "open" },
+      cache: { max_entries: 10000, max_bytes: 268435456, max_entry_bytes: 4194304 }
     })
     expect(registry.keys).toEqual([])
   })
@@ -83,7 +84,8 @@ describe("decodeRegistry", () => {
       retry: { max_retries: 2, initial_delay_ms: 200, max_delay_ms: 8000 },
       timeouts: { request_ms: 600_000, first_token_ms: 60_000 },
       cooldown: { failures: 3, duration_ms: 30_000 },
-      limits: { on_store_failure: "open" }
+      limits: { on_store_failure: "open" },
+      cache: { max_entries: 10000, max_bytes: 268435456, max_entry_bytes: 4194304 }
     })
     expect(builtInRegistry.settings).toEqual(registry.settings)
   })
@@ -166,6 +168,26 @@ describe("decodeRegistry", () => {
     expect(failure("settings: {}\n")).toContain("models: is missing")
     expect(failure("just some text\n")).toContain("(root)")
     expect(failure("")).toContain("(root)")
+  })
+})
+
+describe("cache and hedge", () => {
+  it("decode per model with their defaults, and settings.cache bounds", () => {
+    const registry = decoded(
+      "models:\n  - { name: m, provider: mock, cache: { ttl_s: 60 }, hedge: { after_ms: 800 } }\n  - { name: m, provider: mock }\n" +
+        "settings:\n  cache: { max_entries: 5 }\n"
+    )
+    expect(registry.models[0]).toMatchObject({ cache: { ttl_s: 60, shared: false }, hedge: { after_ms: 800, max: 1 } })
+    expect(registry.settings.cache).toEqual({ max_entries: 5, max_bytes: 268435456, max_entry_bytes: 4194304 })
+  })
+
+  it("refuse a ttl or a delay that is not a positive integer, and two entries of one name that disagree", () => {
+    expect(failure("models:\n  - { name: m, provider: mock, cache: { ttl_s: 0 } }\n")).toContain("models[0] (m).cache.ttl_s")
+    expect(failure("models:\n  - { name: m, provider: mock, hedge: { after_ms: 10, max: 0 } }\n")).toContain("models[0] (m).hedge.max")
+    expect(failure("models:\n  - { name: m, provider: mock, cache: { ttl_s: 1, extra: 1 } }\n")).toContain("models[0] (m).cache.extra")
+    expect(
+      failure("models:\n  - { name: m, provider: mock, cache: { ttl_s: 60 } }\n  - { name: m, provider: mock, cache: { ttl_s: 61 } }\n")
+    ).toContain('models[1] (m).cache: differs from another entry of "m"')
   })
 })
 

@@ -6,6 +6,7 @@ import type { Scope } from "effect"
 import type { AddressInfo } from "node:net"
 import * as App from "../../src/App.js"
 import type { Store } from "../../src/Governance/Store.js"
+import type { CacheStore } from "../../src/Cache/Store.js"
 import * as Config from "../../src/Config.js"
 import type { ProxyConfig, ProxySettings } from "../../src/Config.js"
 import { Lifecycle } from "../../src/Http/Lifecycle.js"
@@ -35,6 +36,8 @@ export interface GatewayOptions {
   readonly mount?: Mount
   /** The governance store; default: the one the settings name (memory without a Redis URL). */
   readonly store?: Layer.Layer<Store>
+  /** The response cache's store; default: the one the settings name (memory without a Redis URL). */
+  readonly cacheStore?: Layer.Layer<CacheStore>
 }
 
 /** The two ways the gateway's chat is mounted; contract tests run over both. */
@@ -47,11 +50,12 @@ export const startGateway = (options: GatewayOptions = {}): Effect.Effect<Runnin
     const registry =
       options.registry ??
       Registry.layerStatic([{ name: "mock", providerKind: "mock", provider: Mock.make({ tokenDelayMs: 0 }) }])
+    const serveOptions = {
+      ...(options.store === undefined ? {} : { store: options.store }),
+      ...(options.cacheStore === undefined ? {} : { cacheStore: options.cacheStore })
+    }
     const context = yield* Layer.build(
-      (options.mount === "api"
-        ? App.serveApiOnlyWith(registry, options.store === undefined ? {} : { store: options.store })
-        : App.serveWith(registry, options.store === undefined ? {} : { store: options.store })
-      ).pipe(
+      (options.mount === "api" ? App.serveApiOnlyWith(registry, serveOptions) : App.serveWith(registry, serveOptions)).pipe(
         Layer.provide(Config.layerTest({ port: 0, host: "127.0.0.1", ...options.settings }))
       )
     ).pipe(Effect.orDie)

@@ -1,0 +1,258 @@
+/**
+ * The exact response cache, as the chat core uses it (Chat.ts calls it only for a model whose registry entry has
+ * `cache:`; for any other model it costs one field read). A request's key is its canonical JSON without the fields
+ * that do not change the answer, with the public model and (unless shared) the caller's key id (Cache/Key.ts).
+ *
+ * - `Cache-Control: no-store` neither reads nor writes (`bypass`); `no-cache` skips the lookup and stores the fresh
+ *   answer (`bypass`); otherwise a found entry is a `hit`, else a `miss` whose answer is stored.
+ * - Stored: only complete, successful answers. A completion as it was answered; a stream as the chunks it sent,
+ *   once it ended with every choice's finish reason — a stream cut short (the client left, the upstream broke off, a
+ *   deadline) or grown past `max_entry_bytes` is not stored.
+ * - A hit replays what the client asked for: a stream as the stored chunks (or a stored completion split as an
+ *   upstream would stream it), a completion as stored (or assembled from stored chunks). It passed the gate like any
+ *   request and counts as one, with no tokens and no spend; its body's usage is the original's.
+ * - A store that fails is a miss (read) or a lost entry (write): counted, logged at most every 10 s, never a failed
+ *   request.
+ */
+import { Effect, Option, Runtime, Stream } from "effect"
+import { cacheKey } from "../Cache/Key.js"
+import { completionOfChunks, isFinished, serializeCompletion, serializeStream } from "../Cache/Entry.js"
+import type { CacheEntry, SerializedEntry } from "../Cache/Entry.js"
+import * as MemoryCacheStore from "../Cache/MemoryStore.js"
+import { CacheStore } from "../Cache/Store.js"
+import type { StoreError } from "../Governance/Store.js"
+import * as Metrics from "../Metrics.js"
+import type { ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
+import { chunksOfCompletion } from "../OpenAi/Wire.js"
+import { fromItems, pullOf, releaseOf } from "../Providers/ChunkSource.js"
+import type { ChunkSource } from "../Providers/ChunkSource.js"
+import { ProviderError } from "../Providers/ProviderError.js"
+import type { Provider } from "../Providers/Provider.js"
+import { ModelRegistry } from "../Router/Registry.js"
+import type { Deployment } from "../Router/Registry.js"
+import type { CachePolicy, CacheSettings } from "../Router/RegistryFile.js"
+import { Timer } from "../Timer.js"
+import type { AnswerHeaders, ChatError, Pass } from "./Gate.js"
+import type { ChatAnswer } from "./Chat.js"
+
+/** What the client's `Cache-Control` asks of the cache. */
+export type CacheDirective = "default" | "no-cache" | "no-store"
+
+/** The directive of a request's `Cache-Control` header: `no-store` wins over `no-cache`; anything else is default. */
+export const cacheDirectiveOf = (header: string | undefined): CacheDirective => {
+  if (header === undefined || header.length === 0) return "default"
+  let directive: CacheDirective = "default"
+  for (const part of header.toLowerCase().split(",")) {
+    const name = part.trim()
+    if (name === "no-store") return "no-store"
+    if (name === "no-cache") directive = "no-cache"
+  }
+  return directive
+}
+
+/** Logs a cache store failure at most once per this many milliseconds (a store that is down fails every request). */
+const logIntervalMs = 10_000
+
+const noUpstream: Effect.Effect<never, ProviderError> = Effect.fail(
+  new ProviderError({ reason: "Unavailable", message: "A cached answer has no upstream", provider: "cache" })
+)
+const cacheProvider: Provider = { complete: () => noUpstream, open: () => noUpstream, embed: () => noUpstream }
+
+/** The deployment a hit names in its headers and metrics: the public model that answered, provider `cache`. */
+const cacheDeploymentOf = (name: string): Deployment => ({
+  name,
+  providerKind: "cache",
+  upstreamModel: name,
+  weight: 0,
+  provider: cacheProvider,
+  price: undefined
+})
+
+/**
+ * A committed stream's source that keeps the chunks it passes (and their JSON, which makes the entry's text) and
+ * hands them over once the stream has been read to its end; a failure, a close before the end or more than
+ * `maxChars` of JSON drops them.
+ */
+const recordingSource = (
+  source: ChunkSource,
+  maxChars: number,
+  onEnd: (kept: { readonly chunks: ReadonlyArray<ChatCompletionChunk>; readonly texts: ReadonlyArray<string> } | "too_large") => void
+): ChunkSource => {
+  let chunks: Array<ChatCompletionChunk> | undefined = []
+  let texts: Array<string> = []
+  let chars = 0
+  let done = false
+  const abandon = () => {
+    done = true
+    chunks = undefined
+    texts = []
+  }
+  const keep = (batch: ReadonlyArray<ChatCompletionChunk>) => {
+    if (chunks === undefined) return
+    for (const chunk of batch) {
+      let text: string
+      try {
+        text = JSON.stringify(chunk)
+      } catch {
+        return abandon()
+      }
+      chars += text.length + 1
+      if (chars > maxChars) {
+        chunks = undefined
+        texts = []
+        return
+      }
+      chunks.push(chunk)
+      texts.push(text)
+    }
+  }
+  return {
+    poll: () => {
+      const take = source.poll()
+      if (done || take === undefined) return take
+      if (Array.isArray(take)) keep(take as ReadonlyArray<ChatCompletionChunk>)
+      else if (take === "end") {
+        const kept = chunks
+        const keptTexts = texts
+        abandon()
+        onEnd(kept === undefined ? "too_large" : { chunks: kept, texts: keptTexts })
+      } else abandon()
+      return take
+    },
+    onReady: source.onReady,
+    close: () => {
+      if (!done) abandon()
+      source.close()
+    },
+    release: Effect.suspend(() => {
+      if (!done) abandon()
+      return releaseOf(source)
+    })
+  }
+}
+
+const timeoutError = (requestMs: number) =>
+  new ProviderError({ reason: "Timeout", message: `The upstream did not answer in time (request within ${requestMs} ms)`, provider: "router" })
+
+/** Builds the core's cache over the CacheStore, or a memory store of its own when none is provided. */
+export const make = Effect.gen(function* () {
+  const provided = yield* Effect.serviceOption(CacheStore)
+  const store = Option.isSome(provided) ? provided.value : yield* MemoryCacheStore.make
+  const timer = yield* Timer
+  const registry = yield* ModelRegistry
+  const runFork = Runtime.runFork(yield* Effect.runtime<never>())
+
+  let lastLog = Number.NEGATIVE_INFINITY
+  const failed = (operation: "cache_read" | "cache_write", error: StoreError) => {
+    Metrics.storeErrors.update(1, operation)
+    const now = timer.now()
+    if (now - lastLog < logIntervalMs) return Effect.void
+    lastLog = now
+    return Effect.logWarning("response cache store unavailable; served as a miss").pipe(Effect.annotateLogs({ operation, error: error.message }))
+  }
+
+  const headersOf = (base: AnswerHeaders, result: string, age?: number): AnswerHeaders =>
+    age === undefined ? { ...base, "x-llm-proxy-cache": result } : { ...base, "x-llm-proxy-cache": result, age: String(age) }
+
+  const withHeaders = (answer: ChatAnswer, headers: AnswerHeaders): ChatAnswer => ({ ...answer, headers })
+
+  const save = (model: string, key: string, serialized: SerializedEntry, policy: CachePolicy, settings: CacheSettings) => {
+    if (serialized.bytes > settings.max_entry_bytes) return Metrics.cacheWrites.update(1, model, "too_large")
+    Metrics.cacheWrites.update(1, model, "stored")
+    runFork(
+      store
+        .set(key, serialized, policy.ttl_s * 1000, { maxEntries: settings.max_entries, maxBytes: settings.max_bytes })
+        .pipe(Effect.catchAll((error) => failed("cache_write", error)))
+    )
+  }
+
+  /** A routed answer, its completion stored or its stream recorded on the way to the client. */
+  const storing = (answer: ChatAnswer, model: string, key: string, policy: CachePolicy, settings: CacheSettings): ChatAnswer => {
+    if (answer._tag === "Completion") {
+      save(model, key, serializeCompletion(key, timer.now(), answer.completion), policy, settings)
+      return answer
+    }
+    const routed = answer.stream
+    const source = recordingSource(routed.source, settings.max_entry_bytes, (kept) => {
+      if (kept === "too_large") return Metrics.cacheWrites.update(1, model, "too_large")
+      if (!isFinished(kept.chunks)) return Metrics.cacheWrites.update(1, model, "unfinished")
+      save(model, key, serializeStream(key, timer.now(), kept.chunks, kept.texts), policy, settings)
+    })
+    return {
+      ...answer,
+      stream: { ...routed, source, chunks: Stream.repeatEffectChunkOption(pullOf(source)).pipe(Stream.ensuring(releaseOf(source))) }
+    }
+  }
+
+  /** The answer a hit gives, in the shape the request asks for. */
+  const replay = (entry: CacheEntry, request: ChatCompletionRequest, headers: AnswerHeaders): ChatAnswer => {
+    const name = entry.kind === "json" ? entry.completion.model : (entry.chunks[0]?.model ?? request.model)
+    const deployment = cacheDeploymentOf(name)
+    if (request.stream !== true) {
+      const completion = entry.kind === "json" ? entry.completion : completionOfChunks(entry.chunks)
+      return { _tag: "Completion", completion, served: { deployment, attempts: 0 }, headers }
+    }
+    const chunks = entry.kind === "stream" ? entry.chunks : chunksOfCompletion(entry.completion)
+    const requestMs = registry.current().settings.timeouts.request_ms
+    return {
+      _tag: "Stream",
+      headers,
+      stream: {
+        source: fromItems(chunks),
+        chunks: Stream.fromIterable(chunks),
+        deadline: { at: timer.now() + requestMs, timer, onTimeout: () => timeoutError(requestMs) },
+        deployment,
+        attempts: 0
+      }
+    }
+  }
+
+  /**
+   * Serves `request` for a model with `policy`: from the cache, or by `route` (the request routed and accounted as
+   * any other), storing its answer unless the client said `no-store`.
+   */
+  const serve = (
+    request: ChatCompletionRequest,
+    pass: Pass,
+    policy: CachePolicy,
+    directive: CacheDirective,
+    route: () => Effect.Effect<ChatAnswer, ChatError>
+  ): Effect.Effect<ChatAnswer, ChatError> => {
+    const model = request.model
+    const { record } = pass
+    const counted = (result: "hit" | "miss" | "bypass") => {
+      Metrics.cacheRequests.update(1, model, result)
+      if (record !== undefined) record.cache = result
+    }
+    if (directive === "no-store") {
+      counted("bypass")
+      return Effect.map(route(), (answer) => withHeaders(answer, headersOf(answer.headers, "bypass")))
+    }
+    const settings = registry.current().settings.cache
+    const key = cacheKey(request, model, policy.shared ? undefined : pass.caller.id)
+    const routeAndStore = (result: "miss" | "bypass") => {
+      counted(result)
+      return Effect.map(route(), (answer) => storing(withHeaders(answer, headersOf(answer.headers, result)), model, key, policy, settings))
+    }
+    if (directive === "no-cache") return routeAndStore("bypass")
+    return Effect.flatMap(
+      Effect.catchAll(store.get(key, settings.max_entry_bytes), (error) => Effect.as(failed("cache_read", error), undefined)),
+      (entry) => {
+        if (entry === undefined) return routeAndStore("miss")
+        counted("hit")
+        if (record !== undefined) {
+          record.provider = "cache"
+          record.attempts = 0
+        }
+        pass.finishCached()
+        const age = Math.max(0, Math.floor((timer.now() - entry.createdAt) / 1000))
+        return Effect.succeed(replay(entry, request, headersOf(pass.headers, "hit", age)))
+      }
+    )
+  }
+
+  return { serve }
+})
+
+/** The core's cache. */
+export type ResponseCache = Effect.Effect.Success<typeof make>
