@@ -13,10 +13,9 @@
  */
 import { request as httpRequest } from "node:http"
 import type { Loader } from "./loader.js"
-import { failures } from "./measure.js"
+import { failures, loadGateway } from "./measure.js"
 import type { RunSample } from "./measure.js"
 import type { Options } from "./options.js"
-import { cpuSecondsOrZero, machineCpu } from "./proc.js"
 import { median } from "./stats.js"
 import { proxyKey, startProxy } from "./targets.js"
 import type { Upstream } from "./targets.js"
@@ -86,9 +85,7 @@ export const runCache = async (backend: Upstream, loader: Loader, work: string, 
   })
   const url = `${proxy.origin}/v1/chat/completions`
   const measure = async (scenario: Scenario, durationS: number): Promise<RunSample> => {
-    const before = cpuSecondsOrZero(proxy.pid)
-    const machineBefore = machineCpu()
-    const result = await loader.load({
+    return loadGateway(loader, proxy.pid, {
       url,
       headers: { authorization: `Bearer ${proxyKey}` },
       body: bodyOf(scenario),
@@ -97,16 +94,6 @@ export const runCache = async (backend: Upstream, loader: Loader, work: string, 
       expectSseDone: scenario.stream,
       uniqueBodies: scenario.unique
     })
-    const cpu = cpuSecondsOrZero(proxy.pid) - before
-    const machineAfter = machineCpu()
-    const completed = result.ok + result.non2xx + result.mismatches
-    return {
-      ...result,
-      cpuUsPerRequest: completed > 0 ? (cpu * 1e6) / completed : Number.NaN,
-      ...(machineBefore !== undefined && machineAfter !== undefined
-        ? { stealPercent: (100 * (machineAfter.stealS - machineBefore.stealS)) / result.durationS }
-        : {})
-    }
   }
   try {
     for (const stream of [false, true]) {

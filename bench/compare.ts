@@ -13,12 +13,11 @@ import { spawnSync } from "node:child_process"
 import { existsSync, symlinkSync } from "node:fs"
 import { join } from "node:path"
 import type { Loader } from "./loader.js"
-import { failures } from "./measure.js"
+import { failures, loadGateway } from "./measure.js"
 import type { Options } from "./options.js"
 import { rootDir } from "./paths.js"
 import { chatBody } from "./payloads.js"
 import { makeTempDir } from "./processes.js"
-import { cpuSecondsOrZero } from "./proc.js"
 import { median, percentile } from "./stats.js"
 import { proxyKey, startProxy } from "./targets.js"
 import type { Upstream } from "./targets.js"
@@ -82,8 +81,7 @@ export const runCompare = async (backend: Upstream, loader: Loader, work: string
   const self = await startProxy(backend, work, [], "proxy-self", { env: {} })
   const them = await startProxy(backend, work, [], "proxy-other", { env: {}, rootDir: other.dir })
   const measure = async (gateway: typeof self, stream: boolean, durationS: number): Promise<CompareSample> => {
-    const before = cpuSecondsOrZero(gateway.pid)
-    const result = await loader.load({
+    const sample = await loadGateway(loader, gateway.pid, {
       url: `${gateway.origin}/v1/chat/completions`,
       headers: { authorization: `Bearer ${proxyKey}` },
       body: chatBody("bench", stream),
@@ -91,9 +89,7 @@ export const runCompare = async (backend: Upstream, loader: Loader, work: string
       durationS,
       expectSseDone: stream
     })
-    const cpu = cpuSecondsOrZero(gateway.pid) - before
-    const completed = result.ok + result.non2xx + result.mismatches
-    return { reqPerSec: result.reqPerSec, cpuUsPerRequest: completed > 0 ? (cpu * 1e6) / completed : Number.NaN, failures: failures(result) }
+    return { reqPerSec: sample.reqPerSec, cpuUsPerRequest: sample.cpuUsPerRequest ?? Number.NaN, failures: failures(sample) }
   }
   try {
     process.stdout.write(`  warm-up ${options.warmupS} s each…`)

@@ -6,8 +6,8 @@
 import type { Loader } from "./loader.js"
 import type { Options } from "./options.js"
 import { chatBody } from "./payloads.js"
-import { cpuSecondsOf, machineCpu, memoryOf, ownCpuSeconds } from "./proc.js"
-import type { LoadResult, ProbeResult, SequentialResult } from "./protocol.js"
+import { cpuSecondsOf, cpuSecondsOrZero, machineCpu, memoryOf, ownCpuSeconds } from "./proc.js"
+import type { LoadJob, LoadResult, ProbeResult, SequentialResult } from "./protocol.js"
 import { ttftChunks, ttftDelayMs } from "./targets.js"
 import type { RunningTarget, TargetName } from "./targets.js"
 
@@ -46,6 +46,26 @@ export interface TargetReport {
 
 /** Failed requests of a run: connection errors (timeouts included), non-2xx, broken streams. */
 export const failures = (run: LoadResult) => run.errors + run.non2xx + run.mismatches
+
+/**
+ * One load run against a gateway process: the load generator's result, with the gateway's CPU per completed request
+ * and the hypervisor's steal during the run. What the side tables (tracing, cache, messages, --against) measure.
+ */
+export const loadGateway = async (loader: Loader, pid: number, job: Omit<LoadJob, "kind">): Promise<RunSample> => {
+  const before = cpuSecondsOrZero(pid)
+  const machineBefore = machineCpu()
+  const result = await loader.load(job)
+  const cpu = cpuSecondsOrZero(pid) - before
+  const machineAfter = machineCpu()
+  const completed = result.ok + result.non2xx + result.mismatches
+  return {
+    ...result,
+    cpuUsPerRequest: completed > 0 ? (cpu * 1e6) / completed : Number.NaN,
+    ...(machineBefore !== undefined && machineAfter !== undefined
+      ? { stealPercent: (100 * (machineAfter.stealS - machineBefore.stealS)) / result.durationS }
+      : {})
+  }
+}
 
 export const measureTarget = async (target: RunningTarget, loader: Loader, options: Options, largeBody: (model: string) => string): Promise<TargetReport> => {
   const report: TargetReport = {

@@ -9,11 +9,10 @@
  * Runs with every bench that measures the proxy; `--no-messages` leaves it out.
  */
 import type { Loader } from "./loader.js"
-import { failures } from "./measure.js"
+import { failures, loadGateway } from "./measure.js"
 import type { RunSample } from "./measure.js"
 import type { Options } from "./options.js"
 import { chatBody, messagesBody } from "./payloads.js"
-import { cpuSecondsOrZero } from "./proc.js"
 import { median } from "./stats.js"
 import { proxyKey, startProxy } from "./targets.js"
 import type { Upstream } from "./targets.js"
@@ -43,9 +42,8 @@ export const runMessages = async (backend: Upstream, loader: Loader, work: strin
   console.log("\n== messages: POST /v1/messages beside POST /v1/chat/completions (OpenAI-compatible upstream, and the mock), interleaved")
   const proxy = await startProxy(backend, work, [], "proxy-messages", { registryLines: ["  - name: bench-mock", "    provider: mock"], env: {} })
   const measure = async (scenario: (typeof scenarios)[number], durationS: number): Promise<RunSample> => {
-    const before = cpuSecondsOrZero(proxy.pid)
     const stream = scenario.kind === "stream"
-    const result = await loader.load({
+    return loadGateway(loader, proxy.pid, {
       url: `${proxy.origin}${scenario.api === "chat" ? "/v1/chat/completions" : "/v1/messages"}`,
       headers: scenario.api === "chat" ? { authorization: `Bearer ${proxyKey}` } : { "x-api-key": proxyKey, "anthropic-version": "2023-06-01" },
       body: scenario.api === "chat" ? chatBody(scenario.model, stream) : messagesBody(scenario.model, stream),
@@ -53,9 +51,6 @@ export const runMessages = async (backend: Upstream, loader: Loader, work: strin
       durationS,
       ...(stream ? { expectSseText: scenario.api === "chat" ? "data: [DONE]" : "event: message_stop" } : {})
     })
-    const cpu = cpuSecondsOrZero(proxy.pid) - before
-    const completed = result.ok + result.non2xx + result.mismatches
-    return { ...result, cpuUsPerRequest: completed > 0 ? (cpu * 1e6) / completed : Number.NaN }
   }
   try {
     process.stdout.write(`  warm-up ${options.warmupS} s per scenario…`)

@@ -12,11 +12,10 @@
 import { createServer } from "node:http"
 import type { AddressInfo } from "node:net"
 import type { Loader } from "./loader.js"
-import { failures } from "./measure.js"
+import { failures, loadGateway } from "./measure.js"
 import type { RunSample } from "./measure.js"
 import type { Options } from "./options.js"
 import { chatBody } from "./payloads.js"
-import { cpuSecondsOrZero, machineCpu } from "./proc.js"
 import { median } from "./stats.js"
 import { proxyKey, startProxy } from "./targets.js"
 import type { Upstream } from "./targets.js"
@@ -93,9 +92,7 @@ export const runTracing = async (backend: Upstream, loader: Loader, work: string
   })
   const measure = async (scenario: Scenario, durationS: number): Promise<RunSample> => {
     const gateway = scenario.tracing ? on : off
-    const before = cpuSecondsOrZero(gateway.pid)
-    const machineBefore = machineCpu()
-    const result = await loader.load({
+    return loadGateway(loader, gateway.pid, {
       url: `${gateway.origin}/v1/chat/completions`,
       headers: { authorization: `Bearer ${proxyKey}` },
       body: chatBody("bench", scenario.stream),
@@ -103,16 +100,6 @@ export const runTracing = async (backend: Upstream, loader: Loader, work: string
       durationS,
       expectSseDone: scenario.stream
     })
-    const cpu = cpuSecondsOrZero(gateway.pid) - before
-    const machineAfter = machineCpu()
-    const completed = result.ok + result.non2xx + result.mismatches
-    return {
-      ...result,
-      cpuUsPerRequest: completed > 0 ? (cpu * 1e6) / completed : Number.NaN,
-      ...(machineBefore !== undefined && machineAfter !== undefined
-        ? { stealPercent: (100 * (machineAfter.stealS - machineBefore.stealS)) / result.durationS }
-        : {})
-    }
   }
   try {
     process.stdout.write(`  warm-up ${options.warmupS} s per scenario…`)
