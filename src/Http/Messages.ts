@@ -3,6 +3,7 @@
  * handler): the paths, the decoding of a request into what the core takes, the SSE framing of Messages events, and
  * failures in Anthropic's envelope. Everything else — admission, routing, accounting — is the core's.
  */
+import { plainMessagesRequest } from "../Anthropic/PlainRequest.js"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Either, Schema } from "effect"
 import type { ServerResponse } from "node:http"
@@ -48,6 +49,8 @@ const isRecord = (value: unknown): value is Readonly<Record<string, unknown>> =>
 /** A parsed body checked as a Messages request: what the core takes, or the 400 naming the first bad field. */
 export const messagesCallOf = (body: unknown, headers: RequestHeaders): Either.Either<MessagesCall, InvalidRequest> => {
   if (!isRecord(body)) return Either.left(notAnObject)
+  const plain = plainMessagesRequest(body)
+  if (plain !== undefined) return Either.right({ request: plain, body, headers: anthropicHeadersOf(headers) })
   return Either.map(Either.mapLeft(decodeMessages(body), invalidRequestOfParseError), (request) => ({ request, body, headers: anthropicHeadersOf(headers) }))
 }
 
