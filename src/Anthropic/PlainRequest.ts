@@ -5,11 +5,9 @@
  * other blocks); anything else, valid or not, is left to the Schema, which also words the 400. A property test holds
  * the two to the same answers.
  */
+import { isRecord, settingsHold } from "../OpenAi/PlainRequest.js"
 import type { MessagesRequest } from "./Wire.js"
 
-/** A JSON object without an own `__proto__` key (which the Schema's decoding leaves out). */
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === "object" && value !== null && !Array.isArray(value) && !Object.hasOwn(value, "__proto__")
 
 const isUnitNumber = (value: unknown): boolean => typeof value === "number" && value >= 0 && value <= 1
 const isIntFrom = (min: number) => (value: unknown): boolean => typeof value === "number" && Number.isSafeInteger(value) && value >= min
@@ -53,14 +51,5 @@ export const plainMessagesRequest = (payload: unknown): MessagesRequest | undefi
   if (typeof model !== "string" || model.length === 0 || !Array.isArray(messages) || messages.length === 0) return undefined
   if (payload["max_tokens"] === undefined) return undefined
   for (const message of messages) if (!isPlainMessage(message)) return undefined
-  for (const field in payload) {
-    if (field === "model" || field === "messages") continue
-    const check = settings.get(field)
-    if (check !== undefined) {
-      if (!check(payload[field])) return undefined
-    } else if (declaredElsewhere.has(field)) {
-      return undefined
-    }
-  }
-  return payload as unknown as MessagesRequest
+  return settingsHold(payload, settings, declaredElsewhere) ? (payload as unknown as MessagesRequest) : undefined
 }

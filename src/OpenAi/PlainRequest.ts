@@ -13,7 +13,7 @@ type Check = (value: unknown) => boolean
  * A JSON object, without an own `__proto__` key: JSON.parse makes one from `"__proto__": …`, the Schema's decoding
  * leaves it out, so such an object goes to the Schema.
  */
-const isRecord = (value: unknown): value is Record<string, unknown> =>
+export const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value) && !Object.hasOwn(value, "__proto__")
 
 const isString: Check = (value) => typeof value === "string"
@@ -92,14 +92,27 @@ export const plainChatRequest = (payload: unknown): ChatCompletionRequest | unde
   const messages = payload["messages"]
   if (typeof model !== "string" || model.length === 0 || !Array.isArray(messages) || messages.length === 0) return undefined
   for (const message of messages) if (!isPlainMessage(message)) return undefined
+  return settingsHold(payload, settings, declaredElsewhere) ? (payload as unknown as ChatCompletionRequest) : undefined
+}
+
+/**
+ * Whether every field of a request but `model` and `messages` passes its check in `checks`, none is one the Schema
+ * alone declares (`elsewhere`), and any other field is one the Schema keeps as it is. Shared by the chat and the
+ * Messages recognisers.
+ */
+export const settingsHold = (
+  payload: Readonly<Record<string, unknown>>,
+  checks: ReadonlyMap<string, (value: unknown) => boolean>,
+  elsewhere: ReadonlySet<string>
+): boolean => {
   for (const field in payload) {
     if (field === "model" || field === "messages") continue
-    const check = settings.get(field)
+    const check = checks.get(field)
     if (check !== undefined) {
-      if (!check(payload[field])) return undefined
-    } else if (declaredElsewhere.has(field)) {
-      return undefined
+      if (!check(payload[field])) return false
+    } else if (elsewhere.has(field)) {
+      return false
     }
   }
-  return payload as unknown as ChatCompletionRequest
+  return true
 }
