@@ -7,7 +7,7 @@
  */
 import { Effect, Layer } from "effect"
 import type { Scope } from "effect"
-import { Redis } from "ioredis"
+import { scopedRedis } from "../Governance/RedisStore.js"
 import { StoreError } from "../Governance/Store.js"
 import { decodeEntry } from "./Entry.js"
 import type { SerializedEntry } from "./Entry.js"
@@ -32,26 +32,14 @@ const describe = (cause: unknown) => (cause instanceof Error ? cause.message : S
 export const make = (options: RedisCacheOptions): Effect.Effect<CacheStoreService, never, Scope.Scope> =>
   Effect.gen(function* () {
     const prefix = options.prefix ?? "llmp"
-    const redis = yield* Effect.acquireRelease(
-      Effect.sync(
-        () =>
-          new Redis(options.url, {
-            connectTimeout: 2000,
-            commandTimeout: options.commandTimeoutMs ?? 1000,
-            enableOfflineQueue: false,
-            maxRetriesPerRequest: 1,
-            retryStrategy: (attempt) => Math.min(attempt * 200, 1000),
-            lazyConnect: false
-          })
-      ),
-      (redis) =>
-        Effect.promise(() =>
-          redis
-            .quit()
-            .catch(() => undefined)
-            .finally(() => redis.disconnect())
-        )
-    )
+    const redis = yield* scopedRedis(options.url, {
+      connectTimeout: 2000,
+      commandTimeout: options.commandTimeoutMs ?? 1000,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      retryStrategy: (attempt) => Math.min(attempt * 200, 1000),
+      lazyConnect: false
+    })
     // The governance store logs Redis going and coming; the cache only counts its failed calls (the core logs them).
     redis.on("error", () => {})
 

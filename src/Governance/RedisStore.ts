@@ -18,6 +18,7 @@
 import { Effect, Layer, Runtime } from "effect"
 import type { Scope } from "effect"
 import { Redis } from "ioredis"
+import type { RedisOptions } from "ioredis"
 import { Timer } from "../Timer.js"
 import { dayMs, fromNanoUsd, toNanoUsd, utcDay } from "./Calendar.js"
 import * as Scripts from "./RedisScripts.js"
@@ -110,6 +111,17 @@ interface ScriptCall {
 
 const limitArg = (limit: number | undefined) => (limit === undefined ? "" : String(limit))
 
+/** A Redis connection for the scope: quit when the scope closes (disconnected if quitting fails). */
+export const scopedRedis = (url: string, redisOptions: RedisOptions): Effect.Effect<Redis, never, Scope.Scope> =>
+  Effect.acquireRelease(Effect.sync(() => new Redis(url, redisOptions)), (redis) =>
+    Effect.promise(() =>
+      redis
+        .quit()
+        .catch(() => undefined)
+        .finally(() => redis.disconnect())
+    )
+  )
+
 /**
  * A Redis store, connected in the background (the scope quits the connection). Building it waits for the first
  * connection attempt to end but never fails: with Redis down, calls fail with StoreError until it is back.
@@ -121,28 +133,16 @@ export const make = (options: RedisStoreOptions): Effect.Effect<StoreService, ne
     const timer = yield* Timer
     const runFork = Runtime.runFork(yield* Effect.runtime<never>())
 
-    const redis = yield* Effect.acquireRelease(
-      Effect.sync(
-        () =>
-          new Redis(options.url, {
-            connectTimeout: options.connectTimeoutMs ?? 2000,
-            commandTimeout: options.commandTimeoutMs ?? 1000,
-            // While Redis is down a call fails at once instead of waiting in a queue.
-            enableOfflineQueue: false,
-            maxRetriesPerRequest: 1,
-            // A command lost with the connection may have run: resending an admit could count it twice.
-            autoResendUnfulfilledCommands: false,
-            retryStrategy: (attempt) => Math.min(attempt * 200, 1000)
-          })
-      ),
-      (redis) =>
-        Effect.promise(() =>
-          redis
-            .quit()
-            .catch(() => undefined)
-            .finally(() => redis.disconnect())
-        )
-    )
+    const redis = yield* scopedRedis(options.url, {
+      connectTimeout: options.connectTimeoutMs ?? 2000,
+      commandTimeout: options.commandTimeoutMs ?? 1000,
+      // While Redis is down a call fails at once instead of waiting in a queue.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      // A command lost with the connection may have run: resending an admit could count it twice.
+      autoResendUnfulfilledCommands: false,
+      retryStrategy: (attempt) => Math.min(attempt * 200, 1000)
+    })
 
     let reachable: boolean | undefined
     redis.on("ready", () => {
