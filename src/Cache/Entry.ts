@@ -17,9 +17,9 @@ export type CacheEntry =
   | { readonly kind: "json"; readonly key: string; readonly createdAt: number; readonly completion: ChatCompletion }
   | { readonly kind: "stream"; readonly key: string; readonly createdAt: number; readonly chunks: ReadonlyArray<ChatCompletionChunk> }
 
-/** An entry with its serialized text and that text's size in bytes (what the memory store's bounds count). */
+/** An entry's serialized text, the key it is for, and the text's size in bytes (what the memory store's bounds count). */
 export interface SerializedEntry {
-  readonly entry: CacheEntry
+  readonly key: string
   readonly text: string
   readonly bytes: number
 }
@@ -30,18 +30,16 @@ const header = (kind: CacheEntry["kind"], key: string, createdAt: number): strin
 /** A completion's entry, serialized. */
 export const serializeCompletion = (key: string, createdAt: number, completion: ChatCompletion): SerializedEntry => {
   const text = `${header("json", key, createdAt)},"completion":${JSON.stringify(completion)}}`
-  return { entry: { kind: "json", key, createdAt, completion }, text, bytes: Buffer.byteLength(text) }
+  return { key, text, bytes: Buffer.byteLength(text) }
 }
 
-/** A stream's entry from its chunks and their JSON texts (already made while the stream was buffered). */
-export const serializeStream = (
-  key: string,
-  createdAt: number,
-  chunks: ReadonlyArray<ChatCompletionChunk>,
-  chunkTexts: ReadonlyArray<string>
-): SerializedEntry => {
-  const text = `${header("stream", key, createdAt)},"chunks":[${chunkTexts.join(",")}]}`
-  return { entry: { kind: "stream", key, createdAt, chunks }, text, bytes: Buffer.byteLength(text) }
+/** A stream's entry from the JSON texts of its chunks, as they were sent. One string is made, not several. */
+export const serializeStream = (key: string, createdAt: number, chunkTexts: ReadonlyArray<string>): SerializedEntry => {
+  const parts = [`${header("stream", key, createdAt)},"chunks":[`]
+  for (let index = 0; index < chunkTexts.length; index++) parts.push(index === 0 ? chunkTexts[index]! : `,${chunkTexts[index]!}`)
+  parts.push("]}")
+  const text = parts.join("")
+  return { key, text, bytes: Buffer.byteLength(text) }
 }
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value)
@@ -51,16 +49,27 @@ const isObject = (value: unknown): value is Record<string, unknown> => typeof va
  * reason. A stream cut short never makes an entry.
  */
 export const isFinished = (chunks: ReadonlyArray<ChatCompletionChunk>): boolean => {
+  const tracker = finishTracker()
+  for (const chunk of chunks) tracker.note(chunk)
+  return tracker.finished()
+}
+
+/** `isFinished` told one chunk at a time, so that a stream being recorded need not keep its chunks. */
+export const finishTracker = (): { readonly note: (chunk: ChatCompletionChunk) => void; readonly finished: () => boolean } => {
   const finished = new Map<number, boolean>()
-  for (const chunk of chunks) {
-    for (const choice of chunk.choices) {
-      if (choice.finish_reason != null) finished.set(choice.index, true)
-      else if (!finished.has(choice.index)) finished.set(choice.index, false)
+  return {
+    note: (chunk) => {
+      for (const choice of chunk.choices) {
+        if (choice.finish_reason != null) finished.set(choice.index, true)
+        else if (!finished.has(choice.index)) finished.set(choice.index, false)
+      }
+    },
+    finished: () => {
+      if (finished.size === 0) return false
+      for (const done of finished.values()) if (!done) return false
+      return true
     }
   }
-  if (finished.size === 0) return false
-  for (const done of finished.values()) if (!done) return false
-  return true
 }
 
 /**

@@ -143,7 +143,7 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
         const bounded = routed.chunks.pipe(
           Stream.interruptWhen(within(Effect.never, deadline))
         )
-        return sseResponse(Sse.encode(bounded, { includeUsage, requestId: yield* RequestId, keepaliveMs: config.sseKeepaliveMs }), routed, answer.headers, record)
+        return sseResponse(Sse.encode(bounded, { includeUsage, requestId: yield* RequestId, keepaliveMs: config.sseKeepaliveMs, ...(answer.sink === undefined ? {} : { sink: answer.sink }) }), routed, answer.headers, record)
       })
 
     return handlers.handle("create", ({ payload }) =>

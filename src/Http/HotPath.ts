@@ -167,7 +167,7 @@ export const make = Effect.gen(function* () {
 
   const answered = (answer: ChatAnswer, includeUsage: boolean, response: ServerResponse, requestId: string, record: RequestRecord) => {
     if (answer._tag === "Completion") return writeJson(response, answer.completion, { ...answer.headers, ...routingHeaders(answer.served) })
-    writeStream(answer.stream, chatFraming(includeUsage), answer.headers, response, requestId, record)
+    writeStream(answer.stream, chatFraming(includeUsage, answer.sink), answer.headers, response, requestId, record)
   }
 
   /**

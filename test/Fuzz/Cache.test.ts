@@ -28,7 +28,7 @@ const validEntries: ReadonlyArray<unknown> = completions.flatMap((completion) =>
   const chunks = chunksOfCompletion(completion)
   return [
     JSON.parse(serializeCompletion(key, 1_700_000_000_000, completion).text),
-    JSON.parse(serializeStream(key, 1_700_000_000_000, chunks, chunks.map((chunk) => JSON.stringify(chunk))).text)
+    JSON.parse(serializeStream(key, 1_700_000_000_000, chunks.map((chunk) => JSON.stringify(chunk))).text)
   ] as ReadonlyArray<unknown>
 })
 
