@@ -14,7 +14,17 @@ export const entryVersion = 1
 
 /** A cached answer. `key` is the key it was stored under; `createdAt` epoch milliseconds. */
 export type CacheEntry =
-  | { readonly kind: "json"; readonly key: string; readonly createdAt: number; readonly completion: ChatCompletion }
+  | {
+    readonly kind: "json"
+    readonly key: string
+    readonly createdAt: number
+    readonly completion: ChatCompletion
+    /**
+     * The completion's JSON as stored, for an entry this process wrote itself (the memory store's) that the checks
+     * passed unchanged: a hit writes it as is.
+     */
+    readonly completionJson: string | undefined
+  }
   | { readonly kind: "stream"; readonly key: string; readonly createdAt: number; readonly chunks: ReadonlyArray<ChatCompletionChunk> }
 
 /** An entry's serialized text, the key it is for, and the text's size in bytes (what the memory store's bounds count). */
@@ -27,9 +37,17 @@ export interface SerializedEntry {
 const header = (kind: CacheEntry["kind"], key: string, createdAt: number): string =>
   `{"format":"${entryFormat}","v":${entryVersion},"kind":"${kind}","key":${JSON.stringify(key)},"created_at":${createdAt}`
 
+const completionPrefix = (key: string, createdAt: number): string => `${header("json", key, createdAt)},"completion":`
+
+/** The completion's own text inside the `text` of an entry `serializeCompletion` made. */
+const completionJsonOf = (text: string, key: string, createdAt: number): string | undefined => {
+  const prefix = completionPrefix(key, createdAt)
+  return text.startsWith(prefix) && text.endsWith("}") ? text.slice(prefix.length, -1) : undefined
+}
+
 /** A completion's entry, serialized. */
 export const serializeCompletion = (key: string, createdAt: number, completion: ChatCompletion): SerializedEntry => {
-  const text = `${header("json", key, createdAt)},"completion":${JSON.stringify(completion)}}`
+  const text = `${completionPrefix(key, createdAt)}${JSON.stringify(completion)}}`
   return { key, text, bytes: Buffer.byteLength(text) }
 }
 
@@ -75,9 +93,10 @@ export const finishTracker = (): { readonly note: (chunk: ChatCompletionChunk) =
 /**
  * The entry in `text`, read back from a store, when it is one: our format and version, stored under `key`, a sane
  * time, and an answer with the spec's shape (the same checks as an upstream's answer) that is finished. Anything
- * else is `undefined`, never served. `maxBytes` bounds what is parsed at all.
+ * else is `undefined`, never served. `maxBytes` bounds what is parsed at all. `written` says the text is one
+ * `serializeCompletion` or `serializeStream` made in this process (the memory store's), never another's.
  */
-export const decodeEntry = (text: string, key: string, maxBytes: number): CacheEntry | undefined => {
+export const decodeEntry = (text: string, key: string, maxBytes: number, written = false): CacheEntry | undefined => {
   // Characters never outnumber bytes; a text longer than the bound in characters is over it in bytes.
   if (text.length > maxBytes || Buffer.byteLength(text) > maxBytes) return undefined
   const value = parseBoundedJson(text)
@@ -86,9 +105,12 @@ export const decodeEntry = (text: string, key: string, maxBytes: number): CacheE
   const createdAt = value["created_at"]
   if (typeof createdAt !== "number" || !Number.isSafeInteger(createdAt) || createdAt < 0) return undefined
   if (value["kind"] === "json") {
-    const completion = completionOf(value["completion"])
+    const stored = value["completion"]
+    const completion = completionOf(stored)
     if (typeof completion === "string" || completion.choices.length === 0) return undefined
-    return { kind: "json", key, createdAt, completion }
+    // The stored text is served only when the checks changed nothing (they return the value itself then).
+    const completionJson = written && completion === stored ? completionJsonOf(text, key, createdAt) : undefined
+    return { kind: "json", key, createdAt, completion, completionJson }
   }
   if (value["kind"] === "stream") {
     const raw = value["chunks"]

@@ -66,7 +66,7 @@ export const make: Effect.Effect<MemoryCacheStoreService> = Effect.map(Timer, (t
   const getNow = (key: string, maxBytes: number): CacheEntry | undefined => {
     const found = held.get(key)
     if (found === undefined) return undefined
-    const entry = found.expiresAt <= timer.now() ? undefined : decodeEntry(found.text, key, maxBytes)
+    const entry = found.expiresAt <= timer.now() ? undefined : decodeEntry(found.text, key, maxBytes, true)
     if (entry === undefined) {
       drop(found)
       return undefined

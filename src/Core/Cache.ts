@@ -235,8 +235,10 @@ export const make = Effect.gen(function* () {
     const name = entry.kind === "json" ? entry.completion.model : (entry.chunks[0]?.model ?? request.model)
     const deployment = cacheDeploymentOf(name)
     if (request.stream !== true) {
-      const completion = entry.kind === "json" ? entry.completion : completionOfChunks(entry.chunks)
-      return { _tag: "Completion", completion, served: { deployment, attempts: 0 }, headers }
+      if (entry.kind === "stream") return { _tag: "Completion", completion: completionOfChunks(entry.chunks), served: { deployment, attempts: 0 }, headers }
+      const served = { deployment, attempts: 0 }
+      const { completion, completionJson } = entry
+      return completionJson === undefined ? { _tag: "Completion", completion, served, headers } : { _tag: "Completion", completion, served, headers, json: completionJson }
     }
     const chunks = entry.kind === "stream" ? entry.chunks : chunksOfCompletion(entry.completion)
     const requestMs = registry.current().settings.timeouts.request_ms

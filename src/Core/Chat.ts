@@ -44,7 +44,14 @@ export interface ChatOptions {
 
 /** What a chat request became: a completion, or a committed stream (its first chunk in hand). */
 export type ChatAnswer =
-  | { readonly _tag: "Completion"; readonly completion: ChatCompletion; readonly served: Served; readonly headers: AnswerHeaders }
+  | {
+    readonly _tag: "Completion"
+    readonly completion: ChatCompletion
+    readonly served: Served
+    readonly headers: AnswerHeaders
+    /** The completion's JSON when it is at hand already (a cache hit): written instead of serializing it again. */
+    readonly json?: string
+  }
   | {
     readonly _tag: "Stream"
     readonly stream: RoutedStream

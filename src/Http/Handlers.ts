@@ -130,7 +130,7 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
     const respond = (answer: ChatAnswer, includeUsage: boolean, record: RequestRecord | undefined) =>
       Effect.gen(function* () {
         if (answer._tag === "Completion") {
-          return HttpServerResponse.text(JSON.stringify(answer.completion), {
+          return HttpServerResponse.text(answer.json ?? JSON.stringify(answer.completion), {
             contentType: "application/json",
             headers: { ...answer.headers, ...routingHeaders(answer.served) }
           })
