@@ -4,8 +4,8 @@
  * against the `Timer` (tests drive it with a TestClock). Entries are held as their serialized text — the values of
  * a full cache (a stream's chunks, their choices and deltas) would be a million objects in the old generation for
  * every collection to mark and move, where a string is one object with nothing in it to mark — and read back as
- * Redis's are. (A Buffer per entry, off the heap, cost more: an ArrayBuffer and its backing store to allocate,
- * account and sweep per write, which the benchmark's misses on a full cache showed as ~16 µs more collection.)
+ * Redis's are. (A Buffer per entry, off the heap, adds an ArrayBuffer and a backing store to allocate, account and
+ * free on every write, and saved no collection time in the benchmark.)
  *
  * The recency order is a doubly linked list beside the Map: a full cache evicts one entry per store in O(1). (A Map's
  * own insertion order, evicted by iterating from its start, costs a walk over the holes its deletions leave until
