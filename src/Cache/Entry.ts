@@ -4,6 +4,8 @@
  * under, and when. Either kind serves either request: a stream entry is assembled into a completion the way a client
  * SDK accumulates one, a completion is split into the chunks a real upstream would send.
  */
+import { embeddingUsageOf, toBase64, vectorOf, vectorsProblem } from "../OpenAi/Embeddings.js"
+import type { EmbeddingUsage, Vector } from "../OpenAi/Embeddings.js"
 import type { ChatCompletion, ChatCompletionChunk, FinishReason, ToolCall, Usage } from "../OpenAi/Schemas.js"
 import { chunkOf, completionOf } from "../OpenAi/Wire.js"
 import { parseBoundedJson } from "../Providers/Upstream/Transport.js"
@@ -26,6 +28,14 @@ export type CacheEntry =
     readonly completionJson: string | undefined
   }
   | { readonly kind: "stream"; readonly key: string; readonly createdAt: number; readonly chunks: ReadonlyArray<ChatCompletionChunk> }
+  | {
+    readonly kind: "embeddings"
+    readonly key: string
+    readonly createdAt: number
+    /** In input order, as the upstream gave them: JSON numbers as written, base64 float32 as float32. */
+    readonly vectors: ReadonlyArray<Vector>
+    readonly usage: EmbeddingUsage
+  }
 
 /** An entry's serialized text, the key it is for, and the text's size in bytes (what the memory store's bounds count). */
 export interface SerializedEntry {
@@ -48,6 +58,22 @@ const completionJsonOf = (text: string, key: string, createdAt: number): string 
 /** A completion's entry, serialized. */
 export const serializeCompletion = (key: string, createdAt: number, completion: ChatCompletion): SerializedEntry => {
   const text = `${completionPrefix(key, createdAt)}${JSON.stringify(completion)}}`
+  return { key, text, bytes: Buffer.byteLength(text) }
+}
+
+/**
+ * An embeddings answer's entry: each vector as the upstream gave it (numbers as JSON, float32 as base64, so that a
+ * hit answers exactly what the miss did), and the usage the answer reported.
+ */
+export const serializeEmbeddings = (key: string, createdAt: number, vectors: ReadonlyArray<Vector>, usage: EmbeddingUsage): SerializedEntry => {
+  const parts = [`${header("embeddings", key, createdAt)},"usage":${JSON.stringify(usage)},"vectors":[`]
+  for (let index = 0; index < vectors.length; index++) {
+    const vector = vectors[index]!
+    const text = vector instanceof Float32Array ? `"${toBase64(vector)}"` : JSON.stringify(vector)
+    parts.push(index === 0 ? text : `,${text}`)
+  }
+  parts.push("]}")
+  const text = parts.join("")
   return { key, text, bytes: Buffer.byteLength(text) }
 }
 
@@ -122,6 +148,18 @@ export const decodeEntry = (text: string, key: string, maxBytes: number, written
       chunks.push(chunk)
     }
     return isFinished(chunks) ? { kind: "stream", key, createdAt, chunks } : undefined
+  }
+  if (value["kind"] === "embeddings") {
+    const raw = value["vectors"]
+    const usage = embeddingUsageOf(value["usage"])
+    if (!Array.isArray(raw) || raw.length === 0 || usage === undefined) return undefined
+    const vectors: Array<Vector> = []
+    for (const item of raw as ReadonlyArray<unknown>) {
+      const vector = vectorOf(item)
+      if (vector === undefined) return undefined
+      vectors.push(vector)
+    }
+    return vectorsProblem(vectors, undefined) === undefined ? { kind: "embeddings", key, createdAt, vectors, usage } : undefined
   }
   return undefined
 }

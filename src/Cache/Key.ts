@@ -9,6 +9,9 @@ import { hash } from "node:crypto"
 /** Top-level request fields that do not change the answer: how it is delivered, who asked, what is logged. */
 export const ignoredFields: ReadonlySet<string> = new Set(["stream", "stream_options", "user", "metadata", "store", "service_tier"])
 
+/** The same for an embeddings request: who asked, and how the vectors are written (floats or base64). */
+export const ignoredEmbeddingFields: ReadonlySet<string> = new Set(["user", "encoding_format"])
+
 /** Appends the canonical JSON of `value` to `out`; `skip` names fields of the top object left out. */
 const write = (value: unknown, out: Array<string>, skip: ReadonlySet<string> | undefined): void => {
   if (value === null || typeof value !== "object") {
@@ -49,11 +52,13 @@ export const canonicalJson = (value: unknown, skip?: ReadonlySet<string>): strin
 
 /**
  * The cache key of `request` for the public `model`; `tenant` is the caller's key id, or `undefined` for a model
- * whose cache is shared. Versioned: a change of the key's recipe never reads entries made by the old one.
+ * whose cache is shared. Versioned: a change of the key's recipe never reads entries made by the old one. An
+ * embeddings request's key has a recipe of its own, so that it never meets a chat request's.
  */
-export const cacheKey = (request: object, model: string, tenant: string | undefined): string => {
-  const out = [`llmp-cache-v1\n${JSON.stringify(model)}\n${tenant === undefined ? "*shared*" : JSON.stringify(tenant)}\n`]
-  write(request, out, ignoredFields)
+export const cacheKey = (request: object, model: string, tenant: string | undefined, endpoint: "chat" | "embeddings" = "chat"): string => {
+  const recipe = endpoint === "chat" ? "llmp-cache-v1" : "llmp-cache-embeddings-v1"
+  const out = [`${recipe}\n${JSON.stringify(model)}\n${tenant === undefined ? "*shared*" : JSON.stringify(tenant)}\n`]
+  write(request, out, endpoint === "chat" ? ignoredFields : ignoredEmbeddingFields)
   // One-shot: a Hash object with its update/digest calls cost a third more than the hashing itself on a small request.
   return hash("sha256", out.join(""), "hex")
 }

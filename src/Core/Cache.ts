@@ -16,7 +16,7 @@
  */
 import { Effect, Option, Runtime, Stream } from "effect"
 import { cacheKey } from "../Cache/Key.js"
-import { completionOfChunks, finishTracker, serializeCompletion, serializeStream } from "../Cache/Entry.js"
+import { completionOfChunks, finishTracker, serializeCompletion, serializeEmbeddings, serializeStream } from "../Cache/Entry.js"
 import type { CacheEntry, SerializedEntry } from "../Cache/Entry.js"
 import * as MemoryCacheStore from "../Cache/MemoryStore.js"
 import { CacheStore } from "../Cache/Store.js"
@@ -35,6 +35,9 @@ import type { CachePolicy, CacheSettings } from "../Router/RegistryFile.js"
 import { Timer } from "../Timer.js"
 import type { AnswerHeaders, ChatError, Pass } from "./Gate.js"
 import type { ChatAnswer } from "./Chat.js"
+import type { EmbeddingsAnswer } from "./Embeddings.js"
+import { inputCount } from "../OpenAi/Embeddings.js"
+import type { EmbeddingRequest } from "../OpenAi/Embeddings.js"
 
 /** What the client's `Cache-Control` asks of the cache. */
 export type CacheDirective = "default" | "no-cache" | "no-store"
@@ -201,7 +204,7 @@ export const make = Effect.gen(function* () {
   const headersOf = (base: AnswerHeaders, result: string, age?: number): AnswerHeaders =>
     age === undefined ? { ...base, "x-llm-proxy-cache": result } : { ...base, "x-llm-proxy-cache": result, age: String(age) }
 
-  const withHeaders = (answer: ChatAnswer, headers: AnswerHeaders): ChatAnswer => ({ ...answer, headers })
+  const withHeaders = <A extends { readonly headers: AnswerHeaders }>(answer: A, headers: AnswerHeaders): A => ({ ...answer, headers })
 
   const save = (model: string, key: string, serialized: SerializedEntry, policy: CachePolicy, settings: CacheSettings) => {
     if (serialized.bytes > settings.max_entry_bytes) return Metrics.cacheWrites.update(1, model, "too_large")
@@ -230,8 +233,9 @@ export const make = Effect.gen(function* () {
     }
   }
 
-  /** The answer a hit gives, in the shape the request asks for. */
-  const replay = (entry: CacheEntry, request: ChatCompletionRequest, headers: AnswerHeaders): ChatAnswer => {
+  /** The answer a hit gives, in the shape the request asks for; none from an entry of another endpoint. */
+  const replay = (entry: CacheEntry, request: ChatCompletionRequest, headers: AnswerHeaders): ChatAnswer | undefined => {
+    if (entry.kind === "embeddings") return undefined
     const name = entry.kind === "json" ? entry.completion.model : (entry.chunks[0]?.model ?? request.model)
     const deployment = cacheDeploymentOf(name)
     if (request.stream !== true) {
@@ -256,18 +260,22 @@ export const make = Effect.gen(function* () {
   }
 
   /**
-   * Serves `request` for a model with `policy`: from the cache, or by `route` (the request routed and accounted as
-   * any other), storing its answer unless the client said `no-store`.
+   * Serves a request for a model with `policy`: from the cache (`replay` of the entry under its key), or by `route`
+   * (the request routed and accounted as any other), its answer stored by `storing` unless the client said
+   * `no-store`.
    */
-  const serve = (
-    request: ChatCompletionRequest,
+  const cached = <A extends { readonly headers: AnswerHeaders }>(
+    request: { readonly model: string },
+    endpoint: "chat" | "embeddings",
     pass: Pass,
     policy: CachePolicy,
     directive: CacheDirective,
-    route: () => Effect.Effect<ChatAnswer, ChatError>
-  ): Effect.Effect<ChatAnswer, ChatError> => {
-    const model = request.model
+    route: () => Effect.Effect<A, ChatError>,
+    storing: (answer: A, key: string, settings: CacheSettings) => A,
+    replay: (entry: CacheEntry, headers: AnswerHeaders) => A | undefined
+  ): Effect.Effect<A, ChatError> => {
     const { record } = pass
+    const model = request.model
     const counted = (result: "hit" | "miss" | "bypass") => {
       Metrics.cacheRequests.update(1, model, result)
       if (record !== undefined) record.cache = result
@@ -277,22 +285,23 @@ export const make = Effect.gen(function* () {
       return Effect.map(route(), (answer) => withHeaders(answer, headersOf(answer.headers, "bypass")))
     }
     const settings = registry.current().settings.cache
-    const key = cacheKey(request, model, policy.shared ? undefined : pass.caller.id)
+    const key = cacheKey(request, model, policy.shared ? undefined : pass.caller.id, endpoint)
     const routeAndStore = (result: "miss" | "bypass") => {
       counted(result)
-      return Effect.map(route(), (answer) => storing(withHeaders(answer, headersOf(answer.headers, result)), model, key, policy, settings))
+      return Effect.map(route(), (answer) => storing(withHeaders(answer, headersOf(answer.headers, result)), key, settings))
     }
     if (directive === "no-cache") return routeAndStore("bypass")
-    const found = (entry: CacheEntry | undefined): Effect.Effect<ChatAnswer, ChatError> => {
-      if (entry === undefined) return routeAndStore("miss")
+    const found = (entry: CacheEntry | undefined): Effect.Effect<A, ChatError> => {
+      const age = entry === undefined ? 0 : Math.max(0, Math.floor((timer.now() - entry.createdAt) / 1000))
+      const answer = entry === undefined ? undefined : replay(entry, headersOf(pass.headers, "hit", age))
+      if (answer === undefined) return routeAndStore("miss")
       counted("hit")
       if (record !== undefined) {
         record.provider = "cache"
         record.attempts = 0
       }
       pass.finishCached()
-      const age = Math.max(0, Math.floor((timer.now() - entry.createdAt) / 1000))
-      return Effect.succeed(replay(entry, request, headersOf(pass.headers, "hit", age)))
+      return Effect.succeed(answer)
     }
     if (store.local !== undefined) return found(store.local.get(key, settings.max_entry_bytes))
     return Effect.flatMap(
@@ -301,7 +310,39 @@ export const make = Effect.gen(function* () {
     )
   }
 
-  return { serve }
+  /** A chat request for a model with `policy`, from the cache or routed by `route` and stored. */
+  const serve = (request: ChatCompletionRequest, pass: Pass, policy: CachePolicy, directive: CacheDirective, route: () => Effect.Effect<ChatAnswer, ChatError>) =>
+    cached(
+      request,
+      "chat",
+      pass,
+      policy,
+      directive,
+      route,
+      (answer, key, settings) => storing(answer, request.model, key, policy, settings),
+      (entry, headers) => replay(entry, request, headers)
+    )
+
+  /** An embeddings request for a model with `policy`, from the cache (the same number of vectors) or routed and stored. */
+  const serveEmbeddings = (request: EmbeddingRequest, pass: Pass, policy: CachePolicy, directive: CacheDirective, route: () => Effect.Effect<EmbeddingsAnswer, ChatError>) =>
+    cached(
+      request,
+      "embeddings",
+      pass,
+      policy,
+      directive,
+      route,
+      (answer, key, settings) => {
+        save(request.model, key, serializeEmbeddings(key, timer.now(), answer.vectors, answer.usage), policy, settings)
+        return answer
+      },
+      (entry, headers): EmbeddingsAnswer | undefined =>
+        entry.kind === "embeddings" && entry.vectors.length === inputCount(request.input)
+          ? { vectors: entry.vectors, usage: entry.usage, served: { deployment: cacheDeploymentOf(request.model), attempts: 0 }, headers }
+          : undefined
+    )
+
+  return { serve, serveEmbeddings }
 })
 
 /** The core's cache. */

@@ -68,8 +68,11 @@ export interface ChatCoreService {
    * response cache answers from it when it can (`options.cacheControl` as the client sent it).
    */
   readonly chat: (request: ChatCompletionRequest, caller: Caller, record?: RequestRecord, options?: ChatOptions) => Effect.Effect<ChatAnswer, ChatFailure>
-  /** Admits, routes and accounts one embeddings request, through the same gate; `record` as for `chat`. */
-  readonly embed: (request: EmbeddingRequest, caller: Caller, record?: RequestRecord) => Effect.Effect<EmbeddingsAnswer, ChatFailure>
+  /**
+   * Admits, routes and accounts one embeddings request, through the same gate; `record` as for `chat`. A model with a
+   * response cache answers from it when it can (`cacheControl` as the client sent it).
+   */
+  readonly embed: (request: EmbeddingRequest, caller: Caller, record?: RequestRecord, cacheControl?: string) => Effect.Effect<EmbeddingsAnswer, ChatFailure>
   /**
    * Admits, routes and accounts one Anthropic Messages request (Messages.ts), through the same gate: a message, or a
    * committed event stream when `stream: true`; `record` as for `chat`.
@@ -170,7 +173,7 @@ export const make = Effect.gen(function* () {
         : cache.serve(request, pass, policy, cacheDirectiveOf(options?.cacheControl), () => serve(request, pass))
     })
 
-  return { chat, embed: makeEmbed(gate, router, tokenizer), ...makeMessages(gate, router, tokenizer) } satisfies ChatCoreService
+  return { chat, embed: makeEmbed(gate, router, tokenizer, cache, registry), ...makeMessages(gate, router, tokenizer) } satisfies ChatCoreService
 })
 
 /**

@@ -12,8 +12,11 @@ import type { Caller } from "../Http/Auth.js"
 import { inputTexts, inputTokens } from "../OpenAi/Embeddings.js"
 import type { EmbeddingInputValue, EmbeddingRequest, EmbeddingUsage, Vector } from "../OpenAi/Embeddings.js"
 import type { Router, Served } from "../Router/Router.js"
+import type { ModelRegistry } from "../Router/Registry.js"
+import { cacheDirectiveOf } from "./Cache.js"
+import type { ResponseCache } from "./Cache.js"
 import { noteServed } from "./Gate.js"
-import type { AnswerHeaders, ChatFailure, Gate } from "./Gate.js"
+import type { AnswerHeaders, ChatError, ChatFailure, Gate, Pass } from "./Gate.js"
 import type { RequestRecord } from "./RequestRecord.js"
 
 /** What an embeddings request became: its vectors in input order, its usage, who served, the headers. */
@@ -40,17 +43,31 @@ const countedUsage = (input: EmbeddingInputValue, tokenizer: TokenizerService): 
   )
 }
 
-/** The core's embeddings over the gate, the Router and the Tokenizer. */
-export const makeEmbed =
-  (gate: Gate, router: Context.Tag.Service<typeof Router>, tokenizer: TokenizerService) =>
-  (request: EmbeddingRequest, caller: Caller, record?: RequestRecord): Effect.Effect<EmbeddingsAnswer, ChatFailure> =>
-    gate.admit(request.model, caller, record, (pass) =>
-      Effect.flatMap(router.embed(request, record), (routed) => {
-        noteServed(record, routed)
-        const reported = routed.embeddings.usage
-        return Effect.map(reported === undefined ? countedUsage(request.input, tokenizer) : Effect.succeed(reported), (usage) => {
-          pass.finish(routed.deployment, { prompt_tokens: usage.prompt_tokens, completion_tokens: 0 })
-          return { vectors: routed.embeddings.vectors, usage, served: { deployment: routed.deployment, attempts: routed.attempts }, headers: pass.headers }
-        })
+/**
+ * The core's embeddings over the gate, the Router and the Tokenizer; from the response cache for a model whose
+ * registry entry has `cache:` (the request's `Cache-Control` in `cacheControl`).
+ */
+export const makeEmbed = (
+  gate: Gate,
+  router: Context.Tag.Service<typeof Router>,
+  tokenizer: TokenizerService,
+  cache: ResponseCache,
+  registry: Context.Tag.Service<typeof ModelRegistry>
+) => {
+  const serve = (request: EmbeddingRequest, pass: Pass, record: RequestRecord | undefined): Effect.Effect<EmbeddingsAnswer, ChatError> =>
+    Effect.flatMap(router.embed(request, record), (routed) => {
+      noteServed(record, routed)
+      const reported = routed.embeddings.usage
+      return Effect.map(reported === undefined ? countedUsage(request.input, tokenizer) : Effect.succeed(reported), (usage) => {
+        pass.finish(routed.deployment, { prompt_tokens: usage.prompt_tokens, completion_tokens: 0 })
+        return { vectors: routed.embeddings.vectors, usage, served: { deployment: routed.deployment, attempts: routed.attempts }, headers: pass.headers }
       })
-    )
+    })
+  return (request: EmbeddingRequest, caller: Caller, record?: RequestRecord, cacheControl?: string): Effect.Effect<EmbeddingsAnswer, ChatFailure> =>
+    gate.admit(request.model, caller, record, (pass) => {
+      const policy = registry.current().lookup(request.model)?.cache
+      return policy === undefined
+        ? serve(request, pass, record)
+        : cache.serveEmbeddings(request, pass, policy, cacheDirectiveOf(cacheControl), () => serve(request, pass, record))
+    })
+}

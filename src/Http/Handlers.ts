@@ -166,7 +166,8 @@ export const EmbeddingsLive = HttpApiBuilder.group(Api, "embeddings", (handlers)
       Effect.gen(function* () {
         const caller = yield* CurrentCaller
         const record = yield* FiberRef.get(currentRecord)
-        const answer = yield* core.embed(payload, caller, record)
+        const request = yield* HttpServerRequest.HttpServerRequest
+        const answer = yield* core.embed(payload, caller, record, headerOf(request.headers, "cache-control"))
         // The vectors are encoded here, at the edge, as the client asked: the core holds them as floats.
         const body = embeddingResponse(answer.vectors, answer.usage, answer.served.deployment.name, payload.encoding_format ?? "float")
         return HttpServerResponse.text(JSON.stringify(body), {

@@ -10,7 +10,8 @@
  *   markers, refinement titles such as `between(0, 2)`) are inlined or removed, and no component is left that
  *   nothing refers to.
  * - The response headers are documented: `x-request-id` on every answer; `x-llm-proxy-model`, `-provider` and
- *   `-attempts` on chat and embeddings successes; `x-llm-proxy-cache`, `age` and `x-llm-proxy-hedged` on chat's; OpenAI's `x-ratelimit-*` on their answers to a key with rpm or
+ *   `-attempts` on chat and embeddings successes; `x-llm-proxy-cache` and `age` on both, `x-llm-proxy-hedged` on
+ *   chat's; OpenAI's `x-ratelimit-*` on their answers to a key with rpm or
  *   tpm limits; `retry-after` where the gateway sends it.
  * - Every route answers 503 `server_shutting_down` while the gateway drains after SIGTERM.
  * - The chat and Messages endpoints also answer `text/event-stream`; the Messages endpoints' failures are
@@ -139,6 +140,7 @@ const headerRef = (name: string) => ({ $ref: `#/components/headers/${name}` })
 const rateLimitHeaderNames = Object.keys(headerComponents).filter((name) => name.startsWith("x-ratelimit-"))
 const routingHeaderNames = ["x-llm-proxy-model", "x-llm-proxy-provider", "x-llm-proxy-attempts"]
 const chatSuccessHeaderNames = [...routingHeaderNames, "x-accel-buffering", "x-llm-proxy-cache", "age", "x-llm-proxy-hedged"]
+const embeddingsSuccessHeaderNames = [...routingHeaderNames, "x-llm-proxy-cache", "age"]
 
 const draining = "The gateway is draining after SIGTERM (`server_shutting_down`, with `Retry-After: 1`)"
 
@@ -266,7 +268,8 @@ const fixOperation = (key: string, operation: JsonObject) => {
       if (status === "503") setHeader(response, "retry-after", { ...headerComponents["retry-after"], description: "1: retry shortly.", required: true })
       continue
     }
-    if (status === "200") for (const name of isChat || key === "post /v1/messages" ? chatSuccessHeaderNames : routingHeaderNames) setHeader(response, name)
+    const successHeaderNames = isChat || key === "post /v1/messages" ? chatSuccessHeaderNames : key === "post /v1/embeddings" ? embeddingsSuccessHeaderNames : routingHeaderNames
+    if (status === "200") for (const name of successHeaderNames) setHeader(response, name)
     if (status === "200" && key === "post /v1/messages/count_tokens") setHeader(response, "x-llm-proxy-token-count")
     // Sent with the answers the core gives a key with rpm or tpm limits (an upstream's 400 too), not with the
     // edge's refusals before it.

@@ -13,7 +13,7 @@ import { mounts, startGateway, testKey } from "../support/Gateway.js"
 import type { Mount } from "../support/Gateway.js"
 import { deploymentOf, OpenAi, registryFromDocument, sse, startUpstream } from "../support/FakeUpstreams.js"
 import type { FakeUpstream, Reply } from "../support/FakeUpstreams.js"
-import { call, chatRequest, postChat } from "../support/Http.js"
+import { call, chatRequest, postChat, postEmbeddings } from "../support/Http.js"
 import { ssePayloads } from "../support/Sse.js"
 
 const secretOf = (id: string) => `sk-llmp-${id}-${"y".repeat(24)}`
@@ -58,6 +58,27 @@ const gatewayWith = (mount: Mount, upstream: FakeUpstream, settings: Record<stri
   })
 
 const startCountingUpstream = startUpstream("openai", numbered)
+
+/** The n-th embeddings call's answer: one vector per input whose first value names the call. */
+const numberedEmbeddings = (call: { readonly index: number; readonly json: Record<string, unknown> }): Reply => {
+  const input = call.json["input"]
+  const count = Array.isArray(input) ? input.length : 1
+  return OpenAi.embeddings(
+    Array.from({ length: count }, (_, position) => [call.index + 0.5, position, -0.25]),
+    { usage: { prompt_tokens: 3 * count, total_tokens: 3 * count } }
+  )
+}
+
+/** The float vectors of an embeddings answer, whichever encoding it came in. */
+const vectorsOf = (text: string): ReadonlyArray<ReadonlyArray<number>> =>
+  (JSON.parse(text) as { readonly data: ReadonlyArray<{ readonly index: number; readonly embedding: ReadonlyArray<number> | string }> }).data
+    .slice()
+    .sort((a, b) => a.index - b.index)
+    .map(({ embedding }) => {
+      if (typeof embedding !== "string") return embedding
+      const bytes = Buffer.from(embedding, "base64")
+      return Array.from({ length: bytes.length / 4 }, (_, index) => bytes.readFloatLE(index * 4))
+    })
 
 const streamBody = (extra: Record<string, unknown> = {}) =>
   chatRequest("cached", { stream: true, stream_options: { include_usage: true }, temperature: 0, ...extra })
@@ -133,6 +154,34 @@ for (const mount of mounts) {
         const replayed = dataChunks(withUsage.text)
         expect(replayed.slice(0, -1)).toEqual(sent)
         expect(replayed.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: 7, completion_tokens: 9, total_tokens: 16 } })
+      }))
+
+    it.scopedLive("embeddings are cached too: either encoding from one entry, per tenant, with the request controls", () =>
+      Effect.gen(function* () {
+        const upstream = yield* startUpstream("openai", numberedEmbeddings)
+        const gateway = yield* gatewayWith(mount, upstream)
+        const request = { model: "cached", input: ["a cat", "a dog"] }
+        const first = yield* postEmbeddings(gateway.baseUrl, request, asKey("team-a"))
+        expect(first.status).toBe(200)
+        expect(first.headers.get("x-llm-proxy-cache")).toBe("miss")
+        expect(vectorsOf(first.text)).toEqual([[0.5, 0, -0.25], [0.5, 1, -0.25]])
+        // the same request written as base64, by another user of the same key: the stored answer
+        const again = yield* postEmbeddings(gateway.baseUrl, { ...request, encoding_format: "base64", user: "u-2" }, asKey("team-a"))
+        expect(again.headers.get("x-llm-proxy-cache")).toBe("hit")
+        expect(again.headers.get("x-llm-proxy-provider")).toBe("cache")
+        expect(Number(again.headers.get("age"))).toBeGreaterThanOrEqual(0)
+        expect(vectorsOf(again.text)).toEqual(vectorsOf(first.text))
+        expect(JSON.parse(again.text)).toMatchObject({ model: "cached", usage: { prompt_tokens: 6, total_tokens: 6 } })
+        expect(upstream.calls).toHaveLength(1)
+        // another input, another key, or no-store: the upstream answers
+        const other = yield* postEmbeddings(gateway.baseUrl, { ...request, input: ["a cat"] }, asKey("team-a"))
+        expect(other.headers.get("x-llm-proxy-cache")).toBe("miss")
+        expect((yield* postEmbeddings(gateway.baseUrl, request, asKey("team-b"))).headers.get("x-llm-proxy-cache")).toBe("miss")
+        const bypass = yield* postEmbeddings(gateway.baseUrl, request, { ...asKey("team-a"), "cache-control": "no-store" })
+        expect(bypass.headers.get("x-llm-proxy-cache")).toBe("bypass")
+        expect(vectorsOf(bypass.text)[0]?.[0]).toBe(3.5)
+        expect(upstream.calls).toHaveLength(4)
+        expect((yield* postEmbeddings(gateway.baseUrl, request, asKey("team-a"))).headers.get("x-llm-proxy-cache")).toBe("hit")
       }))
 
     it.scopedLive("a completion is stored and a stream request replays it as an upstream would stream it", () =>

@@ -7,7 +7,7 @@
  */
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
-import { completionOfChunks, decodeEntry, isFinished, serializeCompletion, serializeStream } from "../../src/Cache/Entry.js"
+import { completionOfChunks, decodeEntry, isFinished, serializeCompletion, serializeEmbeddings, serializeStream } from "../../src/Cache/Entry.js"
 import type { CacheEntry } from "../../src/Cache/Entry.js"
 import { cacheKey, canonicalJson, ignoredFields } from "../../src/Cache/Key.js"
 import type { ChatCompletion, ChatCompletionChunk } from "../../src/OpenAi/Schemas.js"
@@ -30,7 +30,11 @@ const validEntries: ReadonlyArray<unknown> = completions.flatMap((completion) =>
     JSON.parse(serializeCompletion(key, 1_700_000_000_000, completion).text),
     JSON.parse(serializeStream(key, 1_700_000_000_000, chunks.map((chunk) => JSON.stringify(chunk))).text)
   ] as ReadonlyArray<unknown>
-})
+}).concat([
+  // embeddings answers: JSON numbers as an upstream wrote them, and float32 (base64 in the entry)
+  JSON.parse(serializeEmbeddings(key, 1_700_000_000_000, [[0.25, -1.5e-7, 3], [1, 2, 0.5]], { prompt_tokens: 4, total_tokens: 4 }).text),
+  JSON.parse(serializeEmbeddings(key, 1_700_000_000_000, [Float32Array.from([0.1, -0.2, 1e-30])], { prompt_tokens: 2, total_tokens: 2 }).text)
+])
 
 /** What a hit may ever serve from `entry`, for either kind of request, is spec-valid. */
 const expectServable = (entry: CacheEntry, text: string, maxBytes: number) => {
@@ -42,6 +46,13 @@ const expectServable = (entry: CacheEntry, text: string, maxBytes: number) => {
     if (entry.completionJson !== undefined) expect(JSON.parse(entry.completionJson)).toEqual(entry.completion)
     expectClientCompletion(entry.completion)
     for (const chunk of chunksOfCompletion(entry.completion)) expectClientChunk(chunk)
+  } else if (entry.kind === "embeddings") {
+    expect(entry.vectors.length).toBeGreaterThan(0)
+    for (const vector of entry.vectors) {
+      expect(vector.length).toBe(entry.vectors[0]!.length)
+      for (const value of vector) expect(Number.isFinite(Math.fround(value))).toBe(true)
+    }
+    expect(entry.usage.total_tokens).toBeGreaterThanOrEqual(entry.usage.prompt_tokens)
   } else {
     expect(isFinished(entry.chunks)).toBe(true)
     for (const chunk of entry.chunks) expectClientChunk(chunk)
@@ -55,6 +66,7 @@ const hostileText: fc.Arbitrary<string> = fc.oneof(
   weirdValue.map(jsonText),
   weirdValue.map((value) => jsonText({ format: "llm-proxy.cache", v: 1, kind: "json", key, created_at: 1, completion: value })),
   weirdValue.map((value) => jsonText({ format: "llm-proxy.cache", v: 1, kind: "stream", key, created_at: 1, chunks: value })),
+  fc.tuple(weirdValue, weirdValue).map(([vectors, usage]) => jsonText({ format: "llm-proxy.cache", v: 1, kind: "embeddings", key, created_at: 1, usage, vectors })),
   fc.constantFrom(...validEntries).chain((entry) => mutatedJson(entry, 4)).map(jsonText),
   fc.constantFrom(...validEntries).chain((entry) =>
     fc.nat({ max: 2000 }).map((cut) => {
@@ -65,7 +77,7 @@ const hostileText: fc.Arbitrary<string> = fc.oneof(
 )
 
 describe("cache entries read back from a store", () => {
-  it("the recorded answers round-trip as entries of both kinds", () => {
+  it("the recorded answers round-trip as entries of every kind", () => {
     expect(validEntries.length).toBeGreaterThan(0)
     for (const raw of validEntries) {
       const text = JSON.stringify(raw)
@@ -79,6 +91,19 @@ describe("cache entries read back from a store", () => {
       if (own?.kind === "json") expect(own.completionJson).toBeDefined()
       expect(decodeEntry(text, "b".repeat(64), 1 << 20)).toBeUndefined()
       expect(decodeEntry(text, key, Buffer.byteLength(text) - 1)).toBeUndefined()
+    }
+  })
+
+  it("an embeddings entry gives back the vectors and usage it was made of, exactly", () => {
+    const numbers = [[0.1, -0.000123456789, 7], [3.5, 0, -2]]
+    const floats = [Float32Array.from([0.1, -0.2, 1e-30]), Float32Array.from([1, 2, 3])]
+    for (const vectors of [numbers, floats]) {
+      const serialized = serializeEmbeddings(key, 5, vectors, { prompt_tokens: 3, total_tokens: 3 })
+      const entry = decodeEntry(serialized.text, key, 1 << 20)
+      expect(entry?.kind).toBe("embeddings")
+      if (entry?.kind !== "embeddings") return
+      expect(entry.vectors.map((vector) => Array.from(vector))).toEqual(vectors.map((vector) => Array.from(vector)))
+      expect(entry.usage).toEqual({ prompt_tokens: 3, total_tokens: 3 })
     }
   })
 
@@ -172,7 +197,7 @@ describe("cache keys", () => {
     )
   })
 
-  it("any other change — a value anywhere, a field added, the model, the tenant — changes the key", () => {
+  it("any other change — a value anywhere, a field added, the model, the tenant, the endpoint — changes the key", () => {
     fc.assert(
       fc.property(request, fc.nat(), fc.jsonValue({ maxDepth: 2 }), (body, pick, value) => {
         const expected = cacheKey(body, body.model, "team-a")
@@ -186,6 +211,8 @@ describe("cache keys", () => {
         expect(cacheKey(body, `${body.model}-other`, "team-a")).not.toBe(expected)
         expect(cacheKey(body, body.model, "team-b")).not.toBe(expected)
         expect(cacheKey(body, body.model, undefined)).not.toBe(expected)
+        // the same body as an embeddings request is another entry
+        expect(cacheKey(body, body.model, "team-a", "embeddings")).not.toBe(expected)
       }),
       { numRuns: fuzzRuns * 4 }
     )
