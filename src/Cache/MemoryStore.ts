@@ -11,6 +11,7 @@
  */
 import { Effect, Layer } from "effect"
 import { Timer } from "../Timer.js"
+import type { TimerService } from "../Timer.js"
 import { decodeEntry } from "./Entry.js"
 import type { CacheEntry, SerializedEntry } from "./Entry.js"
 import { CacheStore } from "./Store.js"
@@ -33,8 +34,22 @@ export interface MemoryCacheStoreService extends CacheStoreService {
   readonly size: () => { readonly entries: number; readonly bytes: number }
 }
 
-/** A memory store on the current Timer. */
-export const make: Effect.Effect<MemoryCacheStoreService> = Effect.map(Timer, (timer) => {
+/**
+ * A least-recently-used map of texts held as bytes, each with its ttl, bounded by `bounds` at every store: the
+ * response cache's and the stored responses' (src/Responses/Store.ts) memory.
+ */
+export interface ByteLru {
+  /** The text under `key`, made the most recently used; `undefined` when absent or expired (then dropped). */
+  readonly get: (key: string) => string | undefined
+  /** Stores `text` (`bytes` long in UTF-8) under `key` for `ttlMs`, evicting the least recently used past `bounds`. */
+  readonly set: (key: string, text: string, bytes: number, ttlMs: number, bounds: CacheBounds) => void
+  /** Drops `key`; whether it was held (and not expired). */
+  readonly delete: (key: string) => boolean
+  readonly size: () => { readonly entries: number; readonly bytes: number }
+}
+
+/** A byte LRU on `timer`. */
+export const makeLru = (timer: TimerService): ByteLru => {
   const held = new Map<string, Held>()
   let oldest: Held | undefined
   let newest: Held | undefined
@@ -61,37 +76,60 @@ export const make: Effect.Effect<MemoryCacheStoreService> = Effect.map(Timer, (t
     bytes -= entry.bytes
   }
 
+  const get = (key: string): string | undefined => {
+    const found = held.get(key)
+    if (found === undefined) return undefined
+    if (found.expiresAt <= timer.now()) {
+      drop(found)
+      return undefined
+    }
+    if (found !== newest) {
+      unlink(found)
+      linkNewest(found)
+    }
+    return found.data.toString("utf8")
+  }
+
+  const set = (key: string, text: string, size: number, ttlMs: number, bounds: CacheBounds) => {
+    const previous = held.get(key)
+    if (previous !== undefined) drop(previous)
+    if (size > bounds.maxBytes) return
+    const data = Buffer.allocUnsafeSlow(size)
+    data.write(text, "utf8")
+    const entry: Held = { key, data, bytes: size, expiresAt: timer.now() + ttlMs, older: undefined, newer: undefined }
+    held.set(key, entry)
+    linkNewest(entry)
+    bytes += size
+    while (oldest !== undefined && (held.size > bounds.maxEntries || bytes > bounds.maxBytes)) drop(oldest)
+  }
+
+  const remove = (key: string): boolean => {
+    const found = held.get(key)
+    if (found === undefined) return false
+    drop(found)
+    return found.expiresAt > timer.now()
+  }
+
+  return { get, set, delete: remove, size: () => ({ entries: held.size, bytes }) }
+}
+
+/** A memory store on the current Timer. */
+export const make: Effect.Effect<MemoryCacheStoreService> = Effect.map(Timer, (timer) => {
+  const lru = makeLru(timer)
+
   const get = (key: string, maxBytes: number) =>
     Effect.sync((): CacheEntry | undefined => {
-      const found = held.get(key)
-      if (found === undefined) return undefined
-      const entry = found.expiresAt <= timer.now() ? undefined : decodeEntry(found.data.toString("utf8"), key, maxBytes)
-      if (entry === undefined) {
-        drop(found)
-        return undefined
-      }
-      if (found !== newest) {
-        unlink(found)
-        linkNewest(found)
-      }
+      const text = lru.get(key)
+      if (text === undefined) return undefined
+      const entry = decodeEntry(text, key, maxBytes)
+      if (entry === undefined) lru.delete(key)
       return entry
     })
 
   const set = (key: string, serialized: SerializedEntry, ttlMs: number, bounds: CacheBounds) =>
-    Effect.sync(() => {
-      const previous = held.get(key)
-      if (previous !== undefined) drop(previous)
-      if (serialized.bytes > bounds.maxBytes) return
-      const data = Buffer.allocUnsafeSlow(serialized.bytes)
-      data.write(serialized.text, "utf8")
-      const entry: Held = { key, data, bytes: serialized.bytes, expiresAt: timer.now() + ttlMs, older: undefined, newer: undefined }
-      held.set(key, entry)
-      linkNewest(entry)
-      bytes += serialized.bytes
-      while (oldest !== undefined && (held.size > bounds.maxEntries || bytes > bounds.maxBytes)) drop(oldest)
-    })
+    Effect.sync(() => lru.set(key, serialized.text, serialized.bytes, ttlMs, bounds))
 
-  return { kind: "memory", get, set, size: () => ({ entries: held.size, bytes }) } satisfies MemoryCacheStoreService
+  return { kind: "memory", get, set, size: lru.size } satisfies MemoryCacheStoreService
 })
 
 export const layer: Layer.Layer<CacheStore> = Layer.effect(CacheStore, make)

@@ -73,7 +73,8 @@ describe("decodeRegistry", () => {
       timeouts: { request_ms: 600_000, first_token_ms: 30_000 },
       cooldown: { failures: 3, duration_ms: 30_000 },
       limits: { on_store_failure: "open" },
-      cache: { max_entries: 10000, max_bytes: 268435456, max_entry_bytes: 4194304 }
+      cache: { max_entries: 10000, max_bytes: 268435456, max_entry_bytes: 4194304 },
+      responses: { ttl_s: 2592000, max_entries: 10000, max_bytes: 268435456, max_entry_bytes: 4194304 }
     })
     expect(registry.keys).toEqual([])
   })
@@ -85,7 +86,8 @@ describe("decodeRegistry", () => {
       timeouts: { request_ms: 600_000, first_token_ms: 60_000 },
       cooldown: { failures: 3, duration_ms: 30_000 },
       limits: { on_store_failure: "open" },
-      cache: { max_entries: 10000, max_bytes: 268435456, max_entry_bytes: 4194304 }
+      cache: { max_entries: 10000, max_bytes: 268435456, max_entry_bytes: 4194304 },
+      responses: { ttl_s: 2592000, max_entries: 10000, max_bytes: 268435456, max_entry_bytes: 4194304 }
     })
     expect(builtInRegistry.settings).toEqual(registry.settings)
   })
