@@ -86,11 +86,13 @@ const promptOf = (call: ResponsesCall, translated: ChatCompletionRequest | undef
 const outputOf = (response: Readonly<Record<string, unknown>>): ReadonlyArray<unknown> => (Array.isArray(response["output"]) ? response["output"] : [])
 
 /**
- * A committed event stream's source that keeps the final response (its terminal event's) and the text it delivered,
- * and reports them once, when the stream ends however it ends.
+ * A committed event stream's source that keeps the final response (its terminal event's, given to `onFinal` as soon
+ * as it is read, before it is written) and the text it delivered, and reports them once, when the stream ends
+ * however it ends.
  */
 const accountedEvents = (
   source: ChunkSource<ResponsesEvent>,
+  onFinal: (final: Readonly<Record<string, unknown>>) => void,
   onEnd: (final: Readonly<Record<string, unknown>> | undefined, delivered: DeliveredText) => void
 ): ChunkSource<ResponsesEvent> => {
   let final: Readonly<Record<string, unknown>> | undefined
@@ -98,7 +100,10 @@ const accountedEvents = (
   return observed(
     source,
     (event) => {
-      if (event.response !== undefined) final = event.response
+      if (event.response !== undefined && final === undefined) {
+        final = event.response
+        onFinal(final)
+      }
       if (event.text !== undefined) delivered.add(event.text)
     },
     () => onEnd(final, delivered)
@@ -130,10 +135,11 @@ export const makeResponses = (
     )
   }
 
-  const finishResponse = (pass: Pass, call: ResponsesCall, served: Served, response: Readonly<Record<string, unknown>>, translated: ChatCompletionRequest | undefined, endedAt?: number, delivered?: DeliveredText) => {
+  /** The request's accounting from its response: the usage it reports, else the gateway's count of its texts. */
+  const finishResponse = (pass: Pass, call: ResponsesCall, served: Served, response: Readonly<Record<string, unknown>>, translated: ChatCompletionRequest | undefined, endedAt?: number) => {
     const counts = responseCountsOf(response)
     if (counts !== undefined) pass.finish(served.deployment, counts, endedAt)
-    else pass.finishCounted(served.deployment, promptOf(call, translated), delivered?.texts ?? itemTexts(outputOf(response)), endedAt, delivered?.estimatedTokens)
+    else pass.finishCounted(served.deployment, promptOf(call, translated), itemTexts(outputOf(response)), endedAt)
   }
 
   const serve = (call: ResponsesCall, caller: Caller, pass: Pass): Effect.Effect<ResponsesAnswer, ChatFailure["error"]> => {
@@ -142,13 +148,17 @@ export const makeResponses = (
       return Effect.flatMap(Effect.runtime<never>(), (runtime) =>
         Effect.map(router.responseStream(call, record), (routed): ResponsesAnswer => {
           noteServed(record, routed)
-          const source = accountedEvents(routed.source, (final, delivered) => {
-            const endedAt = performance.now()
-            if (final !== undefined && responseCountsOf(final) !== undefined) finishResponse(pass, call, routed, final, routed.translated, endedAt)
-            else pass.finishCounted(routed.deployment, promptOf(call, routed.translated), delivered.texts, endedAt, delivered.estimatedTokens)
-            // Stored once whole: a stream cut off (the client left, the upstream broke) is not.
-            if (final !== undefined) Runtime.runFork(runtime)(keep(call, caller, final))
-          })
+          const source = accountedEvents(
+            routed.source,
+            // Stored once whole, before its last event is written: a client that retrieves it at once finds it (the
+            // Redis store's commands run in order on its one connection). A stream cut off is not stored.
+            (final) => Runtime.runFork(runtime)(keep(call, caller, final)),
+            (final, delivered) => {
+              const endedAt = performance.now()
+              if (final !== undefined) finishResponse(pass, call, routed, final, routed.translated, endedAt)
+              else pass.finishCounted(routed.deployment, promptOf(call, routed.translated), delivered.texts, endedAt, delivered.estimatedTokens)
+            }
+          )
           const events = Stream.repeatEffectChunkOption(pullOf(source)).pipe(Stream.ensuring(releaseOf(source)))
           return { _tag: "Stream", stream: { ...routed, source, events }, headers }
         })
