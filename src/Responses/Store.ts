@@ -7,8 +7,8 @@
 import { Context, Effect, Layer, Option, Redacted } from "effect"
 import type { Scope } from "effect"
 import { makeLru } from "../Cache/MemoryStore.js"
+import { scopedQuietRedis } from "../Cache/RedisStore.js"
 import { ProxyConfig } from "../Config.js"
-import { scopedRedis } from "../Governance/RedisStore.js"
 import { StoreError } from "../Governance/Store.js"
 import { isResponseObject } from "../Providers/OpenAiCompatible/Responses.js"
 import { Timer } from "../Timer.js"
@@ -102,15 +102,7 @@ const describe = (cause: unknown) => (cause instanceof Error ? cause.message : S
  */
 export const makeRedis = (url: string, prefix = "llmp"): Effect.Effect<ResponsesStoreService, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const redis = yield* scopedRedis(url, {
-      connectTimeout: 2000,
-      commandTimeout: 1000,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      retryStrategy: (attempt) => Math.min(attempt * 200, 1000),
-      lazyConnect: false
-    })
-    redis.on("error", () => {})
+    const redis = yield* scopedQuietRedis(url, 1000)
     const call = <A>(what: string, attempt: () => Promise<A>) =>
       Effect.tryPromise({ try: attempt, catch: (cause) => new StoreError({ message: `Redis responses: ${what} failed: ${describe(cause)}`, cause }) })
     return {

@@ -13,10 +13,10 @@ import { Cause, Effect, Exit, Option, Redacted, Runtime } from "effect"
 import fc from "fast-check"
 import { describeMessagesError } from "../../src/Anthropic/Errors.js"
 import * as AnthropicProvider from "../../src/Providers/Anthropic/Provider.js"
-import { pullOf, releaseOf } from "../../src/Providers/ChunkSource.js"
 import * as Transport from "../../src/Providers/Upstream/Transport.js"
 import { startByteUpstream } from "../support/FuzzUpstream.js"
 import type { ByteReply } from "../support/FuzzUpstream.js"
+import { readToEnd } from "../support/FuzzUpstream.js"
 import { cutAt, cutsOf, jsonText, mutatedJson, nastyString, weirdValue } from "../support/FuzzArbitraries.js"
 import { makeEventTranslator } from "../../src/Anthropic/StreamTranslate.js"
 import type { ChatCompletionChunk } from "../../src/OpenAi/Schemas.js"
@@ -264,17 +264,7 @@ describe("native Messages against hostile upstream bytes", () => {
       const runtime = yield* Effect.runtime<never>()
       const call = { body: { model: "c", max_tokens: 5, stream: true, messages: [{ role: "user", content: "hi" }] }, headers: { version: undefined, beta: undefined } }
       /** Opens the stream and reads it to its end. */
-      const readAll = Effect.acquireUseRelease(native.open(call), (source) => {
-        const events: Array<{ event: string; data: string }> = []
-        const loop: Effect.Effect<ReadonlyArray<{ event: string; data: string }>, ProviderError> = Effect.matchEffect(pullOf(source), {
-          onFailure: (end) => (Option.isNone(end) ? Effect.succeed(events) : Effect.fail(end.value)),
-          onSuccess: (batch) => {
-            for (const event of batch) events.push(event)
-            return loop
-          }
-        })
-        return loop
-      }, releaseOf)
+      const readAll = readToEnd(native.open(call))
       const seen = { ok: 0, failed: 0 }
       yield* Effect.promise(() =>
         fc.assert(

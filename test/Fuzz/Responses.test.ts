@@ -9,16 +9,15 @@ import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Option, Redacted, Runtime } from "effect"
 import fc from "fast-check"
 import { describeError } from "../../src/Http/Errors.js"
-import { pullOf, releaseOf } from "../../src/Providers/ChunkSource.js"
 import * as OpenAiCompatible from "../../src/Providers/OpenAiCompatible/Provider.js"
 import { ProviderError } from "../../src/Providers/ProviderError.js"
 import * as Transport from "../../src/Providers/Upstream/Transport.js"
-import type { ResponsesEvent } from "../../src/Responses/Wire.js"
 import { cutAt, cutsOf, jsonText, mutatedJson, nastyString, weirdValue } from "../support/FuzzArbitraries.js"
 import { describeOutcome, rawRequest, requestBytes } from "../support/FuzzHttp.js"
 import { expectEnvelope, fuzzRuns, runsOf } from "../support/FuzzSpec.js"
 import { startByteUpstream } from "../support/FuzzUpstream.js"
 import type { ByteReply } from "../support/FuzzUpstream.js"
+import { readToEnd } from "../support/FuzzUpstream.js"
 import { Responses } from "../support/FakeUpstreams.js"
 import { mounts, startGateway, testKey } from "../support/Gateway.js"
 
@@ -192,17 +191,7 @@ describe("native Responses against hostile upstream bytes", () => {
       const runtime = yield* Effect.runtime<never>()
       const call = { body: { model: "gpt", input: "hi" } }
       /** Opens the stream and reads it to its end. */
-      const readAll = Effect.acquireUseRelease(native.open(call), (source) => {
-        const events: Array<ResponsesEvent> = []
-        const loop: Effect.Effect<ReadonlyArray<ResponsesEvent>, ProviderError> = Effect.matchEffect(pullOf(source), {
-          onFailure: (end) => (Option.isNone(end) ? Effect.succeed(events) : Effect.fail(end.value)),
-          onSuccess: (batch) => {
-            for (const event of batch) events.push(event)
-            return loop
-          }
-        })
-        return loop
-      }, releaseOf)
+      const readAll = readToEnd(native.open(call))
       const expectFailure = (cause: Cause.Cause<unknown>, summary: string) => {
         const failure = Cause.failureOption(cause)
         if (Option.isNone(failure) || !(failure.value instanceof ProviderError)) throw new Error(`not a ProviderError but ${Cause.pretty(cause)}\n${summary}`)

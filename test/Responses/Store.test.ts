@@ -6,7 +6,6 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option, Redacted } from "effect"
-import { Redis } from "ioredis"
 import * as ResponsesStore from "../../src/Responses/Store.js"
 import type { ResponsesStoreBounds, StoredResponse } from "../../src/Responses/Store.js"
 import { Timer } from "../../src/Timer.js"
@@ -14,6 +13,7 @@ import type { TimerService } from "../../src/Timer.js"
 import { deploymentOf, OpenAi, registryFromDocument, startUpstream } from "../support/FakeUpstreams.js"
 import { startGateway, testKey } from "../support/Gateway.js"
 import { call, postRaw } from "../support/Http.js"
+import { scopedTestPrefix, sharedRedis, withSharedRedis } from "../Governance/RedisServer.js"
 
 /** A timer whose time the test moves. */
 const manualTimer = () => {
@@ -76,29 +76,10 @@ describe("stored responses in memory", () => {
   })
 })
 
-const sharedRedis = "redis://127.0.0.1:6379"
-
 /** A key prefix of this test's own on the shared Redis; its response keys are deleted with the scope. */
-const testPrefix = Effect.acquireRelease(
-  Effect.sync(() => `llmp-test-responses-${crypto.randomUUID().slice(0, 8)}`),
-  (prefix) =>
-    Effect.promise(async () => {
-      const redis = new Redis(sharedRedis)
-      try {
-        const keys = await redis.keys(`${prefix}:response:*`)
-        if (keys.length > 0) await redis.del(...keys)
-      } finally {
-        redis.disconnect()
-      }
-    })
-)
+const testPrefix = scopedTestPrefix("responses-", "response")
 
-const withRedis = <A>(body: (redis: Redis) => Promise<A>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => new Redis(sharedRedis)),
-    (redis) => Effect.promise(() => body(redis)),
-    (redis) => Effect.sync(() => redis.disconnect())
-  )
+const withRedis = withSharedRedis
 
 describe("stored responses on Redis", () => {
   it.scopedLive("shared by two gateways on one REDIS_URL; each key expires with settings.responses.ttl_s; garbage is no response", () =>

@@ -4,8 +4,11 @@
  * reach the gateway as separate reads as far as TCP allows), then a clean end or a reset. One server for every
  * dialect: it answers whatever path it is asked. Start it in a Scope; closing the scope stops it.
  */
-import { Effect } from "effect"
+import { Effect, Option } from "effect"
 import type { Scope } from "effect"
+import { pullOf, releaseOf } from "../../src/Providers/ChunkSource.js"
+import type { ChunkSource } from "../../src/Providers/ChunkSource.js"
+import type { ProviderError } from "../../src/Providers/ProviderError.js"
 import { createServer } from "node:http"
 import type { ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
@@ -71,3 +74,21 @@ export const startByteUpstream: Effect.Effect<ByteUpstream, never, Scope.Scope> 
       return new Promise<void>((resolve) => server.close(() => resolve()))
     })
 ).pipe(Effect.map(({ upstream }) => upstream))
+
+/** Opens a source and reads every item to its end (or its failure); the source is released however it ends. */
+export const readToEnd = <A>(open: Effect.Effect<ChunkSource<A>, ProviderError>): Effect.Effect<ReadonlyArray<A>, ProviderError> =>
+  Effect.acquireUseRelease(
+    open,
+    (source) => {
+      const items: Array<A> = []
+      const loop: Effect.Effect<ReadonlyArray<A>, ProviderError> = Effect.matchEffect(pullOf(source), {
+        onFailure: (end) => (Option.isNone(end) ? Effect.succeed(items) : Effect.fail(end.value)),
+        onSuccess: (batch) => {
+          for (const item of batch) items.push(item)
+          return loop
+        }
+      })
+      return loop
+    },
+    releaseOf
+  )

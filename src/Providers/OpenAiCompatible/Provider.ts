@@ -15,7 +15,7 @@ import type { Deadline, Provider, UpstreamTarget } from "../Provider.js"
 import { eventSource } from "../Upstream/EventSource.js"
 import type { EventBatch } from "../Upstream/EventSource.js"
 import type { SseEvent } from "../Upstream/SseDecoder.js"
-import { errorDetailsOf, reasonForStatus } from "../Upstream/Status.js"
+import { inStreamError as upstreamInStreamError } from "../Upstream/Status.js"
 import { discard, malformed, mediaTypeOf, parseBoundedJson, postJson, readJson, UpstreamTransport } from "../Upstream/Transport.js"
 import type { TransportService, UpstreamResponse } from "../Upstream/Transport.js"
 import { makeResponsesNative } from "./Responses.js"
@@ -24,16 +24,7 @@ export const defaultBaseUrl = "https://api.openai.com/v1"
 const provider = "openai"
 
 /** An `{"error":{...}}` payload sent inside a 200 stream, as OpenAI and vLLM do. */
-const inStreamError = (payload: unknown): ProviderError => {
-  const details = errorDetailsOf(payload)
-  const status = typeof details.code === "string" && /^\d{3}$/.test(details.code) ? Number(details.code) : 500
-  return new ProviderError({
-    reason: reasonForStatus(status, details),
-    message: details.message ?? "the upstream stream reported an error",
-    provider,
-    code: details.code ?? null
-  })
-}
+const inStreamError = (payload: unknown): ProviderError => upstreamInStreamError(provider, payload)
 
 const hasError = (payload: unknown): boolean =>
   typeof payload === "object" && payload !== null && (payload as { error?: unknown }).error !== undefined && (payload as { error?: unknown }).error !== null

@@ -15,7 +15,7 @@ import { ProviderError } from "../ProviderError.js"
 import { eventSource, parseEventData } from "../Upstream/EventSource.js"
 import type { EventBatch } from "../Upstream/EventSource.js"
 import type { SseEvent } from "../Upstream/SseDecoder.js"
-import { errorDetailsOf, reasonForStatus } from "../Upstream/Status.js"
+import { inStreamError } from "../Upstream/Status.js"
 import { discard, malformed, mediaTypeOf, postJson, readJson } from "../Upstream/Transport.js"
 import type { Endpoint, TransportService } from "../Upstream/Transport.js"
 
@@ -42,16 +42,7 @@ export const responseCountsOf = (response: Readonly<Record<string, unknown>>): {
 }
 
 /** An error event (`{"type":"error","code","message"}`, or with an `error` object) as the failure it names. */
-const errorOfEvent = (value: Readonly<Record<string, unknown>>): ProviderError => {
-  const details = errorDetailsOf(isObject(value["error"]) ? value : { error: value })
-  const status = typeof details.code === "string" && /^\d{3}$/.test(details.code) ? Number(details.code) : 500
-  return new ProviderError({
-    reason: reasonForStatus(status, details),
-    message: details.message ?? "the upstream stream reported an error",
-    provider,
-    code: details.code ?? null
-  })
-}
+const errorOfEvent = (value: Readonly<Record<string, unknown>>): ProviderError => inStreamError(provider, isObject(value["error"]) ? value : { error: value })
 
 const eventTypePattern = /^[a-z][a-z0-9_.]{0,99}$/
 
