@@ -99,14 +99,28 @@ export const makeResponsesTranslator = (ctx: ResponseContext): ResponsesEventTra
     out.push(extra === undefined ? { type, data, sequence } : { type, data, sequence, ...extra })
     sequence++
   }
+  /**
+   * A delta event, its JSON written by hand: the one event of every chunk (the others come a few per item), so it
+   * skips building and stringifying an object. `where` is the item's `"item_id":…,"output_index":…` fields.
+   */
+  const emitDelta = (type: string, where: string, text: string, tail = "") => {
+    out.push({ type, data: `{"type":"${type}","sequence_number":${sequence},${where},"delta":${JSON.stringify(text)}${tail}}`, sequence, text })
+    sequence++
+  }
+  /** An item's place as delta events name it (ids are the gateway's own: plain word characters). */
+  const placeOf = (itemId: string, outputIndex: number, contentIndex?: number) =>
+    `"item_id":${JSON.stringify(itemId)},"output_index":${outputIndex}${contentIndex === undefined ? "" : `,"content_index":${contentIndex}`}`
   const snapshot = (status: "in_progress" | "completed" | "incomplete" | "failed", extra: SnapshotExtra = {}) =>
     responseObject(ctx, { status, output: [...done].sort((a, b) => a.index - b.index).map((entry) => entry.item), ...extra })
   const start = () => {
     if (started) return
     started = true
-    const response = snapshot("in_progress")
-    emit("response.created", { response })
-    emit("response.in_progress", { response })
+    // One response in progress for both events, written once.
+    const response = JSON.stringify(snapshot("in_progress"))
+    for (const type of ["response.created", "response.in_progress"]) {
+      out.push({ type, data: `{"type":"${type}","sequence_number":${sequence},"response":${response}}`, sequence })
+      sequence++
+    }
   }
 
   const closeItem = (item: ItemState, status: string) => {
@@ -146,7 +160,7 @@ export const makeResponsesTranslator = (ctx: ResponseContext): ResponsesEventTra
     }
     const item = open
     item.text += text
-    emit("response.reasoning_text.delta", { item_id: item.id, output_index: item.outputIndex, content_index: 0, delta: text }, { text })
+    emitDelta("response.reasoning_text.delta", placeOf(item.id, item.outputIndex, 0), text)
   }
 
   const message = (kind: TextPartState["kind"], text: string) => {
@@ -170,9 +184,9 @@ export const makeResponsesTranslator = (ctx: ResponseContext): ResponsesEventTra
       })
     }
     part.text += text
-    const where = { item_id: item.id, output_index: item.outputIndex, content_index: item.parts.length - 1 }
-    if (kind === "output_text") emit("response.output_text.delta", { ...where, delta: text, logprobs: [] }, { text })
-    else emit("response.refusal.delta", { ...where, delta: text }, { text })
+    const where = placeOf(item.id, item.outputIndex, item.parts.length - 1)
+    if (kind === "output_text") emitDelta("response.output_text.delta", where, text, `,"logprobs":[]`)
+    else emitDelta("response.refusal.delta", where, text)
   }
 
   const toolCall = (index: number, id: string | undefined, name: string | undefined, args: string | undefined) => {
@@ -189,7 +203,7 @@ export const makeResponsesTranslator = (ctx: ResponseContext): ResponsesEventTra
     }
     if (args !== undefined && args.length > 0) {
       call.args += args
-      emit("response.function_call_arguments.delta", { item_id: call.id, output_index: call.outputIndex, delta: args }, { text: args })
+      emitDelta("response.function_call_arguments.delta", placeOf(call.id, call.outputIndex), args)
     }
   }
 
