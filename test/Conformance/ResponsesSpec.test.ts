@@ -129,6 +129,64 @@ describe("Responses spec subset", () => {
   })
 })
 
+/** The operations of the subset's paths: which schemas their request and answers name. */
+const operation = (path: string, method: string): JsonRecord => {
+  const paths = (responsesDocument as unknown as { readonly paths: Record<string, Record<string, JsonRecord>> }).paths
+  const found = paths[path]?.[method]
+  if (found === undefined) throw new Error(`no ${method} ${path}`)
+  return found
+}
+
+describe("Responses paths", () => {
+  it("POST /responses takes a CreateResponse and answers a Response, or ResponseStreamEvents as SSE", () => {
+    const post = JSON.stringify(operation("/responses", "post"))
+    expect(post).toContain("#/components/schemas/CreateResponse")
+    expect(post).toContain("\"application/json\":{\"schema\":{\"$ref\":\"#/components/schemas/Response\"}}")
+    expect(post).toContain("\"text/event-stream\":{\"schema\":{\"$ref\":\"#/components/schemas/ResponseStreamEvent\"}}")
+  })
+
+  it("GET /responses/{response_id} answers a Response; DELETE names no body schema for its 200", () => {
+    expect(JSON.stringify(operation("/responses/{response_id}", "get"))).toContain("#/components/schemas/Response")
+    const deleted = operation("/responses/{response_id}", "delete") as { readonly responses: Record<string, JsonRecord> }
+    expect(deleted.responses["200"]).toEqual({ description: "OK" })
+  })
+})
+
+/** The `x-oaiMeta.example` of an event schema, parsed (undefined when it is not JSON). */
+const eventExample = (name: string): unknown => {
+  const schema = responsesDocument.components.schemas[name] as { readonly "x-oaiMeta"?: { readonly example?: unknown } }
+  const example = schema["x-oaiMeta"]?.example
+  if (typeof example !== "string") return undefined
+  try {
+    return JSON.parse(example)
+  } catch {
+    return undefined
+  }
+}
+
+describe("OpenAI's own event examples", () => {
+  it("conform, except those that disagree with their schemas (pinned, so a change shows)", () => {
+    const disagreeing = [...new Set(responseEventSchemas.values())].filter((name) => !conformsResponses(name, eventExample(name))).sort()
+    expect(disagreeing).toEqual([
+      "ResponseCompletedEvent", // response: `user: null`, no `parallel_tool_calls`, output_text without `logprobs`
+      "ResponseContentPartAddedEvent", // part: output_text without `logprobs`
+      "ResponseContentPartDoneEvent",
+      "ResponseCreatedEvent", // response: `usage: null`, `user: null`
+      "ResponseCustomToolCallInputDeltaEvent", // no `sequence_number`
+      "ResponseCustomToolCallInputDoneEvent",
+      "ResponseFailedEvent", // no `sequence_number`, `usage: null`
+      "ResponseFunctionCallArgumentsDeltaEvent", // not JSON (a comma missing)
+      "ResponseInProgressEvent", // as created
+      "ResponseIncompleteEvent", // `reason: "max_tokens"`, not in the enum
+      "ResponseOutputItemDoneEvent", // output_text without `logprobs`
+      "ResponseQueuedEvent", // a response of four fields
+      "ResponseTextDeltaEvent", // no `logprobs`
+      "ResponseTextDoneEvent"
+    ])
+    expect(disagreeing.length).toBeLessThan(responseEventSchemas.size)
+  })
+})
+
 describe("Response", () => {
   it("a response with a message, a function call and usage conforms", () => {
     expectResponseConforms(response)

@@ -38,9 +38,9 @@ const refTo = (node: Json): string | undefined => {
 }
 
 /**
- * What an absent schema means. In a union of two or more `$ref`s (an item, tool or event union) a member the subset
- * lacks is dropped, so the union admits only what the subset can check; anywhere else the absent schema accepts
- * anything, so a field the subset cannot describe never fails a value on its own.
+ * What an absent schema means. In a union of two or more `$ref`s (an item, tool or event union) of which the subset
+ * holds at least one, a member the subset lacks is dropped, so the union admits only what the subset can check;
+ * anywhere else the absent schema accepts anything, so a field the subset cannot describe never fails a value.
  */
 const closeOver = (node: Json): Json => {
   if (Array.isArray(node)) return node.map(closeOver)
@@ -49,8 +49,10 @@ const closeOver = (node: Json): Json => {
   for (const [key, value] of Object.entries(node)) {
     if ((key === "anyOf" || key === "oneOf") && Array.isArray(value)) {
       const members: ReadonlyArray<Json> = value
-      const refs = members.filter((member) => refTo(member) !== undefined).length
-      const kept = refs >= 2 ? members.filter((member) => !unresolved.has(refTo(member) ?? "")) : members
+      const refs = members.map(refTo).filter((name): name is string => name !== undefined)
+      const held = refs.filter((name) => !unresolved.has(name)).length
+      // a union the subset knows none of stays open: its absent members accept anything, as below
+      const kept = refs.length >= 2 && held > 0 ? members.filter((member) => !unresolved.has(refTo(member) ?? "")) : members
       out[key] = kept.map(closeOver)
     } else {
       out[key] = closeOver(value)
