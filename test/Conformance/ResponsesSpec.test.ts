@@ -244,6 +244,27 @@ describe("Response", () => {
     expect(conformsResponse({ ...response, output: [without(reasoning, "summary"), message] })).toBe(false)
   })
 
+  it("a response echoing a function tool (as in OpenAI's Functions example) conforms; a tool without its schema does not", () => {
+    const tool = {
+      type: "function",
+      description: "Get the current weather in a given location",
+      name: "get_current_weather",
+      parameters: {
+        type: "object",
+        properties: {
+          location: { type: "string", description: "The city and state, e.g. San Francisco, CA" },
+          unit: { type: "string", enum: ["celsius", "fahrenheit"] }
+        },
+        required: ["location", "unit"]
+      },
+      strict: true
+    }
+    expectResponseConforms({ ...response, tools: [tool], tool_choice: { type: "function", name: "get_current_weather" } })
+    // `FunctionTool` requires `strict` and `parameters` (both nullable)
+    expect(conformsResponse({ ...response, tools: [without(tool, "strict")] })).toBe(false)
+    expect(conformsResponse({ ...response, tool_choice: "sometimes" })).toBe(false)
+  })
+
   it("says what is wrong", () => {
     expect(() => expectResponseConforms(without(response, "output"))).toThrow(/not a valid Response[\s\S]*output/)
   })
