@@ -265,6 +265,12 @@ describe("Response", () => {
     expect(conformsResponse({ ...response, tool_choice: "sometimes" })).toBe(false)
   })
 
+  it("a web search call conforms with its action, which the schema requires", () => {
+    const call = { type: "web_search_call", id: "ws_67ccf18f64008190a39b619f4c8455ef087bb177ab789d5c", status: "completed", action: { type: "search", query: "positive news today" } }
+    expectResponseConforms({ ...response, output: [call, message] })
+    expect(conformsResponse({ ...response, output: [without(call, "action"), message] })).toBe(false)
+  })
+
   it("says what is wrong", () => {
     expect(() => expectResponseConforms(without(response, "output"))).toThrow(/not a valid Response[\s\S]*output/)
   })

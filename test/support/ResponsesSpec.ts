@@ -41,6 +41,7 @@ const refTo = (node: Json): string | undefined => {
  * What an absent schema means. In a union of two or more `$ref`s (an item, tool or event union) of which the subset
  * holds at least one, a member the subset lacks is dropped, so the union admits only what the subset can check;
  * anywhere else the absent schema accepts anything, so a field the subset cannot describe never fails a value.
+ * This changes the schemas' meaning only where the subset is incomplete (see ORIGIN.md).
  */
 const closeOver = (node: Json): Json => {
   if (Array.isArray(node)) return node.map(closeOver)
@@ -51,9 +52,11 @@ const closeOver = (node: Json): Json => {
       const members: ReadonlyArray<Json> = value
       const refs = members.map(refTo).filter((name): name is string => name !== undefined)
       const held = refs.filter((name) => !unresolved.has(name)).length
-      // a union the subset knows none of stays open: its absent members accept anything, as below
       const kept = refs.length >= 2 && held > 0 ? members.filter((member) => !unresolved.has(refTo(member) ?? "")) : members
-      out[key] = kept.map(closeOver)
+      // a union the subset knows none of stays open; as `oneOf` its absent members (each accepting anything) would
+      // all match and so fail every value, hence `anyOf`
+      const open = held === 0 && refs.length > 0 && key === "oneOf" && !("anyOf" in node)
+      out[open ? "anyOf" : key] = kept.map(closeOver)
     } else {
       out[key] = closeOver(value)
     }
