@@ -121,6 +121,11 @@ describe("Responses spec subset", () => {
     }
   })
 
+  it("lists under x-subset-unresolved exactly the references it does not hold", () => {
+    const listed = (responsesDocument as unknown as { readonly "x-subset-unresolved": ReadonlyArray<string> })["x-subset-unresolved"]
+    expect([...listed].sort()).toEqual(unresolvedResponsesSchemas)
+  })
+
   it("names a member schema for every event type of the stream", () => {
     expect(responseEventSchemaFor("response.output_text.delta")).toBe("ResponseTextDeltaEvent")
     expect(responseEventSchemaFor("error")).toBe("ResponseErrorEvent")
