@@ -240,7 +240,7 @@ export const responseUsageOf = (usage: Usage | undefined | null): ResponseUsage 
   if (usage === undefined || usage === null) return undefined
   return {
     input_tokens: usage.prompt_tokens,
-    input_tokens_details: { cached_tokens: usage.prompt_tokens_details?.cached_tokens ?? 0 },
+    input_tokens_details: { cached_tokens: usage.prompt_tokens_details?.cached_tokens ?? 0, cache_write_tokens: 0 },
     output_tokens: usage.completion_tokens,
     output_tokens_details: { reasoning_tokens: usage.completion_tokens_details?.reasoning_tokens ?? 0 },
     total_tokens: usage.prompt_tokens + usage.completion_tokens
@@ -298,8 +298,9 @@ export const responseObject = (
     tools: echoedTools(request),
     top_p: request.top_p ?? 1,
     truncation: "disabled",
-    usage: state.usage ?? null,
-    user: request.user ?? null,
+    // Absent rather than null, as OpenAI's schema has them (a response in progress has no usage yet).
+    ...(state.usage === undefined ? {} : { usage: state.usage }),
+    ...(request.user === undefined ? {} : { user: request.user }),
     metadata: request.metadata ?? {}
   }
 }

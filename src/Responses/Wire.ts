@@ -151,7 +151,7 @@ export type ResponsesRequest = typeof ResponsesRequest.Type
 /** Token accounting of a response, as OpenAI reports it. */
 export interface ResponseUsage {
   readonly input_tokens: number
-  readonly input_tokens_details: { readonly cached_tokens: number }
+  readonly input_tokens_details: { readonly cached_tokens: number; readonly cache_write_tokens: number }
   readonly output_tokens: number
   readonly output_tokens_details: { readonly reasoning_tokens: number }
   readonly total_tokens: number

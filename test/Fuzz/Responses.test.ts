@@ -20,6 +20,7 @@ import type { ByteReply } from "../support/FuzzUpstream.js"
 import { readToEnd } from "../support/FuzzUpstream.js"
 import { Responses } from "../support/FakeUpstreams.js"
 import { mounts, startGateway, testKey } from "../support/Gateway.js"
+import { expectResponseConforms, expectResponseEventConforms } from "../support/ResponsesSpec.js"
 
 const utf8 = (text: string): Uint8Array => Buffer.from(text, "utf8")
 
@@ -115,12 +116,13 @@ for (const mount of mounts) {
                 } else if (text.startsWith("event:")) {
                   tally.ok++
                   const events = eventsOf(text)
+                  for (const event of events) expectResponseEventConforms(event)
                   expect(events[0]!["type"]).toBe("response.created")
                   expect(events.map((event) => event["sequence_number"])).toEqual(events.map((_, index) => index))
                   expect(events.at(-1)!["type"]).toMatch(/^response\.(completed|incomplete)$/)
                 } else {
                   tally.ok++
-                  expect((JSON.parse(text) as { object: unknown }).object).toBe("response")
+                  expectResponseConforms(JSON.parse(text))
                 }
               } catch (error) {
                 throw new Error(`${String(error)}\nanswer: ${describeOutcome(outcome)}`)

@@ -14,6 +14,7 @@ import { toChatRequest, toResponse } from "../../src/Responses/Translate.js"
 import type { ResponseContext } from "../../src/Responses/Translate.js"
 import { ResponsesRequest } from "../../src/Responses/Wire.js"
 import { runsOf } from "../support/FuzzSpec.js"
+import { expectResponseConforms, expectResponseEventConforms } from "../support/ResponsesSpec.js"
 
 const decode = Schema.decodeUnknownSync(ResponsesRequest)
 
@@ -134,6 +135,7 @@ describe("chat completion → response object", () => {
       ),
       contextOf(request)
     )
+    expectResponseConforms(response)
     expect(response).toMatchObject({
       id: "resp_test",
       object: "response",
@@ -149,7 +151,7 @@ describe("chat completion → response object", () => {
         { id: "msg_2", type: "message", role: "assistant", status: "completed", content: [{ type: "output_text", text: "Hello", annotations: [] }] },
         { id: "fc_3", type: "function_call", call_id: "call_9", name: "f", arguments: "{}", status: "completed" }
       ],
-      usage: { input_tokens: 10, input_tokens_details: { cached_tokens: 2 }, output_tokens: 4, output_tokens_details: { reasoning_tokens: 1 }, total_tokens: 14 },
+      usage: { input_tokens: 10, input_tokens_details: { cached_tokens: 2, cache_write_tokens: 0 }, output_tokens: 4, output_tokens_details: { reasoning_tokens: 1 }, total_tokens: 14 },
       tools: [{ type: "function", name: "f", parameters: { type: "object" }, strict: null, description: null }]
     })
   })
@@ -157,6 +159,7 @@ describe("chat completion → response object", () => {
   it("a length finish is incomplete for max_output_tokens; content_filter likewise", () => {
     const request = decode({ model: "public", input: "x", max_output_tokens: 5 })
     const cut = toResponse(completion({ content: "Hel" }, "length"), contextOf(request))
+    expectResponseConforms(cut)
     expect(cut["status"]).toBe("incomplete")
     expect(cut["incomplete_details"]).toEqual({ reason: "max_output_tokens" })
     expect((cut["output"] as Array<Record<string, unknown>>)[0]!["status"]).toBe("incomplete")
@@ -202,6 +205,7 @@ describe("chat chunks → Responses events", () => {
       "response.output_item.done",
       "response.completed"
     ])
+    for (const event of events) expectResponseEventConforms(event)
     expect(events.map((event) => event["sequence_number"])).toEqual(events.map((_, index) => index))
     expect(events[12]).toMatchObject({ item_id: "msg_2", output_index: 1, content_index: 0, text: "Hello" })
     expect(events[18]).toMatchObject({ item_id: "fc_3", output_index: 2, arguments: "{\"a\":1}", name: "f" })
@@ -217,6 +221,7 @@ describe("chat chunks → Responses events", () => {
     const translator = makeResponsesTranslator(contextOf(decode({ model: "public", input: "x" })))
     translator.step([chunkOf({ content: "par" })])
     const [failed] = parsed(translator.fail(new ProviderError({ reason: "Unavailable", message: "gone", provider: "openai" })))
+    expectResponseEventConforms(failed)
     expect(failed).toMatchObject({ type: "response.failed", sequence_number: 5, response: { status: "failed", error: { code: "server_error", message: "gone" } } })
   })
 })
@@ -254,6 +259,7 @@ describe("any chat chunk sequence → a well-formed Responses event sequence", (
           return
         }
         const events = parsed([...raw, ...end])
+        for (const event of events) expectResponseEventConforms(event)
         expect(events.map((event) => event["sequence_number"])).toEqual(events.map((_, index) => index))
         expect(events[0]!["type"]).toBe("response.created")
         expect(events[1]!["type"]).toBe("response.in_progress")

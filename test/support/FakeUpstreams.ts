@@ -512,8 +512,7 @@ const responseBody = (text: string, options: { readonly id?: string; readonly mo
   tools: [],
   top_p: 1,
   truncation: "disabled",
-  usage: { input_tokens: 36, input_tokens_details: { cached_tokens: 0 }, output_tokens: 87, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 123 },
-  user: null,
+  usage: { input_tokens: 36, input_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 }, output_tokens: 87, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 123 },
   metadata: {},
   upstream_extra: { kept: true }
 })
@@ -529,7 +528,9 @@ export const Responses = {
   /** The events OpenAI streams for a text answer, one delta per token, each numbered. */
   streamFrames: (tokens: ReadonlyArray<string>, options: { readonly id?: string; readonly model?: string } = {}): ReadonlyArray<string> => {
     const final = responseBody(tokens.join(""), options)
-    const shell = { ...final, status: "in_progress", output: [], usage: null }
+    // In progress: no output and no usage yet.
+    const shell: Record<string, unknown> = { ...final, status: "in_progress", output: [] }
+    delete shell["usage"]
     const item = { id: "msg_upstream_1", type: "message", status: "in_progress", role: "assistant", content: [] }
     const where = { item_id: "msg_upstream_1", output_index: 0, content_index: 0 }
     const part = { type: "output_text", text: "", annotations: [], logprobs: [] }
