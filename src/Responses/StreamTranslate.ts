@@ -17,13 +17,20 @@ import type { ChunkSource, Take } from "../Providers/ChunkSource.js"
 import type { ChatCompletionChunk, FinishReason, Usage } from "../OpenAi/Schemas.js"
 import { usageOf } from "../OpenAi/Wire.js"
 import { ProviderError } from "../Providers/ProviderError.js"
-import { functionCallItem, messageItem, outputTextPart, reasoningItem, refusalPart, responseObject, responseUsageOf, statusOf } from "./Translate.js"
+import { functionCallItem, messageItem, outputTextPart, reasoningItem, refusalPart, responseObject, responseUsageOf, statusOf, translationProvider } from "./Translate.js"
 import type { ResponseContext } from "./Translate.js"
 import type { ResponsesEvent, ResponseUsage } from "./Wire.js"
 
 /** Translates the batches of one chat stream; `finish` once it has ended, or `fail` when it broke. */
 export interface ResponsesEventTranslator {
+  /**
+   * The events of one batch of chunks. Past `maxHeldChars` of output held for the final response they end with
+   * `response.failed`, and `overflow` names the failure that ends the stream (as an upstream's non-streamed answer
+   * past its bound is one).
+   */
   readonly step: (chunks: ReadonlyArray<ChatCompletionChunk>) => ReadonlyArray<ResponsesEvent>
+  /** Why the stream must end after the last step's events, when the output outgrew what a response may hold. */
+  readonly overflow: () => ProviderError | undefined
   /** The closing events: every open item done, then `response.completed` or `response.incomplete`. */
   readonly finish: () => ReadonlyArray<ResponsesEvent>
   /** `response.failed`, with the output so far (open items left as they are); nothing before the stream began. */
@@ -80,8 +87,17 @@ const itemObject = (item: ItemState, status: string): Record<string, unknown> =>
   }
 }
 
-/** A translator for one stream; `ctx` names the response (id, public model, time, request, item ids). */
-export const makeResponsesTranslator = (ctx: ResponseContext): ResponsesEventTranslator => {
+/**
+ * The output a translated stream holds for its final response (OpenAI's carries every item whole): 64 Mi
+ * characters, the size of the largest non-streamed upstream answer by default (`UPSTREAM_MAX_RESPONSE_BYTES`).
+ */
+export const defaultMaxHeldChars = 64 * 1024 * 1024
+
+/**
+ * A translator for one stream; `ctx` names the response (id, public model, time, request, item ids). It holds at
+ * most `maxHeldChars` characters of output.
+ */
+export const makeResponsesTranslator = (ctx: ResponseContext, maxHeldChars = defaultMaxHeldChars): ResponsesEventTranslator => {
   let started = false
   let sequence = 0
   const done: Array<{ readonly index: number; readonly item: Record<string, unknown> }> = []
@@ -93,6 +109,8 @@ export const makeResponsesTranslator = (ctx: ResponseContext): ResponsesEventTra
   let finishReason: FinishReason | null = null
   let usage: Usage | undefined
   let out: Array<ResponsesEvent> = []
+  let heldChars = 0
+  let overflow: ProviderError | undefined
 
   const emit = (type: string, payload: Record<string, unknown>, extra?: { readonly text?: string; readonly response?: Record<string, unknown> }) => {
     const data = JSON.stringify({ type, sequence_number: sequence, ...payload })
@@ -226,13 +244,25 @@ export const makeResponsesTranslator = (ctx: ResponseContext): ResponsesEventTra
     calls.clear()
   }
 
+  /** `response.failed` with the output so far (open items left as they are), added to this call's events. */
+  const failed = (error: ProviderError) => {
+    const response = snapshot("failed", { usage: responseUsageOf(usage), error: { code: "server_error", message: error.message } })
+    emit("response.failed", { response }, { response })
+  }
+
   return {
     step: (chunks) => {
       out = []
       if (chunks.length > 0) start()
       for (const value of chunks) chunk(value)
+      for (const event of out) heldChars += event.text?.length ?? 0
+      if (heldChars > maxHeldChars && overflow === undefined) {
+        overflow = tooLong(maxHeldChars)
+        failed(overflow)
+      }
       return out
     },
+    overflow: () => overflow,
     finish: () => {
       out = []
       start()
@@ -246,12 +276,18 @@ export const makeResponsesTranslator = (ctx: ResponseContext): ResponsesEventTra
       out = []
       // Before the first event the failure is the attempt's own: the Router retries it or falls back.
       if (!started) return out
-      const response = snapshot("failed", { usage: responseUsageOf(usage), error: { code: "server_error", message: error.message } })
-      emit("response.failed", { response }, { response })
+      failed(error)
       return out
     }
   }
 }
+
+const tooLong = (maxHeldChars: number) =>
+  new ProviderError({
+    reason: "MalformedResponse",
+    message: `upstream streamed more than ${maxHeldChars} characters of output, more than a response may hold`,
+    provider: translationProvider
+  })
 
 /**
  * A chat stream's source as a Responses event source: each batch translated as it is taken, the closing events given
@@ -264,7 +300,16 @@ export const translatedResponsesSource = (source: ChunkSource<ChatCompletionChun
     if (ended !== undefined) return ended
     const take = source.poll()
     if (take === undefined) return undefined
-    if (Array.isArray(take)) return translator.step(take as ReadonlyArray<ChatCompletionChunk>)
+    if (Array.isArray(take)) {
+      const events = translator.step(take as ReadonlyArray<ChatCompletionChunk>)
+      const overflow = translator.overflow()
+      if (overflow !== undefined) {
+        // Its events end with response.failed; the failure follows them.
+        ended = overflow
+        source.close()
+      }
+      return events
+    }
     ended = take as Exclude<Take<ChatCompletionChunk>, ReadonlyArray<ChatCompletionChunk>>
     if (take === "end") return translator.finish()
     if (!(take instanceof ProviderError)) return ended

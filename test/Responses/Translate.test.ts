@@ -9,10 +9,12 @@ import { Either, Schema } from "effect"
 import fc from "fast-check"
 import type { ChatCompletion, ChatCompletionChunk } from "../../src/OpenAi/Schemas.js"
 import { ProviderError } from "../../src/Providers/ProviderError.js"
-import { makeResponsesTranslator } from "../../src/Responses/StreamTranslate.js"
+import { fromItems } from "../../src/Providers/ChunkSource.js"
+import { makeResponsesTranslator, translatedResponsesSource } from "../../src/Responses/StreamTranslate.js"
 import { toChatRequest, toResponse } from "../../src/Responses/Translate.js"
 import type { ResponseContext } from "../../src/Responses/Translate.js"
 import { ResponsesRequest } from "../../src/Responses/Wire.js"
+import type { ResponsesEvent } from "../../src/Responses/Wire.js"
 import { runsOf } from "../support/FuzzSpec.js"
 import { expectResponseConforms, expectResponseEventConforms } from "../support/ResponsesSpec.js"
 
@@ -176,12 +178,12 @@ const parsed = (events: ReadonlyArray<{ readonly data: string }>) => events.map(
 describe("chat chunks → Responses events", () => {
   it("reasoning, text and a tool call: every event in order, numbered from 0, items added and done", () => {
     const translator = makeResponsesTranslator(contextOf(decode({ model: "public", input: "x" })))
-    const events = parsed([
-      ...translator.step([chunkOf({ reasoning_content: "hm" }), chunkOf({ content: "He" }), chunkOf({ content: "llo" })]),
-      ...translator.step([chunkOf({ tool_calls: [{ index: 0, id: "call_1", function: { name: "f", arguments: "{\"a\"" } }] }), chunkOf({ tool_calls: [{ index: 0, function: { arguments: ":1}" } }] }, "tool_calls")]),
-      ...translator.step([{ ...base, choices: [], usage: { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 } }]),
-      ...translator.finish()
-    ])
+    const steps = [
+      translator.step([chunkOf({ reasoning_content: "hm" }), chunkOf({ content: "He" }), chunkOf({ content: "llo" })]),
+      translator.step([chunkOf({ tool_calls: [{ index: 0, id: "call_1", function: { name: "f", arguments: "{\"a\"" } }] }), chunkOf({ tool_calls: [{ index: 0, function: { arguments: ":1}" } }] }, "tool_calls")]),
+      translator.step([{ ...base, choices: [], usage: { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8 } }])
+    ]
+    const events = parsed([...steps.flat(), ...translator.finish()])
     expect(events.map((event) => event["type"])).toEqual([
       "response.created",
       "response.in_progress",
@@ -213,6 +215,23 @@ describe("chat chunks → Responses events", () => {
     expect(final["status"]).toBe("completed")
     expect(final["usage"]).toMatchObject({ input_tokens: 3, output_tokens: 5, total_tokens: 8 })
     expect((final["output"] as ReadonlyArray<{ type: string }>).map((item) => item.type)).toEqual(["reasoning", "message", "function_call"])
+  })
+
+  it("output past the bound a response may hold fails the stream, as the translated source tells it: response.failed, then the failure", () => {
+    const translator = makeResponsesTranslator(contextOf(decode({ model: "public", input: "x" })), 10)
+    translator.step([chunkOf({ content: "0123456789" })])
+    expect(translator.overflow()).toBeUndefined()
+    expect(parsed(translator.step([chunkOf({ content: "!" })])).map((event) => event["type"])).toEqual(["response.output_text.delta", "response.failed"])
+    expect(translator.overflow()?.reason).toBe("MalformedResponse")
+    const source = translatedResponsesSource(
+      fromItems([chunkOf({ content: "0123456789" }), chunkOf({ content: "!" })]),
+      makeResponsesTranslator(contextOf(decode({ model: "public", input: "x" })), 10)
+    )
+    const first = source.poll()
+    const types = Array.isArray(first) ? parsed(first).map((event) => event["type"]) : []
+    expect(types[0]).toBe("response.created")
+    expect(types.at(-1)).toBe("response.failed")
+    expect(source.poll()).toBeInstanceOf(ProviderError)
   })
 
   it("a failure after the first event is response.failed; before it, nothing (the Router retries)", () => {
@@ -250,10 +269,17 @@ const terminal = new Set(["response.completed", "response.incomplete", "response
 describe("any chat chunk sequence → a well-formed Responses event sequence", () => {
   it("numbered from 0 without gaps; created first; every added item done once, with its id and index; exactly one terminal event, last", () =>
     fc.assert(
-      fc.property(fc.array(fc.array(chunk, { maxLength: 4 }), { maxLength: 8 }), fc.boolean(), (batches, breaks) => {
-        const translator = makeResponsesTranslator(contextOf(decode({ model: "public", input: "x" })))
-        const raw = batches.flatMap((batch) => translator.step(batch))
-        const end = breaks ? translator.fail(new ProviderError({ reason: "Unavailable", message: "gone", provider: "openai" })) : translator.finish()
+      fc.property(fc.array(fc.array(chunk, { maxLength: 4 }), { maxLength: 8 }), fc.boolean(), fc.option(fc.integer({ min: 1, max: 40 }), { nil: undefined }), (batches, breaks, maxHeld) => {
+        const translator = makeResponsesTranslator(contextOf(decode({ model: "public", input: "x" })), maxHeld)
+        const raw: Array<ResponsesEvent> = []
+        // An output past the bound ends the stream with its events (response.failed last).
+        for (const batch of batches) if (translator.overflow() === undefined) raw.push(...translator.step(batch))
+        const end =
+          translator.overflow() !== undefined
+            ? []
+            : breaks
+              ? translator.fail(new ProviderError({ reason: "Unavailable", message: "gone", provider: "openai" }))
+              : translator.finish()
         if (breaks && raw.length === 0) {
           expect(end).toEqual([])
           return
