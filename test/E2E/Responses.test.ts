@@ -233,6 +233,9 @@ describe.each(mounts)("Responses API through the gateway, %s mount", (mount) => 
       for (const event of events) expectResponseEventConforms(event)
       expectResponseConforms(final)
       expect(final.output_text).toBe("Hello from gpt")
+      const rawFallback = yield* postRaw(`${gateway.baseUrl}/v1/responses`, JSON.stringify({ model: "native-broken", input: "hello", store: false }))
+      expect(rawFallback.headers.get("x-llm-proxy-model")).toBe("gpt")
+      expect(rawFallback.headers.get("x-llm-proxy-attempts")).toBe("2")
       const webSearch = yield* postRaw(`${gateway.baseUrl}/v1/responses`, JSON.stringify({ model: "gpt", input: "x", tools: [{ type: "function", name: "f" }, { type: "web_search" }] }))
       expect(webSearch.status).toBe(400)
       expect(JSON.parse(webSearch.text)).toMatchObject({ error: { type: "invalid_request_error", param: "tools[1].type" } })
@@ -243,7 +246,7 @@ describe.each(mounts)("Responses API through the gateway, %s mount", (mount) => 
       const unknownModel = yield* postRaw(`${gateway.baseUrl}/v1/responses`, JSON.stringify({ model: "nope", input: "x" }))
       expect(unknownModel.status).toBe(404)
       expect(JSON.parse(unknownModel.text)).toMatchObject({ error: { code: "model_not_found" } })
-      expect(upstreams.openai.calls).toHaveLength(2)
+      expect(upstreams.openai.calls).toHaveLength(3)
     }))
 
   it.scopedLive("a failure after the stream began: response.failed, then an error event the SDK raises as an APIError", () =>
