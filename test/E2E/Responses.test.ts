@@ -15,7 +15,7 @@ import { Anthropic, deploymentOf, Gemini, OpenAi, registryFromDocument, resetAft
 import type { FakeUpstream, Reply, Script, UpstreamCall } from "../support/FakeUpstreams.js"
 import { mounts, startGateway, testKey } from "../support/Gateway.js"
 import type { Mount } from "../support/Gateway.js"
-import { call, postRaw } from "../support/Http.js"
+import { call, postRaw, readThenAbort as readStreamThenAbort } from "../support/Http.js"
 import { expectCreateResponseConforms, expectResponseConforms, expectResponseEventConforms } from "../support/ResponsesSpec.js"
 import { attempt } from "../support/Sdk.js"
 
@@ -278,24 +278,7 @@ describe.each(mounts)("Responses API through the gateway, %s mount", (mount) => 
     }))
   /** Reads a stream request until `text` arrives, then aborts it. */
   const readThenAbort = (baseUrl: string, model: string, text: string) =>
-    attempt(async () => {
-      const controller = new AbortController()
-      const response = await fetch(`${baseUrl}/v1/responses`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${testKey}`, "content-type": "application/json" },
-        body: JSON.stringify({ model, input: "hi", stream: true }),
-        signal: controller.signal
-      })
-      const reader = response.body!.getReader()
-      let seen = ""
-      while (!seen.includes(text)) {
-        const { done, value } = await reader.read()
-        if (done) throw new Error(`the stream ended before ${text}: ${seen}`)
-        seen += new TextDecoder().decode(value)
-      }
-      controller.abort()
-      return seen
-    })
+    readStreamThenAbort(`${baseUrl}/v1/responses`, { authorization: `Bearer ${testKey}` }, { model, input: "hi", stream: true }, text)
 
   it.scopedLive("a client that leaves mid-stream closes the upstream connection, native and translated", () =>
     Effect.gen(function* () {

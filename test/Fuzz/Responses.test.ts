@@ -12,12 +12,11 @@ import { describeError } from "../../src/Http/Errors.js"
 import * as OpenAiCompatible from "../../src/Providers/OpenAiCompatible/Provider.js"
 import { ProviderError } from "../../src/Providers/ProviderError.js"
 import * as Transport from "../../src/Providers/Upstream/Transport.js"
-import { cutAt, cutsOf, jsonText, mutatedJson, nastyString, weirdValue } from "../support/FuzzArbitraries.js"
+import { jsonText, mutatedJson, nastyString, weirdValue } from "../support/FuzzArbitraries.js"
 import { describeOutcome, rawRequest, requestBytes } from "../support/FuzzHttp.js"
 import { expectEnvelope, fuzzRuns, runsOf } from "../support/FuzzSpec.js"
 import { startByteUpstream } from "../support/FuzzUpstream.js"
-import type { ByteReply } from "../support/FuzzUpstream.js"
-import { readToEnd } from "../support/FuzzUpstream.js"
+import { byteRepliesOf, readToEnd, sseFrame } from "../support/FuzzUpstream.js"
 import { Responses } from "../support/FakeUpstreams.js"
 import { mounts, startGateway, testKey } from "../support/Gateway.js"
 import { expectResponseConforms, expectResponseEventConforms } from "../support/ResponsesSpec.js"
@@ -159,7 +158,7 @@ const streamBodies: fc.Arbitrary<Uint8Array> = fc.oneof(
               fc.oneof(fc.constantFrom("response.created", "response.completed", "response.failed", "error", "response.output_text.delta", "message"), nastyString),
               fc.oneof(weirdValue, fc.jsonValue(), fc.record({ type: fc.constantFrom("response.completed", "error", "response.output_text.delta"), response: fc.oneof(weirdValue, fc.constant(Responses.body("x"))), delta: fc.oneof(nastyString, weirdValue) })).map(jsonText)
             )
-            .map(([name, data]) => `event: ${name.replace(/[\r\n]/g, "")}\ndata: ${data.replace(/[\r\n]/g, " ")}\n\n`),
+            .map(([name, data]) => sseFrame(name, data)),
           nastyString
         ),
         { maxLength: 8 }
@@ -169,20 +168,7 @@ const streamBodies: fc.Arbitrary<Uint8Array> = fc.oneof(
   { weight: 1, arbitrary: fc.uint8Array({ maxLength: 300 }) }
 )
 
-const nativeReplies: fc.Arbitrary<{ readonly reply: ByteReply; readonly summary: string }> = fc
-  .tuple(
-    streamBodies,
-    fc.oneof({ weight: 8, arbitrary: fc.constant(200) }, { weight: 2, arbitrary: fc.constantFrom(400, 404, 429, 500, 503) }),
-    fc.constantFrom("text/event-stream", "application/json", "text/html", ""),
-    fc.oneof({ weight: 9, arbitrary: fc.constant("end" as const) }, { weight: 1, arbitrary: fc.constant("destroy" as const) })
-  )
-  .chain(([body, status, contentType, then]) =>
-    cutsOf(body.length).map((cuts) => {
-      const summary = `${status} ${contentType} ${then}, cuts ${JSON.stringify(cuts)}, body ${Buffer.from(body).toString("utf8").slice(0, 1500)}`
-      const reply: ByteReply = { status, headers: contentType === "" ? {} : { "content-type": contentType }, pieces: cutAt(body, cuts), then }
-      return { reply, summary, [fc.toStringMethod]: () => summary }
-    })
-  )
+const nativeReplies = byteRepliesOf(streamBodies, [400, 404, 429, 500, 503])
 
 describe("native Responses against hostile upstream bytes", () => {
   it.scopedLive("events with one-line JSON data (terminal ones with a response object), answers that are response objects, or one ProviderError in OpenAI's envelope; never a defect", () =>
