@@ -37,11 +37,17 @@ const statusCounts = (result: autocannon.Result): Record<string, number> => {
   return counts
 }
 
+/**
+ * The last id given to a `[<id>]`. One count for the process, never restarted per job: ids that repeated from run to
+ * run made the response cache's "miss" runs partly hits of the runs before them.
+ */
+let lastId = 0
+
 /** A request builder whose every body is `template` with its `[<id>]` replaced by a fresh number. */
-const uniqueBody = (template: string) => {
-  let next = 0
-  return (request: autocannon.Request): autocannon.Request => ({ ...request, body: template.replace("[<id>]", `${process.pid}-${++next}`) })
-}
+const uniqueBody = (template: string) => (request: autocannon.Request): autocannon.Request => ({
+  ...request,
+  body: template.replace("[<id>]", `${process.pid}-${++lastId}`)
+})
 
 const runLoad = (job: LoadJob): Promise<JobResult> =>
   new Promise((resolve, reject) => {

@@ -14,12 +14,22 @@ export const entryVersion = 1
 
 /** A cached answer. `key` is the key it was stored under; `createdAt` epoch milliseconds. */
 export type CacheEntry =
-  | { readonly kind: "json"; readonly key: string; readonly createdAt: number; readonly completion: ChatCompletion }
+  | {
+    readonly kind: "json"
+    readonly key: string
+    readonly createdAt: number
+    readonly completion: ChatCompletion
+    /**
+     * The completion's JSON as stored, for an entry this process wrote itself (the memory store's) that the checks
+     * passed unchanged: a hit writes it as is.
+     */
+    readonly completionJson: string | undefined
+  }
   | { readonly kind: "stream"; readonly key: string; readonly createdAt: number; readonly chunks: ReadonlyArray<ChatCompletionChunk> }
 
-/** An entry with its serialized text and that text's size in bytes (what the memory store's bounds count). */
+/** An entry's serialized text, the key it is for, and the text's size in bytes (what the memory store's bounds count). */
 export interface SerializedEntry {
-  readonly entry: CacheEntry
+  readonly key: string
   readonly text: string
   readonly bytes: number
 }
@@ -27,21 +37,27 @@ export interface SerializedEntry {
 const header = (kind: CacheEntry["kind"], key: string, createdAt: number): string =>
   `{"format":"${entryFormat}","v":${entryVersion},"kind":"${kind}","key":${JSON.stringify(key)},"created_at":${createdAt}`
 
-/** A completion's entry, serialized. */
-export const serializeCompletion = (key: string, createdAt: number, completion: ChatCompletion): SerializedEntry => {
-  const text = `${header("json", key, createdAt)},"completion":${JSON.stringify(completion)}}`
-  return { entry: { kind: "json", key, createdAt, completion }, text, bytes: Buffer.byteLength(text) }
+const completionPrefix = (key: string, createdAt: number): string => `${header("json", key, createdAt)},"completion":`
+
+/** The completion's own text inside the `text` of an entry `serializeCompletion` made. */
+const completionJsonOf = (text: string, key: string, createdAt: number): string | undefined => {
+  const prefix = completionPrefix(key, createdAt)
+  return text.startsWith(prefix) && text.endsWith("}") ? text.slice(prefix.length, -1) : undefined
 }
 
-/** A stream's entry from its chunks and their JSON texts (already made while the stream was buffered). */
-export const serializeStream = (
-  key: string,
-  createdAt: number,
-  chunks: ReadonlyArray<ChatCompletionChunk>,
-  chunkTexts: ReadonlyArray<string>
-): SerializedEntry => {
-  const text = `${header("stream", key, createdAt)},"chunks":[${chunkTexts.join(",")}]}`
-  return { entry: { kind: "stream", key, createdAt, chunks }, text, bytes: Buffer.byteLength(text) }
+/** A completion's entry, serialized. */
+export const serializeCompletion = (key: string, createdAt: number, completion: ChatCompletion): SerializedEntry => {
+  const text = `${completionPrefix(key, createdAt)}${JSON.stringify(completion)}}`
+  return { key, text, bytes: Buffer.byteLength(text) }
+}
+
+/** A stream's entry from the JSON texts of its chunks, as they were sent. One string is made, not several. */
+export const serializeStream = (key: string, createdAt: number, chunkTexts: ReadonlyArray<string>): SerializedEntry => {
+  const parts = [`${header("stream", key, createdAt)},"chunks":[`]
+  for (let index = 0; index < chunkTexts.length; index++) parts.push(index === 0 ? chunkTexts[index]! : `,${chunkTexts[index]!}`)
+  parts.push("]}")
+  const text = parts.join("")
+  return { key, text, bytes: Buffer.byteLength(text) }
 }
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value)
@@ -51,24 +67,36 @@ const isObject = (value: unknown): value is Record<string, unknown> => typeof va
  * reason. A stream cut short never makes an entry.
  */
 export const isFinished = (chunks: ReadonlyArray<ChatCompletionChunk>): boolean => {
+  const tracker = finishTracker()
+  for (const chunk of chunks) tracker.note(chunk)
+  return tracker.finished()
+}
+
+/** `isFinished` told one chunk at a time, so that a stream being recorded need not keep its chunks. */
+export const finishTracker = (): { readonly note: (chunk: ChatCompletionChunk) => void; readonly finished: () => boolean } => {
   const finished = new Map<number, boolean>()
-  for (const chunk of chunks) {
-    for (const choice of chunk.choices) {
-      if (choice.finish_reason != null) finished.set(choice.index, true)
-      else if (!finished.has(choice.index)) finished.set(choice.index, false)
+  return {
+    note: (chunk) => {
+      for (const choice of chunk.choices) {
+        if (choice.finish_reason != null) finished.set(choice.index, true)
+        else if (!finished.has(choice.index)) finished.set(choice.index, false)
+      }
+    },
+    finished: () => {
+      if (finished.size === 0) return false
+      for (const done of finished.values()) if (!done) return false
+      return true
     }
   }
-  if (finished.size === 0) return false
-  for (const done of finished.values()) if (!done) return false
-  return true
 }
 
 /**
  * The entry in `text`, read back from a store, when it is one: our format and version, stored under `key`, a sane
  * time, and an answer with the spec's shape (the same checks as an upstream's answer) that is finished. Anything
- * else is `undefined`, never served. `maxBytes` bounds what is parsed at all.
+ * else is `undefined`, never served. `maxBytes` bounds what is parsed at all. `written` says the text is one
+ * `serializeCompletion` or `serializeStream` made in this process (the memory store's), never another's.
  */
-export const decodeEntry = (text: string, key: string, maxBytes: number): CacheEntry | undefined => {
+export const decodeEntry = (text: string, key: string, maxBytes: number, written = false): CacheEntry | undefined => {
   // Characters never outnumber bytes; a text longer than the bound in characters is over it in bytes.
   if (text.length > maxBytes || Buffer.byteLength(text) > maxBytes) return undefined
   const value = parseBoundedJson(text)
@@ -77,9 +105,12 @@ export const decodeEntry = (text: string, key: string, maxBytes: number): CacheE
   const createdAt = value["created_at"]
   if (typeof createdAt !== "number" || !Number.isSafeInteger(createdAt) || createdAt < 0) return undefined
   if (value["kind"] === "json") {
-    const completion = completionOf(value["completion"])
+    const stored = value["completion"]
+    const completion = completionOf(stored)
     if (typeof completion === "string" || completion.choices.length === 0) return undefined
-    return { kind: "json", key, createdAt, completion }
+    // The stored text is served only when the checks changed nothing (they return the value itself then).
+    const completionJson = written && completion === stored ? completionJsonOf(text, key, createdAt) : undefined
+    return { kind: "json", key, createdAt, completion, completionJson }
   }
   if (value["kind"] === "stream") {
     const raw = value["chunks"]

@@ -1,9 +1,11 @@
 /**
  * The response cache in memory: one process's, least recently used first out, bounded by `settings.cache`
  * (`max_entries`, and `max_bytes` of the entries' serialized size). Each entry expires with its ttl, checked on read
- * against the `Timer` (tests drive it with a TestClock). Entries are held as their serialized bytes, off the
- * JavaScript heap — the values of a full cache (a stream's chunks, their choices and deltas) would be a million
- * objects in the old generation for every collection to mark and move — and read back as Redis's are.
+ * against the `Timer` (tests drive it with a TestClock). Entries are held as their serialized text — the values of
+ * a full cache (a stream's chunks, their choices and deltas) would be a million objects in the old generation for
+ * every collection to mark and move, where a string is one object with nothing in it to mark — and read back as
+ * Redis's are. (A Buffer per entry, off the heap, adds an ArrayBuffer and a backing store to allocate, account and
+ * free on every write, and saved no collection time in the benchmark.)
  *
  * The recency order is a doubly linked list beside the Map: a full cache evicts one entry per store in O(1). (A Map's
  * own insertion order, evicted by iterating from its start, costs a walk over the holes its deletions leave until
@@ -19,8 +21,8 @@ import type { CacheBounds, CacheStoreService } from "./Store.js"
 
 interface Held {
   readonly key: string
-  /** The serialized entry, off the JavaScript heap: an ArrayBuffer of its own (never a slice of a shared pool). */
-  readonly data: Buffer
+  /** The serialized entry. */
+  readonly text: string
   readonly bytes: number
   readonly expiresAt: number
   /** Less recently used. */
@@ -35,10 +37,10 @@ export interface MemoryCacheStoreService extends CacheStoreService {
 }
 
 /**
- * A least-recently-used map of texts held as bytes, each with its ttl, bounded by `bounds` at every store: the
- * response cache's and the stored responses' (src/Responses/Store.ts) memory.
+ * A least-recently-used map of texts, each with its ttl, bounded by `bounds` at every store: the response cache's
+ * memory and the stored responses' (src/Responses/Store.ts).
  */
-export interface ByteLru {
+export interface TextLru {
   /** The text under `key`, made the most recently used; `undefined` when absent or expired (then dropped). */
   readonly get: (key: string) => string | undefined
   /** Stores `text` (`bytes` long in UTF-8) under `key` for `ttlMs`, evicting the least recently used past `bounds`. */
@@ -48,8 +50,8 @@ export interface ByteLru {
   readonly size: () => { readonly entries: number; readonly bytes: number }
 }
 
-/** A byte LRU on `timer`. */
-export const makeLru = (timer: TimerService): ByteLru => {
+/** A text LRU on `timer`. */
+export const makeLru = (timer: TimerService): TextLru => {
   const held = new Map<string, Held>()
   let oldest: Held | undefined
   let newest: Held | undefined
@@ -87,16 +89,14 @@ export const makeLru = (timer: TimerService): ByteLru => {
       unlink(found)
       linkNewest(found)
     }
-    return found.data.toString("utf8")
+    return found.text
   }
 
-  const set = (key: string, text: string, size: number, ttlMs: number, bounds: CacheBounds) => {
+  const set = (key: string, text: string, size: number, ttlMs: number, bounds: CacheBounds): void => {
     const previous = held.get(key)
     if (previous !== undefined) drop(previous)
     if (size > bounds.maxBytes) return
-    const data = Buffer.allocUnsafeSlow(size)
-    data.write(text, "utf8")
-    const entry: Held = { key, data, bytes: size, expiresAt: timer.now() + ttlMs, older: undefined, newer: undefined }
+    const entry: Held = { key, text, bytes: size, expiresAt: timer.now() + ttlMs, older: undefined, newer: undefined }
     held.set(key, entry)
     linkNewest(entry)
     bytes += size
@@ -117,19 +117,24 @@ export const makeLru = (timer: TimerService): ByteLru => {
 export const make: Effect.Effect<MemoryCacheStoreService> = Effect.map(Timer, (timer) => {
   const lru = makeLru(timer)
 
-  const get = (key: string, maxBytes: number) =>
-    Effect.sync((): CacheEntry | undefined => {
-      const text = lru.get(key)
-      if (text === undefined) return undefined
-      const entry = decodeEntry(text, key, maxBytes)
-      if (entry === undefined) lru.delete(key)
-      return entry
-    })
+  const getNow = (key: string, maxBytes: number): CacheEntry | undefined => {
+    const text = lru.get(key)
+    if (text === undefined) return undefined
+    const entry = decodeEntry(text, key, maxBytes, true)
+    if (entry === undefined) lru.delete(key)
+    return entry
+  }
 
-  const set = (key: string, serialized: SerializedEntry, ttlMs: number, bounds: CacheBounds) =>
-    Effect.sync(() => lru.set(key, serialized.text, serialized.bytes, ttlMs, bounds))
+  const setNow = (key: string, serialized: SerializedEntry, ttlMs: number, bounds: CacheBounds): void =>
+    lru.set(key, serialized.text, serialized.bytes, ttlMs, bounds)
 
-  return { kind: "memory", get, set, size: lru.size } satisfies MemoryCacheStoreService
+  return {
+    kind: "memory",
+    get: (key, maxBytes) => Effect.sync(() => getNow(key, maxBytes)),
+    set: (key, serialized, ttlMs, bounds) => Effect.sync(() => setNow(key, serialized, ttlMs, bounds)),
+    local: { get: getNow, set: setNow },
+    size: lru.size
+  } satisfies MemoryCacheStoreService
 })
 
 export const layer: Layer.Layer<CacheStore> = Layer.effect(CacheStore, make)

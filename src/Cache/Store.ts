@@ -24,6 +24,15 @@ export interface CacheStoreService {
   readonly get: (key: string, maxBytes: number) => Effect.Effect<CacheEntry | undefined, StoreError>
   /** Stores `entry` under `key` for `ttlMs`, replacing what was there. */
   readonly set: (key: string, entry: SerializedEntry, ttlMs: number, bounds: CacheBounds) => Effect.Effect<void, StoreError>
+  /**
+   * The same two operations done at once, for a store in this process that cannot fail (the memory store): the core
+   * calls these on every request of a cached model, where an Effect (and, for a write, a fiber) would be most of a
+   * miss's cost.
+   */
+  readonly local?: {
+    readonly get: (key: string, maxBytes: number) => CacheEntry | undefined
+    readonly set: (key: string, entry: SerializedEntry, ttlMs: number, bounds: CacheBounds) => void
+  }
 }
 
 export class CacheStore extends Context.Tag("llm-proxy/CacheStore")<CacheStore, CacheStoreService>() {}

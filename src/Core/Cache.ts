@@ -16,7 +16,7 @@
  */
 import { Effect, Option, Runtime, Stream } from "effect"
 import { cacheKey } from "../Cache/Key.js"
-import { completionOfChunks, isFinished, serializeCompletion, serializeStream } from "../Cache/Entry.js"
+import { completionOfChunks, finishTracker, serializeCompletion, serializeStream } from "../Cache/Entry.js"
 import type { CacheEntry, SerializedEntry } from "../Cache/Entry.js"
 import * as MemoryCacheStore from "../Cache/MemoryStore.js"
 import { CacheStore } from "../Cache/Store.js"
@@ -24,6 +24,7 @@ import type { StoreError } from "../Governance/Store.js"
 import * as Metrics from "../Metrics.js"
 import type { ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
 import { chunksOfCompletion } from "../OpenAi/Wire.js"
+import type { ChunkTextSink } from "../OpenAi/Wire.js"
 import { fromItems, pullOf, releaseOf } from "../Providers/ChunkSource.js"
 import type { ChunkSource } from "../Providers/ChunkSource.js"
 import { ProviderError } from "../Providers/ProviderError.js"
@@ -68,54 +69,99 @@ const cacheDeploymentOf = (name: string): Deployment => ({
   price: undefined
 })
 
+/** Chunks held beyond those whose JSON the writer has given: past this many, the recording serializes them itself. */
+const maxUnwritten = 64
+
+/** What a recording kept of a stream read to its end: its chunks' JSON, and whether every choice finished. */
+interface Recorded {
+  readonly texts: ReadonlyArray<string>
+  readonly finished: boolean
+}
+
 /**
- * A committed stream's source that keeps the chunks it passes (and their JSON, which makes the entry's text) and
- * hands them over once the stream has been read to its end; a failure, a close before the end or more than
- * `maxChars` of JSON drops them.
+ * A committed stream's source that keeps the JSON of the chunks it passes, which makes the entry's text, and hands
+ * it over once the stream has been read to its end; a failure, a close before the end or more than `maxChars` of
+ * JSON drops it. The JSON is the writer's own, given to `sink` as it serializes each chunk (one serialization, not
+ * two); a chunk the writer did not serialize whole (the usage it left out) is serialized here. The chunks
+ * themselves are held only until then: a recorded stream keeps no more objects alive than any other.
  */
 const recordingSource = (
   source: ChunkSource,
   maxChars: number,
-  onEnd: (kept: { readonly chunks: ReadonlyArray<ChatCompletionChunk>; readonly texts: ReadonlyArray<string> } | "too_large") => void
-): ChunkSource => {
-  let chunks: Array<ChatCompletionChunk> | undefined = []
-  let texts: Array<string> = []
+  onEnd: (recorded: Recorded | "too_large") => void
+): { readonly source: ChunkSource; readonly sink: ChunkTextSink } => {
+  /** Chunks passed on whose JSON is not yet in `texts`, from `next` on. */
+  let pending: Array<ChatCompletionChunk> = []
+  let next = 0
+  let texts: Array<string> | undefined = []
   let chars = 0
+  let tooLarge = false
   let done = false
+  const finish = finishTracker()
   const abandon = () => {
     done = true
-    chunks = undefined
-    texts = []
+    texts = undefined
+    pending = []
   }
-  const keep = (batch: ReadonlyArray<ChatCompletionChunk>) => {
-    if (chunks === undefined) return
-    for (const chunk of batch) {
+  const add = (text: string) => {
+    if (texts === undefined) return
+    chars += text.length + 1
+    if (chars <= maxChars) {
+      texts.push(text)
+      return
+    }
+    tooLarge = true
+    texts = undefined
+    pending = []
+  }
+  /** Serializes the pending chunks before `until` itself; false if one cannot be. */
+  const serializeUpTo = (until: number): boolean => {
+    while (texts !== undefined && next < until) {
       let text: string
       try {
-        text = JSON.stringify(chunk)
+        text = JSON.stringify(pending[next])
       } catch {
-        return abandon()
+        abandon()
+        return false
       }
-      chars += text.length + 1
-      if (chars > maxChars) {
-        chunks = undefined
-        texts = []
-        return
+      next++
+      add(text)
+    }
+    return true
+  }
+  const sink: ChunkTextSink = {
+    wrote: (chunk, json) => {
+      if (texts === undefined) return
+      const at = pending[next] === chunk ? next : pending.indexOf(chunk, next)
+      // Chunks the writer passed over or wrote in part are serialized here.
+      if (at < 0 || !serializeUpTo(at)) return
+      next++
+      add(json)
+      if (next === pending.length) {
+        pending = []
+        next = 0
       }
-      chunks.push(chunk)
-      texts.push(text)
     }
   }
-  return {
+  const recording: ChunkSource = {
     poll: () => {
       const take = source.poll()
       if (done || take === undefined) return take
-      if (Array.isArray(take)) keep(take as ReadonlyArray<ChatCompletionChunk>)
-      else if (take === "end") {
-        const kept = chunks
-        const keptTexts = texts
+      if (Array.isArray(take)) {
+        if (texts !== undefined) {
+          for (const chunk of take as ReadonlyArray<ChatCompletionChunk>) {
+            finish.note(chunk)
+            pending.push(chunk)
+          }
+          if (pending.length - next > maxUnwritten) serializeUpTo(pending.length - maxUnwritten)
+        }
+      } else if (take === "end") {
+        const serialized = serializeUpTo(pending.length)
+        const kept = texts
+        const large = tooLarge
         abandon()
-        onEnd(kept === undefined ? "too_large" : { chunks: kept, texts: keptTexts })
+        if (large) onEnd("too_large")
+        else if (serialized && kept !== undefined) onEnd({ texts: kept, finished: finish.finished() })
       } else abandon()
       return take
     },
@@ -129,6 +175,7 @@ const recordingSource = (
       return releaseOf(source)
     })
   }
+  return { source: recording, sink }
 }
 
 const timeoutError = (requestMs: number) =>
@@ -159,11 +206,9 @@ export const make = Effect.gen(function* () {
   const save = (model: string, key: string, serialized: SerializedEntry, policy: CachePolicy, settings: CacheSettings) => {
     if (serialized.bytes > settings.max_entry_bytes) return Metrics.cacheWrites.update(1, model, "too_large")
     Metrics.cacheWrites.update(1, model, "stored")
-    runFork(
-      store
-        .set(key, serialized, policy.ttl_s * 1000, { maxEntries: settings.max_entries, maxBytes: settings.max_bytes })
-        .pipe(Effect.catchAll((error) => failed("cache_write", error)))
-    )
+    const bounds = { maxEntries: settings.max_entries, maxBytes: settings.max_bytes }
+    if (store.local !== undefined) return store.local.set(key, serialized, policy.ttl_s * 1000, bounds)
+    runFork(store.set(key, serialized, policy.ttl_s * 1000, bounds).pipe(Effect.catchAll((error) => failed("cache_write", error))))
   }
 
   /** A routed answer, its completion stored or its stream recorded on the way to the client. */
@@ -173,13 +218,14 @@ export const make = Effect.gen(function* () {
       return answer
     }
     const routed = answer.stream
-    const source = recordingSource(routed.source, settings.max_entry_bytes, (kept) => {
-      if (kept === "too_large") return Metrics.cacheWrites.update(1, model, "too_large")
-      if (!isFinished(kept.chunks)) return Metrics.cacheWrites.update(1, model, "unfinished")
-      save(model, key, serializeStream(key, timer.now(), kept.chunks, kept.texts), policy, settings)
+    const { source, sink } = recordingSource(routed.source, settings.max_entry_bytes, (recorded) => {
+      if (recorded === "too_large") return Metrics.cacheWrites.update(1, model, "too_large")
+      if (!recorded.finished) return Metrics.cacheWrites.update(1, model, "unfinished")
+      save(model, key, serializeStream(key, timer.now(), recorded.texts), policy, settings)
     })
     return {
       ...answer,
+      sink,
       stream: { ...routed, source, chunks: Stream.repeatEffectChunkOption(pullOf(source)).pipe(Stream.ensuring(releaseOf(source))) }
     }
   }
@@ -189,8 +235,10 @@ export const make = Effect.gen(function* () {
     const name = entry.kind === "json" ? entry.completion.model : (entry.chunks[0]?.model ?? request.model)
     const deployment = cacheDeploymentOf(name)
     if (request.stream !== true) {
-      const completion = entry.kind === "json" ? entry.completion : completionOfChunks(entry.chunks)
-      return { _tag: "Completion", completion, served: { deployment, attempts: 0 }, headers }
+      if (entry.kind === "stream") return { _tag: "Completion", completion: completionOfChunks(entry.chunks), served: { deployment, attempts: 0 }, headers }
+      const served = { deployment, attempts: 0 }
+      const { completion, completionJson } = entry
+      return completionJson === undefined ? { _tag: "Completion", completion, served, headers } : { _tag: "Completion", completion, served, headers, json: completionJson }
     }
     const chunks = entry.kind === "stream" ? entry.chunks : chunksOfCompletion(entry.completion)
     const requestMs = registry.current().settings.timeouts.request_ms
@@ -235,19 +283,21 @@ export const make = Effect.gen(function* () {
       return Effect.map(route(), (answer) => storing(withHeaders(answer, headersOf(answer.headers, result)), model, key, policy, settings))
     }
     if (directive === "no-cache") return routeAndStore("bypass")
+    const found = (entry: CacheEntry | undefined): Effect.Effect<ChatAnswer, ChatError> => {
+      if (entry === undefined) return routeAndStore("miss")
+      counted("hit")
+      if (record !== undefined) {
+        record.provider = "cache"
+        record.attempts = 0
+      }
+      pass.finishCached()
+      const age = Math.max(0, Math.floor((timer.now() - entry.createdAt) / 1000))
+      return Effect.succeed(replay(entry, request, headersOf(pass.headers, "hit", age)))
+    }
+    if (store.local !== undefined) return found(store.local.get(key, settings.max_entry_bytes))
     return Effect.flatMap(
       Effect.catchAll(store.get(key, settings.max_entry_bytes), (error) => Effect.as(failed("cache_read", error), undefined)),
-      (entry) => {
-        if (entry === undefined) return routeAndStore("miss")
-        counted("hit")
-        if (record !== undefined) {
-          record.provider = "cache"
-          record.attempts = 0
-        }
-        pass.finishCached()
-        const age = Math.max(0, Math.floor((timer.now() - entry.createdAt) / 1000))
-        return Effect.succeed(replay(entry, request, headersOf(pass.headers, "hit", age)))
-      }
+      found
     )
   }
 

@@ -10,6 +10,7 @@ import type { Store } from "../Governance/Store.js"
 import { promptTexts, Tokenizer } from "../Governance/Tokenizer.js"
 import type { Caller } from "../Http/Auth.js"
 import type { EmbeddingRequest } from "../OpenAi/Embeddings.js"
+import type { ChunkTextSink } from "../OpenAi/Wire.js"
 import type { ChatCompletion, ChatCompletionRequest, Usage } from "../OpenAi/Schemas.js"
 import { observed, pullOf, releaseOf } from "../Providers/ChunkSource.js"
 import type { ChunkSource } from "../Providers/ChunkSource.js"
@@ -48,8 +49,21 @@ export interface ChatOptions {
 
 /** What a chat request became: a completion, or a committed stream (its first chunk in hand). */
 export type ChatAnswer =
-  | { readonly _tag: "Completion"; readonly completion: ChatCompletion; readonly served: Served; readonly headers: AnswerHeaders }
-  | { readonly _tag: "Stream"; readonly stream: RoutedStream; readonly headers: AnswerHeaders }
+  | {
+    readonly _tag: "Completion"
+    readonly completion: ChatCompletion
+    readonly served: Served
+    readonly headers: AnswerHeaders
+    /** The completion's JSON when it is at hand already (a cache hit): written instead of serializing it again. */
+    readonly json?: string
+  }
+  | {
+    readonly _tag: "Stream"
+    readonly stream: RoutedStream
+    readonly headers: AnswerHeaders
+    /** To be told the JSON of each chunk as the writer serializes it (a stream the response cache records). */
+    readonly sink?: ChunkTextSink
+  }
 
 /** The core service. */
 export interface ChatCoreService {

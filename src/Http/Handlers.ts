@@ -132,7 +132,7 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
     const respond = (answer: ChatAnswer, includeUsage: boolean, record: RequestRecord | undefined) =>
       Effect.gen(function* () {
         if (answer._tag === "Completion") {
-          return HttpServerResponse.text(JSON.stringify(answer.completion), {
+          return HttpServerResponse.text(answer.json ?? JSON.stringify(answer.completion), {
             contentType: "application/json",
             headers: { ...answer.headers, ...routingHeaders(answer.served) }
           })
@@ -145,7 +145,7 @@ export const ChatLive = HttpApiBuilder.group(Api, "chat", (handlers) =>
         const bounded = routed.chunks.pipe(
           Stream.interruptWhen(within(Effect.never, deadline))
         )
-        return sseResponse(Sse.encode(bounded, { includeUsage, requestId: yield* RequestId, keepaliveMs: config.sseKeepaliveMs }), routed, answer.headers, record)
+        return sseResponse(Sse.encode(bounded, { includeUsage, requestId: yield* RequestId, keepaliveMs: config.sseKeepaliveMs, ...(answer.sink === undefined ? {} : { sink: answer.sink }) }), routed, answer.headers, record)
       })
 
     return handlers.handle("create", ({ payload }) =>

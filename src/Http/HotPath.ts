@@ -61,10 +61,9 @@ const routeOf = (request: IncomingMessage): Route | undefined => {
 /** How a failure is written on one route: OpenAI's envelope, or Anthropic's on the Messages endpoints. */
 type ErrorWriter = (response: ServerResponse, error: GatewayError, extraHeaders?: Readonly<Record<string, string>>) => void
 
-/** A 200 with a JSON body, unless the client has gone. */
-const writeJson = (response: ServerResponse, body: unknown, headers: Readonly<Record<string, string>>) => {
+/** A 200 with a JSON body (`json`, or `body` serialized), unless the client has gone. */
+const writeJson = (response: ServerResponse, body: unknown, headers: Readonly<Record<string, string>>, json: string = JSON.stringify(body)) => {
   if (response.destroyed) return
-  const json = JSON.stringify(body)
   response.writeHead(200, { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(json) })
   response.end(json)
 }
@@ -178,8 +177,8 @@ export const make = Effect.gen(function* () {
   }
 
   const answered = (answer: ChatAnswer, includeUsage: boolean, response: ServerResponse, requestId: string, record: RequestRecord) => {
-    if (answer._tag === "Completion") return writeJson(response, answer.completion, { ...answer.headers, ...routingHeaders(answer.served) })
-    writeStream(answer.stream, chatFraming(includeUsage), answer.headers, response, requestId, record)
+    if (answer._tag === "Completion") return writeJson(response, answer.completion, { ...answer.headers, ...routingHeaders(answer.served) }, answer.json)
+    writeStream(answer.stream, chatFraming(includeUsage, answer.sink), answer.headers, response, requestId, record)
   }
 
   /**

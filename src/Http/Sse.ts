@@ -10,6 +10,7 @@
 import { Cause, Chunk, Duration, Effect, Option, Schedule, Stream } from "effect"
 import { InternalError, ShuttingDown } from "../Errors.js"
 import type { ChatCompletionChunk } from "../OpenAi/Schemas.js"
+import type { ChunkTextSink } from "../OpenAi/Wire.js"
 import { StreamDefect } from "../Providers/ChunkSource.js"
 import type { ChunkSource } from "../Providers/ChunkSource.js"
 import { ProviderError } from "../Providers/Provider.js"
@@ -47,11 +48,14 @@ const withoutUsage = (chunk: ChatCompletionChunk): ChatCompletionChunk => {
  * The frames of one batch of chunks, as one string: one socket write per upstream read. Throws what
  * JSON.stringify throws (a chunk no JSON can hold); both writers catch it.
  */
-export const framesOf = (chunks: Iterable<ChatCompletionChunk>, includeUsage: boolean): string => {
+export const framesOf = (chunks: Iterable<ChatCompletionChunk>, includeUsage: boolean, sink?: ChunkTextSink): string => {
   let text = ""
   for (const chunk of chunks) {
-    if (includeUsage) text += `data: ${JSON.stringify(chunk)}\n\n`
-    else if (!isUsageOnly(chunk)) text += `data: ${JSON.stringify(withoutUsage(chunk))}\n\n`
+    if (includeUsage || chunk.usage === undefined) {
+      const json = JSON.stringify(chunk)
+      sink?.wrote(chunk, json)
+      text += `data: ${json}\n\n`
+    } else if (!isUsageOnly(chunk)) text += `data: ${JSON.stringify(withoutUsage(chunk))}\n\n`
   }
   return text
 }
@@ -64,6 +68,8 @@ export interface EncodeOptions {
   readonly requestId?: string
   /** `encode` only: a `: keepalive` comment every this many milliseconds of the stream (`undefined` or 0: none). */
   readonly keepaliveMs?: number
+  /** Told the JSON of each whole chunk written (the response cache's recording). */
+  readonly sink?: ChunkTextSink
 }
 
 /**
@@ -82,8 +88,8 @@ export interface Framing<A> {
 }
 
 /** OpenAI's chat-completion framing: usage only when the client asked for it, `[DONE]` at the end. */
-export const chatFraming = (includeUsage: boolean): Framing<ChatCompletionChunk> => ({
-  frames: (batch) => framesOf(batch, includeUsage),
+export const chatFraming = (includeUsage: boolean, sink?: ChunkTextSink): Framing<ChatCompletionChunk> => ({
+  frames: (batch) => framesOf(batch, includeUsage, sink),
   done: doneFrame,
   error: errorFrame,
   keepalive: keepaliveFrame
@@ -97,7 +103,7 @@ export const chatFraming = (includeUsage: boolean): Framing<ChatCompletionChunk>
 export const encode = <E extends GatewayError>(
   chunks: Stream.Stream<ChatCompletionChunk, E>,
   options: EncodeOptions
-): Stream.Stream<Uint8Array> => encodeFramed(chunks, chatFraming(options.includeUsage), options)
+): Stream.Stream<Uint8Array> => encodeFramed(chunks, chatFraming(options.includeUsage, options.sink), options)
 
 /** `encode` for any dialect's items, framed by `framing`. */
 export const encodeFramed = <A, E extends GatewayError>(
@@ -175,7 +181,7 @@ export interface SseResponse {
  * ends the stream with an internal-error frame, logged.
  */
 export const writeSse = (source: ChunkSource, options: SseOptions, response: SseResponse): void =>
-  writeFramed(source, chatFraming(options.includeUsage), options, response)
+  writeFramed(source, chatFraming(options.includeUsage, options.sink), options, response)
 
 /** `writeSse` for any dialect's items, framed by `framing`. */
 export const writeFramed = <A>(source: ChunkSource<A>, framing: Framing<A>, options: Omit<SseOptions, "includeUsage">, response: SseResponse): void => {

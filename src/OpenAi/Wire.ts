@@ -19,6 +19,14 @@ const finishReasons: ReadonlySet<string> = new Set(["stop", "length", "tool_call
  * A finish reason as the spec allows it. Servers invent their own (`eos`, `end_turn`, `abort`…): a reason that
  * names a length limit is `length`, anything else unknown is `stop`.
  */
+/**
+ * Told, in order, the JSON text of each whole chunk a stream writer serialized: the response cache keeps what was
+ * sent without serializing every chunk a second time.
+ */
+export interface ChunkTextSink {
+  readonly wrote: (chunk: ChatCompletionChunk, json: string) => void
+}
+
 export const finishReasonOf = (value: unknown): FinishReason | null | undefined => {
   if (value === null || value === undefined) return value
   if (typeof value !== "string") return undefined

@@ -118,6 +118,23 @@ for (const mount of mounts) {
         })
       }))
 
+    it.scopedLive("a stream recorded for a client that did not ask for usage keeps the usage chunk it did not send", () =>
+      Effect.gen(function* () {
+        const upstream = yield* startCountingUpstream
+        const gateway = yield* gatewayWith(mount, upstream)
+        // the writer serializes every chunk but the usage-only one, which the recording serializes itself
+        const first = yield* postChat(gateway.baseUrl, streamBody({ stream_options: null }))
+        expect(first.headers.get("x-llm-proxy-cache")).toBe("miss")
+        const sent = dataChunks(first.text)
+        expect(sent.every((c) => (c as { usage?: unknown }).usage === undefined)).toBe(true)
+        const withUsage = yield* postChat(gateway.baseUrl, streamBody())
+        expect(withUsage.headers.get("x-llm-proxy-cache")).toBe("hit")
+        expect(upstream.calls).toHaveLength(1)
+        const replayed = dataChunks(withUsage.text)
+        expect(replayed.slice(0, -1)).toEqual(sent)
+        expect(replayed.at(-1)).toMatchObject({ choices: [], usage: { prompt_tokens: 7, completion_tokens: 9, total_tokens: 16 } })
+      }))
+
     it.scopedLive("a completion is stored and a stream request replays it as an upstream would stream it", () =>
       Effect.gen(function* () {
         const upstream = yield* startCountingUpstream

@@ -46,7 +46,7 @@ describe("the memory cache store", () => {
       // the bytes counted are the entries' serialized size
       const kept = entries.filter((_, index) => index === 0 || index > 900)
       let counted = 0
-      for (const entry of kept) if ((yield* store.get(entry.entry.key, 1 << 20)) !== undefined) counted += entry.bytes
+      for (const entry of kept) if ((yield* store.get(entry.key, 1 << 20)) !== undefined) counted += entry.bytes
       expect(store.size().bytes).toBe(counted)
       // an entry larger than max_bytes is not kept at all, and replaces nothing else
       const huge = serializeCompletion("huge", 0, completion("y".repeat(30_000)))

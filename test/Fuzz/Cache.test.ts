@@ -28,7 +28,7 @@ const validEntries: ReadonlyArray<unknown> = completions.flatMap((completion) =>
   const chunks = chunksOfCompletion(completion)
   return [
     JSON.parse(serializeCompletion(key, 1_700_000_000_000, completion).text),
-    JSON.parse(serializeStream(key, 1_700_000_000_000, chunks, chunks.map((chunk) => JSON.stringify(chunk))).text)
+    JSON.parse(serializeStream(key, 1_700_000_000_000, chunks.map((chunk) => JSON.stringify(chunk))).text)
   ] as ReadonlyArray<unknown>
 })
 
@@ -38,6 +38,8 @@ const expectServable = (entry: CacheEntry, text: string, maxBytes: number) => {
   expect(Buffer.byteLength(text)).toBeLessThanOrEqual(maxBytes)
   if (entry.kind === "json") {
     expect(entry.completion.choices.length).toBeGreaterThan(0)
+    // the stored text a hit writes as is: only for the store's own entries, and then exactly the checked completion
+    if (entry.completionJson !== undefined) expect(JSON.parse(entry.completionJson)).toEqual(entry.completion)
     expectClientCompletion(entry.completion)
     for (const chunk of chunksOfCompletion(entry.completion)) expectClientChunk(chunk)
   } else {
@@ -70,6 +72,11 @@ describe("cache entries read back from a store", () => {
       const entry = decodeEntry(text, key, 1 << 20)
       expect(entry, preview(raw)).toBeDefined()
       expectServable(entry!, text, 1 << 20)
+      if (entry?.kind === "json") expect(entry.completionJson).toBeUndefined()
+      // the memory store's own entry: a JSON hit writes the completion's stored text
+      const own = decodeEntry(text, key, 1 << 20, true)
+      expectServable(own!, text, 1 << 20)
+      if (own?.kind === "json") expect(own.completionJson).toBeDefined()
       expect(decodeEntry(text, "b".repeat(64), 1 << 20)).toBeUndefined()
       expect(decodeEntry(text, key, Buffer.byteLength(text) - 1)).toBeUndefined()
     }
