@@ -1,6 +1,6 @@
 /**
  * Where stored responses live (`store: true`): the response object, the input it answered (its history included) and
- * the key that made it, under the response's id. In the process's memory (the response cache's byte LRU, bounded by
+ * the key that made it, under the response's id. In the process's memory (the response cache's text LRU, bounded by
  * `settings.responses`) by default, or in Redis (`REDIS_URL`, shared by every replica, each entry expiring with its
  * ttl). What comes back is checked before the core uses it: a bad or oversized entry reads as absent.
  */
