@@ -30,15 +30,19 @@ export type ResponsesAnswer =
   | { readonly _tag: "Response"; readonly response: Readonly<Record<string, unknown>>; readonly served: Served; readonly headers: AnswerHeaders }
   | { readonly _tag: "Stream"; readonly stream: RoutedResponseStream; readonly headers: AnswerHeaders }
 
-/** A stored response the caller may not see, or that is not (or no longer) stored: 404 in OpenAI's envelope. */
-export const responseNotFound = (id: string, param: string | null = null): ProviderError =>
+/**
+ * A stored response the caller may not see, or that is not (or no longer) stored, in OpenAI's envelope: 404 on
+ * `GET` and `DELETE /v1/responses/{id}`; as a `previous_response_id`, the 400 OpenAI itself answers
+ * (`previous_response_not_found`, which clients such as Codex read to send the whole conversation again).
+ */
+export const responseNotFound = (id: string, asPrevious = false): ProviderError =>
   new ProviderError({
     reason: "InvalidRequest",
-    status: 404,
-    message: param === "previous_response_id" ? `Previous response with id '${id.slice(0, 256)}' not found.` : `Response with id '${id.slice(0, 256)}' not found.`,
+    status: asPrevious ? 400 : 404,
+    message: asPrevious ? `Previous response with id '${id.slice(0, 256)}' not found.` : `Response with id '${id.slice(0, 256)}' not found.`,
     provider: translationProvider,
-    param,
-    code: param === "previous_response_id" ? "previous_response_not_found" : "response_not_found"
+    param: asPrevious ? "previous_response_id" : null,
+    code: asPrevious ? "previous_response_not_found" : "response_not_found"
   })
 
 /** The responses store unreachable: 503, the request not served (its history cannot be known). */
@@ -178,7 +182,7 @@ export const makeResponses = (
     return store.get(previous, boundsNow()).pipe(
       Effect.mapError(storeUnavailable),
       Effect.flatMap((stored) => {
-        if (stored === undefined || stored.owner !== caller.id) return Effect.fail(responseNotFound(previous, "previous_response_id"))
+        if (stored === undefined || stored.owner !== caller.id) return Effect.fail(responseNotFound(previous, true))
         const history = [...stored.input, ...outputOf(stored.response)]
         const { previous_response_id: _resolved, ...rest } = call.body
         // A native deployment gets the whole conversation as input: the gateway, not the upstream, holds the state.

@@ -175,8 +175,7 @@ const responsesResponses: Readonly<Record<string, string>> = {
   ...coreResponses,
   "200": "A response object (JSON), or with `stream: true` its events as server-sent events",
   "400":
-    "Malformed JSON (`invalid_json`), a schema violation (`invalid_request`, `param` names the field), a tool that is not a function tool (`param`: `tools[i].type`), an item the deployment's dialect cannot carry, or the upstream refused the request",
-  "404": "Unknown model or one the key may not use (`model_not_found`), or a `previous_response_id` the key has no stored response for (`previous_response_not_found`)"
+    "Malformed JSON (`invalid_json`), a schema violation (`invalid_request`, `param` names the field), a tool that is not a function tool (`param`: `tools[i].type`), a `previous_response_id` the key has no stored response for (`previous_response_not_found`, as OpenAI answers), an item the deployment's dialect cannot carry, or the upstream refused the request"
 }
 
 const chatResponses: Readonly<Record<string, string>> = {

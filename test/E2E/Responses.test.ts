@@ -203,7 +203,8 @@ describe.each(mounts)("Responses API through the gateway, %s mount", (mount) => 
       expect(yield* attempt(() => other.responses.retrieve(created.id)).pipe(Effect.flip)).toBeInstanceOf(OpenAI.NotFoundError)
       expect(yield* attempt(() => other.responses.delete(created.id)).pipe(Effect.flip)).toBeInstanceOf(OpenAI.NotFoundError)
       const continued = yield* postRaw(`${gateway.baseUrl}/v1/responses`, JSON.stringify({ model: "mock", previous_response_id: created.id, input: "more" }), { authorization: `Bearer ${otherSecret}` })
-      expect(continued.status).toBe(404)
+      // OpenAI's answer to an unknown previous response: 400 previous_response_not_found
+      expect(continued.status).toBe(400)
       expect(JSON.parse(continued.text)).toEqual({
         error: { message: `Previous response with id '${created.id}' not found.`, type: "invalid_request_error", param: "previous_response_id", code: "previous_response_not_found" }
       })

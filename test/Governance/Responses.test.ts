@@ -47,7 +47,7 @@ describe.each(mounts)("virtual keys on /v1/responses, %s mount", (mount) => {
       expect(streamed.status).toBe(200)
       expect(streamed.text).toContain("event: response.completed")
       const unknownPrevious = yield* responses(gateway.baseUrl, { model: "mock", previous_response_id: "resp_missing" }, asKey("team"))
-      expect(unknownPrevious.status).toBe(404)
+      expect(unknownPrevious.status).toBe(400)
       expect(errorOf(unknownPrevious.text).code).toBe("previous_response_not_found")
       expect((yield* responses(gateway.baseUrl, { model: "mock" }, asKey("team"))).status).toBe(200)
       // the sixth request in the minute: rpm 5
