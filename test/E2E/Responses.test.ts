@@ -11,7 +11,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import OpenAI from "openai"
 import { sha256Hex } from "../../src/Governance/Keys.js"
-import { Anthropic, deploymentOf, Gemini, OpenAi, registryFromDocument, resetAfter, Responses, sse, startUpstream } from "../support/FakeUpstreams.js"
+import { Anthropic, deploymentOf, Gemini, hang, OpenAi, registryFromDocument, resetAfter, Responses, sse, startUpstream } from "../support/FakeUpstreams.js"
 import type { FakeUpstream, Reply, Script, UpstreamCall } from "../support/FakeUpstreams.js"
 import { mounts, startGateway, testKey } from "../support/Gateway.js"
 import type { Mount } from "../support/Gateway.js"
@@ -296,5 +296,24 @@ describe.each(mounts)("Responses API through the gateway, %s mount", (mount) => 
       const [translated] = yield* upstreams.openai.awaitCalls(1)
       yield* Effect.promise(() => translated!.closed).pipe(Effect.timeout("3 seconds"))
       expect(translated!.closedByClient).toBe(true)
+    }))
+
+  it.scopedLive("the request's deadline holds: a native upstream that never answers is a 504, a silent stream too", () =>
+    Effect.gen(function* () {
+      const silent = yield* startUpstream("openai", (upstreamCall) => (upstreamCall.stream ? sse([], { then: "stall" }) : hang))
+      const gateway = yield* startGateway({
+        mount,
+        registry: registryFromDocument({
+          models: [deploymentOf("native", silent, { api: "responses" })],
+          settings: { retry: { max_retries: 0 }, timeouts: { request_ms: 400, first_token_ms: 300 } }
+        })
+      })
+      const started = performance.now()
+      const unary = yield* postRaw(`${gateway.baseUrl}/v1/responses`, JSON.stringify({ model: "native", input: "x" }))
+      expect(unary.status).toBe(504)
+      expect(JSON.parse(unary.text)).toMatchObject({ error: { type: "timeout_error", code: "upstream_timeout" } })
+      const streamedAnswer = yield* postRaw(`${gateway.baseUrl}/v1/responses`, JSON.stringify({ model: "native", input: "x", stream: true }))
+      expect(streamedAnswer.status).toBe(504)
+      expect(performance.now() - started).toBeLessThan(5000)
     }))
 })
