@@ -9,6 +9,13 @@ export const chatBody = (model: string, stream: boolean): string =>
 export const messagesBody = (model: string, stream: boolean): string =>
   JSON.stringify({ model, messages: tinyMessages, stream, max_tokens: 32 })
 
+/**
+ * The same request in OpenAI's Responses dialect; `store: false`, so that the figure is the translation's and the
+ * stored responses' LRU does not fill over a run.
+ */
+export const responsesBody = (model: string, stream: boolean): string =>
+  JSON.stringify({ model, input: tinyMessages, stream, max_output_tokens: 32, store: false })
+
 const words = [
   "gateway", "latency", "token", "stream", "request", "upstream", "provider", "benchmark", "throughput", "model",
   "deployment", "router", "fallback", "retry", "timeout", "header", "payload", "schema", "encode", "decode",

@@ -253,7 +253,7 @@ export const publishReport = ({ options, machine, started, reports, profile, gov
     for (const [part, error] of Object.entries(governance.errors)) console.log(`\ngovernance ${part} FAILED: ${error}`)
   }
   if (messages !== undefined) {
-    console.log(`\n### messages: POST /v1/messages beside POST /v1/chat/completions (medians)\n\n${messagesTable(messages)}`)
+    console.log(`\n### messages: POST /v1/messages and POST /v1/responses (streamed) beside POST /v1/chat/completions (medians)\n\n${messagesTable(messages)}`)
     for (const error of messages.errors) console.log(`\nmessages FAILED: ${error}`)
   }
   if (tracing !== undefined) {

@@ -15,6 +15,7 @@ import * as Lifecycle from "./Http/Lifecycle.js"
 import * as Server from "./Http/Server.js"
 import * as Logging from "./Logging.js"
 import * as Transport from "./Providers/Upstream/Transport.js"
+import * as ResponsesStore from "./Responses/Store.js"
 import * as Registry from "./Router/Registry.js"
 import * as Router from "./Router/Router.js"
 import * as Tracing from "./Tracing/Tracing.js"
@@ -39,6 +40,8 @@ export interface ServeOptions<EA, RA> {
   readonly store?: Layer.Layer<Store.Store>
   /** The response cache's store: Redis when `REDIS_URL` is set, else memory, by default. */
   readonly cacheStore?: Layer.Layer<CacheStore.CacheStore>
+  /** The stored responses of the Responses API: Redis when `REDIS_URL` is set, else memory, by default. */
+  readonly responsesStore?: Layer.Layer<ResponsesStore.ResponsesStore>
 }
 
 /**
@@ -55,7 +58,14 @@ const withServices = <E, R, E2, R2, EA, RA>(
     Layer.provide(Router.layer),
     Layer.provide(options.authenticator ?? (Auth.layer as Layer.Layer<Auth.Authenticator, EA, RA | Config.ProxyConfig | Registry.ModelRegistry>)),
     Layer.provide(registry),
-    Layer.provide(Layer.mergeAll(options.store ?? StoreLayer.layerConfig, options.cacheStore ?? CacheStoreLayer.layerConfig, Tokenizer.layer)),
+    Layer.provide(
+      Layer.mergeAll(
+        options.store ?? StoreLayer.layerConfig,
+        options.cacheStore ?? CacheStoreLayer.layerConfig,
+        options.responsesStore ?? ResponsesStore.layerConfig,
+        Tokenizer.layer
+      )
+    ),
     Layer.provideMerge(Lifecycle.layer),
     Layer.provide(Tracing.layer),
     Layer.provide(defaultKeyWarning),

@@ -175,13 +175,29 @@ const families: ReadonlyArray<Family> = [
 ]
 
 /** The routes counted by name; anything else is `other`, so that scanners cannot grow the label set. */
-const knownRoutes = new Set(["/health", "/metrics", "/v1/models", "/v1/llm/models", "/v1/chat/completions", "/v1/embeddings", "/openapi.json", "/docs", "/admin/keys", "/admin/usage", "/ready"])
+const knownRoutes = new Set([
+  "/health",
+  "/metrics",
+  "/v1/models",
+  "/v1/llm/models",
+  "/v1/chat/completions",
+  "/v1/embeddings",
+  "/v1/responses",
+  "/v1/messages",
+  "/v1/messages/count_tokens",
+  "/openapi.json",
+  "/docs",
+  "/admin/keys",
+  "/admin/usage",
+  "/ready"
+])
 
-/** The route label of a request path: the path itself when known, `/v1/models/{model}`, or `other`. */
+/** The route label of a request path: the path itself when known, `/v1/models/{model}`, `/v1/responses/{id}`, or `other`. */
 export const routeOf = (url: string): string => {
   const path = url.split("?")[0] ?? "/"
   if (knownRoutes.has(path)) return path
-  return path.startsWith("/v1/models/") ? "/v1/models/{model}" : "other"
+  if (path.startsWith("/v1/models/")) return "/v1/models/{model}"
+  return path.startsWith("/v1/responses/") && path.indexOf("/", 14) === -1 ? "/v1/responses/{id}" : "other"
 }
 
 /** Records usage (when the upstream reported it) against the public model that served. */

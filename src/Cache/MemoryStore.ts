@@ -13,6 +13,7 @@
  */
 import { Effect, Layer } from "effect"
 import { Timer } from "../Timer.js"
+import type { TimerService } from "../Timer.js"
 import { decodeEntry } from "./Entry.js"
 import type { CacheEntry, SerializedEntry } from "./Entry.js"
 import { CacheStore } from "./Store.js"
@@ -35,8 +36,22 @@ export interface MemoryCacheStoreService extends CacheStoreService {
   readonly size: () => { readonly entries: number; readonly bytes: number }
 }
 
-/** A memory store on the current Timer. */
-export const make: Effect.Effect<MemoryCacheStoreService> = Effect.map(Timer, (timer) => {
+/**
+ * A least-recently-used map of texts, each with its ttl, bounded by `bounds` at every store: the response cache's
+ * memory and the stored responses' (src/Responses/Store.ts).
+ */
+export interface TextLru {
+  /** The text under `key`, made the most recently used; `undefined` when absent or expired (then dropped). */
+  readonly get: (key: string) => string | undefined
+  /** Stores `text` (`bytes` long in UTF-8) under `key` for `ttlMs`, evicting the least recently used past `bounds`. */
+  readonly set: (key: string, text: string, bytes: number, ttlMs: number, bounds: CacheBounds) => void
+  /** Drops `key`; whether it was held (and not expired). */
+  readonly delete: (key: string) => boolean
+  readonly size: () => { readonly entries: number; readonly bytes: number }
+}
+
+/** A text LRU on `timer`. */
+export const makeLru = (timer: TimerService): TextLru => {
   const held = new Map<string, Held>()
   let oldest: Held | undefined
   let newest: Held | undefined
@@ -63,11 +78,10 @@ export const make: Effect.Effect<MemoryCacheStoreService> = Effect.map(Timer, (t
     bytes -= entry.bytes
   }
 
-  const getNow = (key: string, maxBytes: number): CacheEntry | undefined => {
+  const get = (key: string): string | undefined => {
     const found = held.get(key)
     if (found === undefined) return undefined
-    const entry = found.expiresAt <= timer.now() ? undefined : decodeEntry(found.text, key, maxBytes, true)
-    if (entry === undefined) {
+    if (found.expiresAt <= timer.now()) {
       drop(found)
       return undefined
     }
@@ -75,26 +89,51 @@ export const make: Effect.Effect<MemoryCacheStoreService> = Effect.map(Timer, (t
       unlink(found)
       linkNewest(found)
     }
+    return found.text
+  }
+
+  const set = (key: string, text: string, size: number, ttlMs: number, bounds: CacheBounds): void => {
+    const previous = held.get(key)
+    if (previous !== undefined) drop(previous)
+    if (size > bounds.maxBytes) return
+    const entry: Held = { key, text, bytes: size, expiresAt: timer.now() + ttlMs, older: undefined, newer: undefined }
+    held.set(key, entry)
+    linkNewest(entry)
+    bytes += size
+    while (oldest !== undefined && (held.size > bounds.maxEntries || bytes > bounds.maxBytes)) drop(oldest)
+  }
+
+  const remove = (key: string): boolean => {
+    const found = held.get(key)
+    if (found === undefined) return false
+    drop(found)
+    return found.expiresAt > timer.now()
+  }
+
+  return { get, set, delete: remove, size: () => ({ entries: held.size, bytes }) }
+}
+
+/** A memory store on the current Timer. */
+export const make: Effect.Effect<MemoryCacheStoreService> = Effect.map(Timer, (timer) => {
+  const lru = makeLru(timer)
+
+  const getNow = (key: string, maxBytes: number): CacheEntry | undefined => {
+    const text = lru.get(key)
+    if (text === undefined) return undefined
+    const entry = decodeEntry(text, key, maxBytes, true)
+    if (entry === undefined) lru.delete(key)
     return entry
   }
 
-  const setNow = (key: string, serialized: SerializedEntry, ttlMs: number, bounds: CacheBounds): void => {
-    const previous = held.get(key)
-    if (previous !== undefined) drop(previous)
-    if (serialized.bytes > bounds.maxBytes) return
-    const entry: Held = { key, text: serialized.text, bytes: serialized.bytes, expiresAt: timer.now() + ttlMs, older: undefined, newer: undefined }
-    held.set(key, entry)
-    linkNewest(entry)
-    bytes += serialized.bytes
-    while (oldest !== undefined && (held.size > bounds.maxEntries || bytes > bounds.maxBytes)) drop(oldest)
-  }
+  const setNow = (key: string, serialized: SerializedEntry, ttlMs: number, bounds: CacheBounds): void =>
+    lru.set(key, serialized.text, serialized.bytes, ttlMs, bounds)
 
   return {
     kind: "memory",
     get: (key, maxBytes) => Effect.sync(() => getNow(key, maxBytes)),
     set: (key, serialized, ttlMs, bounds) => Effect.sync(() => setNow(key, serialized, ttlMs, bounds)),
     local: { get: getNow, set: setNow },
-    size: () => ({ entries: held.size, bytes })
+    size: lru.size
   } satisfies MemoryCacheStoreService
 })
 

@@ -23,6 +23,24 @@ export interface RedisCacheOptions {
   readonly commandTimeoutMs?: number | undefined
 }
 
+/**
+ * A connection of its own that never waits for a Redis that is down (commands fail at once, no offline queue) and
+ * comes back by itself; its errors are the caller's to count (the governance store logs Redis going and coming).
+ * The response cache's and the stored responses'.
+ */
+export const scopedQuietRedis = (url: string, commandTimeoutMs: number) =>
+  Effect.tap(
+    scopedRedis(url, {
+      connectTimeout: 2000,
+      commandTimeout: commandTimeoutMs,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      retryStrategy: (attempt) => Math.min(attempt * 200, 1000),
+      lazyConnect: false
+    }),
+    (redis) => redis.on("error", () => {})
+  )
+
 /** The Redis key of a cache key. */
 export const redisKeyOf = (prefix: string, key: string): string => `${encodeURIComponent(prefix)}:cache:${key}`
 
@@ -32,16 +50,7 @@ const describe = (cause: unknown) => (cause instanceof Error ? cause.message : S
 export const make = (options: RedisCacheOptions): Effect.Effect<CacheStoreService, never, Scope.Scope> =>
   Effect.gen(function* () {
     const prefix = options.prefix ?? "llmp"
-    const redis = yield* scopedRedis(options.url, {
-      connectTimeout: 2000,
-      commandTimeout: options.commandTimeoutMs ?? 1000,
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 1,
-      retryStrategy: (attempt) => Math.min(attempt * 200, 1000),
-      lazyConnect: false
-    })
-    // The governance store logs Redis going and coming; the cache only counts its failed calls (the core logs them).
-    redis.on("error", () => {})
+    const redis = yield* scopedQuietRedis(options.url, options.commandTimeoutMs ?? 1000)
 
     const call = <A>(what: string, attempt: () => Promise<A>) =>
       Effect.tryPromise({

@@ -5,7 +5,7 @@
  * and nowhere else: chat completions below, embeddings in Embeddings.ts, both through the one gate (Gate.ts). The
  * core never learns which transport it serves.
  */
-import { Context, Effect, Layer, Stream } from "effect"
+import { Context, Effect, Layer, Option, Stream } from "effect"
 import type { Store } from "../Governance/Store.js"
 import { promptTexts, Tokenizer } from "../Governance/Tokenizer.js"
 import type { Caller } from "../Http/Auth.js"
@@ -21,6 +21,10 @@ import type { CountTokensCall, MessagesCall } from "../Anthropic/Wire.js"
 import { makeEmbed } from "./Embeddings.js"
 import { makeMessages } from "./Messages.js"
 import type { CountAnswer, MessagesAnswer } from "./Messages.js"
+import { makeResponses } from "./Responses.js"
+import type { ResponsesAnswer } from "./Responses.js"
+import type { ResponsesCall } from "../Responses/Wire.js"
+import * as ResponsesStore from "../Responses/Store.js"
 import type { EmbeddingsAnswer } from "./Embeddings.js"
 import { make as makeGate, noteServed } from "./Gate.js"
 import type { AnswerHeaders, ChatFailure, Pass } from "./Gate.js"
@@ -33,6 +37,7 @@ export { ChatFailure, rateLimitHeaders, resetText } from "./Gate.js"
 export type { AnswerHeaders, ChatError } from "./Gate.js"
 export type { EmbeddingsAnswer } from "./Embeddings.js"
 export type { CountAnswer, MessagesAnswer } from "./Messages.js"
+export type { ResponsesAnswer } from "./Responses.js"
 export { cacheDirectiveOf } from "./Cache.js"
 export type { CacheDirective } from "./Cache.js"
 
@@ -80,6 +85,16 @@ export interface ChatCoreService {
   readonly messages: (call: MessagesCall, caller: Caller, record?: RequestRecord) => Effect.Effect<MessagesAnswer, ChatFailure>
   /** Counts a Messages request's input tokens: the Anthropic upstream's count, else the gateway's estimate. */
   readonly countTokens: (call: CountTokensCall, caller: Caller, record?: RequestRecord) => Effect.Effect<CountAnswer, ChatFailure>
+  /**
+   * Admits, routes and accounts one Responses request (Responses.ts), through the same gate: a response object, or a
+   * committed event stream when `stream: true`; its history from `previous_response_id`, its answer stored unless
+   * `store: false`. `record` as for `chat`.
+   */
+  readonly responses: (call: ResponsesCall, caller: Caller, record?: RequestRecord) => Effect.Effect<ResponsesAnswer, ChatFailure>
+  /** A stored response, when `caller` made it (else a 404). */
+  readonly retrieveResponse: (id: string, caller: Caller) => Effect.Effect<Readonly<Record<string, unknown>>, ChatFailure>
+  /** Deletes a stored response, when `caller` made it (else a 404). */
+  readonly deleteResponse: (id: string, caller: Caller) => Effect.Effect<{ readonly id: string; readonly object: "response"; readonly deleted: true }, ChatFailure>
 }
 
 export class ChatCore extends Context.Tag("llm-proxy/ChatCore")<ChatCore, ChatCoreService>() {}
@@ -173,7 +188,16 @@ export const make = Effect.gen(function* () {
         : cache.serve(request, pass, policy, cacheDirectiveOf(options?.cacheControl), () => serve(request, pass))
     })
 
-  return { chat, embed: makeEmbed(gate, router, tokenizer, cache, registry), ...makeMessages(gate, router, tokenizer) } satisfies ChatCoreService
+  // The stored responses on the ResponsesStore when one is provided (App provides the one `REDIS_URL` names), else in memory.
+  const providedStore = yield* Effect.serviceOption(ResponsesStore.ResponsesStore)
+  const responsesStore = Option.isSome(providedStore) ? providedStore.value : yield* ResponsesStore.makeMemory
+
+  return {
+    chat,
+    embed: makeEmbed(gate, router, tokenizer, cache, registry),
+    ...makeMessages(gate, router, tokenizer),
+    ...makeResponses(gate, router, responsesStore, registry)
+  } satisfies ChatCoreService
 })
 
 /**

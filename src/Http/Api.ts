@@ -24,6 +24,7 @@ import {
 import { CreateEmbeddingResponse, EmbeddingRequest } from "../OpenAi/Embeddings.js"
 import { ChatCompletion, ChatCompletionRequest, Model, ModelList } from "../OpenAi/Schemas.js"
 import { CountTokensRequest, CountTokensResponse, MessagesErrorBody, MessagesRequest, MessagesResponse } from "../Anthropic/Wire.js"
+import { DeletedResponse, ResponseObject, ResponsesRequest } from "../Responses/Wire.js"
 import { Authentication, MessagesAuthentication } from "./Auth.js"
 import { declaredEnvelope, upstreamEnvelope } from "./Errors.js"
 import { fixOpenApi } from "./OpenApiDoc.js"
@@ -208,6 +209,41 @@ export class EmbeddingsGroup extends HttpApiGroup.make("embeddings")
   )
   .middleware(Authentication) {}
 
+const ResponseNotFoundError = upstreamEnvelope(404, "No stored response with this id for the caller's key (unknown, expired, deleted, stored by another key, or `store: false`)")
+
+/**
+ * OpenAI's Responses API (`/v1/responses`) in front of every deployment: natively to `api: responses` deployments,
+ * translated through chat completions to the others; stored responses retrieved and deleted by their id.
+ */
+export class ResponsesGroup extends HttpApiGroup.make("responses")
+  .add(
+    withCoreErrors(HttpApiEndpoint.post("create", "/v1/responses").setPayload(ResponsesRequest).addSuccess(ResponseObject))
+      .annotate(OpenApi.Summary, "Create a model response (OpenAI's Responses API)")
+      .annotate(
+        OpenApi.Description,
+        "OpenAI's Responses API, in front of every deployment: to a deployment marked `api: responses` the body goes as sent (only `model` replaced; the history of `previous_response_id` resolved by the gateway) and the answer comes back as the upstream sent it; to any other deployment it is translated through chat completions (messages, images, files, function tools, `text.format`, `reasoning.effort`, `max_output_tokens`). Only `function` tools are served; another tool type is a 400 naming it. With `stream: true` the answer is `text/event-stream`: `response.created`, `response.in_progress`, `response.output_item.added` / `.done`, `response.content_part.added` / `.done`, `response.output_text.delta` / `.done`, `response.function_call_arguments.delta` / `.done`, `response.reasoning_text.delta` / `.done`, then `response.completed` (or `response.incomplete`, `response.failed`), each with its `sequence_number`; a failure after the stream began is an `error` event. `store` (default true) keeps the response and its input for `settings.responses.ttl_s`, visible to the caller's key only; an unknown `previous_response_id` is a 400 `previous_response_not_found`, as OpenAI answers."
+      )
+  )
+  .add(
+    HttpApiEndpoint.get("retrieve", "/v1/responses/:id")
+      .setPath(Schema.Struct({ id: Schema.String }))
+      .addSuccess(ResponseObject)
+      .addError(ResponseNotFoundError)
+      .addError(StoreUnavailableError)
+      .annotate(OpenApi.Summary, "Retrieve a stored response")
+      .annotate(OpenApi.Description, "The response stored under `id` (`store: true`), when the caller's key made it; 404 otherwise.")
+  )
+  .add(
+    HttpApiEndpoint.del("delete", "/v1/responses/:id")
+      .setPath(Schema.Struct({ id: Schema.String }))
+      .addSuccess(DeletedResponse)
+      .addError(ResponseNotFoundError)
+      .addError(StoreUnavailableError)
+      .annotate(OpenApi.Summary, "Delete a stored response")
+      .annotate(OpenApi.Description, "Deletes the response stored under `id`, when the caller's key made it: `{\"id\",\"object\":\"response\",\"deleted\":true}`; 404 otherwise.")
+  )
+  .middleware(Authentication) {}
+
 /** An Anthropic error envelope at `status` (documentation: the handlers answer their failures themselves). */
 const messagesError = (status: number, description: string) => MessagesErrorBody.annotations(HttpApiSchema.annotations({ status, description }))
 
@@ -264,6 +300,7 @@ export class Api extends HttpApi.make("llm-proxy")
   .add(ModelsGroup)
   .add(ChatGroup)
   .add(EmbeddingsGroup)
+  .add(ResponsesGroup)
   .add(MessagesGroup)
   .add(MetricsGroup)
   .add(AdminGroup)

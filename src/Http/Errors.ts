@@ -76,7 +76,7 @@ export type GatewayError =
 
 /** The endpoints an unknown URL's message names (a test holds it to the Api's routes). */
 export const servedEndpoints =
-  "POST /v1/chat/completions, POST /v1/embeddings, POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models, GET /v1/models/{model}, GET /v1/llm/models, GET /health, GET /ready, GET /metrics, GET /admin/keys, GET /admin/usage, GET /openapi.json and GET /docs"
+  "POST /v1/chat/completions, POST /v1/embeddings, POST /v1/responses, GET /v1/responses/{id}, DELETE /v1/responses/{id}, POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models, GET /v1/models/{model}, GET /v1/llm/models, GET /health, GET /ready, GET /metrics, GET /admin/keys, GET /admin/usage, GET /openapi.json and GET /docs"
 
 /** What the table says about one failure. */
 export interface ErrorDescription {

@@ -7,11 +7,11 @@ import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Effect, Either, FiberRef, Layer, Stream } from "effect"
 import { ProxyConfig } from "../Config.js"
-import { ChatCore } from "../Core/Chat.js"
+import { ChatCore, ChatFailure } from "../Core/Chat.js"
 import { currentRecord } from "../Core/RequestRecord.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import * as Metrics from "../Metrics.js"
-import type { AnswerHeaders, ChatAnswer, MessagesAnswer } from "../Core/Chat.js"
+import type { AnswerHeaders, ChatAnswer, MessagesAnswer, ResponsesAnswer } from "../Core/Chat.js"
 import type { Served } from "../Router/Router.js"
 import { within } from "../Providers/Deadline.js"
 import { Forbidden, LimitsUnavailable, ModelNotFound, NotReady } from "../Errors.js"
@@ -31,6 +31,8 @@ import { headerOf, routingHeaders } from "./Edge.js"
 import { Lifecycle } from "./Lifecycle.js"
 import { countHeaders, countTokensCallOf, messagesCallOf, messagesErrorResponse, messagesFraming } from "./Messages.js"
 import { RequestId } from "./RequestId.js"
+import { responseIdOf, responsesCallOf, responsesFraming } from "./Responses.js"
+import { responseNotFound } from "../Core/Responses.js"
 import * as Sse from "./Sse.js"
 
 const toModel = (model: RegisteredModel, created: number): Model => ({
@@ -236,6 +238,63 @@ export const MessagesLive = HttpApiBuilder.group(Api, "messages", (handlers) =>
   })
 )
 
+/**
+ * The Responses endpoints on the HttpApi mount: the same decoding (src/Http/Responses.ts), core and framing as the
+ * fast path's `POST`; retrieving and deleting are served here on both mounts. The body is checked again from its
+ * parsed JSON and kept as sent for native deployments (the framework's decoded payload is a copy).
+ */
+export const ResponsesLive = HttpApiBuilder.group(Api, "responses", (handlers) =>
+  Effect.gen(function* () {
+    const core = yield* ChatCore
+    const config = yield* ProxyConfig
+
+    const respond = (answer: ResponsesAnswer, record: RequestRecord | undefined) =>
+      Effect.gen(function* () {
+        if (answer._tag === "Response") {
+          return HttpServerResponse.text(JSON.stringify(answer.response), {
+            contentType: "application/json",
+            headers: { ...answer.headers, ...routingHeaders(answer.served) }
+          })
+        }
+        const routed = answer.stream
+        yield* Effect.addFinalizer(() => Effect.sync(routed.source.close))
+        const bounded = routed.events.pipe(Stream.interruptWhen(within(Effect.never, routed.deadline)))
+        return sseResponse(Sse.encodeFramed(bounded, responsesFraming(), { requestId: yield* RequestId, keepaliveMs: config.sseKeepaliveMs }), routed, answer.headers, record)
+      })
+
+    /** The stored response named by the path, or the 404 for an id no response can have. */
+    const withId = <A>(segment: string, use: (id: string) => Effect.Effect<A, ChatFailure>) => {
+      const id = responseIdOf(segment)
+      return id === undefined ? Effect.fail(new ChatFailure({ error: responseNotFound(segment), headers: {} })) : use(id)
+    }
+
+    const asResponse = (value: unknown) => HttpServerResponse.text(JSON.stringify(value), { contentType: "application/json" })
+
+    return handlers
+      .handle("create", () =>
+        Effect.gen(function* () {
+          const request = yield* HttpServerRequest.HttpServerRequest
+          const body = Either.getOrUndefined(yield* Effect.either(request.json))
+          const call = responsesCallOf(body)
+          if (Either.isLeft(call)) return errorResponse(call.left)
+          const caller = yield* CurrentCaller
+          const record = yield* FiberRef.get(currentRecord)
+          return yield* respond(yield* core.responses(call.right, caller, record), record)
+        }).pipe(Effect.catchAll((failure) => Effect.succeed(errorResponse(failure.error, failure.headers))))
+      )
+      .handle("retrieve", ({ path }) =>
+        Effect.flatMap(CurrentCaller, (caller) => withId(path.id, (id) => Effect.map(core.retrieveResponse(id, caller), asResponse))).pipe(
+          Effect.catchAll((failure) => Effect.succeed(errorResponse(failure.error, failure.headers)))
+        )
+      )
+      .handle("delete", ({ path }) =>
+        Effect.flatMap(CurrentCaller, (caller) => withId(path.id, (id) => Effect.map(core.deleteResponse(id, caller), asResponse))).pipe(
+          Effect.catchAll((failure) => Effect.succeed(errorResponse(failure.error, failure.headers)))
+        )
+      )
+  })
+)
+
 const operatorOnly = Effect.flatMap(CurrentCaller, (caller) =>
   caller.operator ? Effect.void : Effect.fail(new Forbidden({ message: "This route takes the operator key (INTERNAL_API_KEY) only" }))
 )
@@ -298,4 +357,4 @@ export const AdminLive = HttpApiBuilder.group(Api, "admin", (handlers) =>
 )
 
 /** Every group's handlers. */
-export const layer = Layer.mergeAll(HealthLive, ModelsLive, ChatLive, EmbeddingsLive, MessagesLive, MetricsLive, AdminLive)
+export const layer = Layer.mergeAll(HealthLive, ModelsLive, ChatLive, EmbeddingsLive, ResponsesLive, MessagesLive, MetricsLive, AdminLive)

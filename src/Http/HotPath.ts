@@ -15,7 +15,7 @@ import { ChatCore } from "../Core/Chat.js"
 import { currentRecord, newRecord } from "../Core/RequestRecord.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
 import * as Metrics from "../Metrics.js"
-import type { AnswerHeaders, ChatAnswer, ChatFailure, MessagesAnswer } from "../Core/Chat.js"
+import type { AnswerHeaders, ChatAnswer, ChatFailure, MessagesAnswer, ResponsesAnswer } from "../Core/Chat.js"
 import type { ChunkSource } from "../Providers/ChunkSource.js"
 import type { Deadline } from "../Providers/Deadline.js"
 import type { Served } from "../Router/Router.js"
@@ -28,14 +28,18 @@ import { writeError } from "./Errors.js"
 import type { GatewayError } from "./Errors.js"
 import { countHeaders, countTokensPath, decodeCountTokensCall, decodeMessagesCall, messagesFraming, messagesPath, writeMessagesError } from "./Messages.js"
 import { Lifecycle } from "./Lifecycle.js"
+import { decodeResponsesCall, responsesFraming, responsesPath } from "./Responses.js"
 import { chatFraming, sseHeaders, writeFramed } from "./Sse.js"
 import type { Framing } from "./Sse.js"
 
 /** The path this module serves. */
 export const chatPath = "/v1/chat/completions"
 
-/** The endpoints this module serves: chat completions, and Anthropic's Messages (its failures in Anthropic's envelope). */
-type Route = typeof chatPath | typeof messagesPath | typeof countTokensPath
+/**
+ * The endpoints this module serves: chat completions, OpenAI's Responses (`POST` only: retrieving and deleting are
+ * the HttpApi's, on either mount), and Anthropic's Messages (its failures in Anthropic's envelope).
+ */
+type Route = typeof chatPath | typeof responsesPath | typeof messagesPath | typeof countTokensPath
 
 const isAt = (url: string, path: string): boolean => url === path || (url.startsWith(path) && url.charCodeAt(path.length) === 63 /* ? */)
 
@@ -43,7 +47,15 @@ const isAt = (url: string, path: string): boolean => url === path || (url.starts
 const routeOf = (request: IncomingMessage): Route | undefined => {
   if (request.method !== "POST") return undefined
   const url = request.url ?? ""
-  return isAt(url, chatPath) ? chatPath : isAt(url, messagesPath) ? messagesPath : isAt(url, countTokensPath) ? countTokensPath : undefined
+  return isAt(url, chatPath)
+    ? chatPath
+    : isAt(url, responsesPath)
+      ? responsesPath
+      : isAt(url, messagesPath)
+        ? messagesPath
+        : isAt(url, countTokensPath)
+          ? countTokensPath
+          : undefined
 }
 
 /** How a failure is written on one route: OpenAI's envelope, or Anthropic's on the Messages endpoints. */
@@ -255,12 +267,35 @@ export const make = Effect.gen(function* () {
     )
   }
 
+  /** A Responses answer: the response object as JSON, or its events as SSE (an `error` event on failure). */
+  const responsesAnswered = (value: ResponsesAnswer, response: ServerResponse, requestId: string, record: RequestRecord) => {
+    if (value._tag === "Response") return writeJson(response, value.response, { ...value.headers, ...routingHeaders(value.served) })
+    writeStream(value.stream, responsesFraming(), value.headers, response, requestId, record)
+  }
+
+  const answerResponses = (text: string, response: ServerResponse, requestId: string, caller: Caller, record: RequestRecord) => {
+    const decoded = decodeResponsesCall(text)
+    if (decoded._tag === "Left") return writeError(response, decoded.left)
+    runCore(
+      core.responses(decoded.right, caller, record),
+      response,
+      requestId,
+      record,
+      writeError,
+      (value) => responsesAnswered(value, response, requestId, record),
+      (value) => {
+        if (value._tag === "Stream") value.stream.source.close()
+      }
+    )
+  }
+
   return (request: IncomingMessage, response: ServerResponse): boolean => {
     const route = routeOf(request)
     if (route === undefined) return false
     const requestId = requestIdOf(request.headers)
     const record = newRecord(requestId)
-    const writeFailure: ErrorWriter = route === chatPath ? writeError : writeMessagesError
+    const openAiRoute = route === chatPath || route === responsesPath
+    const writeFailure: ErrorWriter = openAiRoute ? writeError : writeMessagesError
     try {
       if (tracing !== undefined) {
         record.span = tracing.startServer({
@@ -274,7 +309,7 @@ export const make = Effect.gen(function* () {
         })
       }
       response.setHeader("x-request-id", requestId)
-      if (route !== chatPath) response.setHeader("request-id", requestId)
+      if (!openAiRoute) response.setHeader("request-id", requestId)
       onEnd(request, response, requestId, record, route)
       const rejection = lifecycle.isDraining()
         ? new ShuttingDown()
@@ -291,6 +326,7 @@ export const make = Effect.gen(function* () {
       readBody(request, (text) => {
         try {
           if (route === chatPath) answer(text, request, response, requestId, caller, record)
+          else if (route === responsesPath) answerResponses(text, response, requestId, caller, record)
           else answerMessages(route, text, request, response, requestId, caller, record)
         } catch (thrown) {
           logDefect(Cause.die(thrown), requestId)

@@ -54,6 +54,15 @@ const eventStreamDoc = {
 
 const messagesErrorRef = { $ref: "#/components/schemas/MessagesErrorResponse" }
 
+/** The SSE body of a streamed Responses request. */
+const responsesEventStreamDoc = {
+  schema: {
+    type: "string",
+    description:
+      "Server-sent events in OpenAI's Responses grammar: `event: <type>` and `data: <event JSON>` per event, each with its `sequence_number` from 0: `response.created`, `response.in_progress`, per output item `response.output_item.added`, its content parts and deltas (`response.content_part.added`, `response.output_text.delta` / `.done`, `response.function_call_arguments.delta` / `.done`, `response.reasoning_text.delta` / `.done`), `response.content_part.done`, `response.output_item.done`; then `response.completed`, `response.incomplete` or `response.failed` with the whole response. A failure after the stream began is one `event: error` (`code`, `message`, `param`, and the envelope's `error` object)."
+  }
+}
+
 const messagesEventStreamDoc = {
   schema: {
     type: "string",
@@ -141,6 +150,8 @@ const rateLimitHeaderNames = Object.keys(headerComponents).filter((name) => name
 const routingHeaderNames = ["x-llm-proxy-model", "x-llm-proxy-provider", "x-llm-proxy-attempts"]
 const chatSuccessHeaderNames = [...routingHeaderNames, "x-accel-buffering", "x-llm-proxy-cache", "age", "x-llm-proxy-hedged"]
 const embeddingsSuccessHeaderNames = [...routingHeaderNames, "x-llm-proxy-cache", "age"]
+/** Messages and Responses: streamed like chat, but neither cached nor hedged. */
+const streamingSuccessHeaderNames = [...routingHeaderNames, "x-accel-buffering"]
 
 const draining = "The gateway is draining after SIGTERM (`server_shutting_down`, with `Retry-After: 1`)"
 
@@ -163,6 +174,14 @@ const coreResponses: Readonly<Record<string, string>> = {
 }
 
 /** The answers of the chat endpoint whose generated description names only one of their causes. */
+/** The answers of the Responses endpoint whose generated description names only one of their causes. */
+const responsesResponses: Readonly<Record<string, string>> = {
+  ...coreResponses,
+  "200": "A response object (JSON), or with `stream: true` its events as server-sent events",
+  "400":
+    "Malformed JSON (`invalid_json`), a schema violation (`invalid_request`, `param` names the field), a tool that is not a function tool (`param`: `tools[i].type`), a `previous_response_id` the key has no stored response for (`previous_response_not_found`, as OpenAI answers), an item the deployment's dialect cannot carry, or the upstream refused the request"
+}
+
 const chatResponses: Readonly<Record<string, string>> = {
   ...coreResponses,
   "200": "A chat completion (JSON), or with `stream: true` its chunks as server-sent events",
@@ -185,6 +204,8 @@ const successes: Readonly<Record<string, string>> = {
   "get /v1/models": "The public model names the key may use, in OpenAI's list shape",
   "get /v1/models/{model}": "The model, in OpenAI's shape",
   "get /v1/llm/models": "The original service's listing: each model with its provider and number of deployments",
+  "get /v1/responses/{id}": "The stored response",
+  "delete /v1/responses/{id}": "The stored response is deleted",
   "get /metrics": "Prometheus text exposition format 0.0.4",
   "get /admin/keys": "Every virtual key with its models, limits and current figures (never a secret or a hash)",
   "get /admin/usage": "Usage rows of the day"
@@ -225,8 +246,9 @@ const fixOperation = (key: string, operation: JsonObject) => {
   const isChat = key === "post /v1/chat/completions"
   const isEmbeddings = key === "post /v1/embeddings"
   const isMessages = key === "post /v1/messages" || key === "post /v1/messages/count_tokens"
+  const isResponses = key === "post /v1/responses"
   // The routes through the core: routing headers on success, the key's rate-limit headers on their answers.
-  const throughCore = isChat || isEmbeddings || isMessages
+  const throughCore = isChat || isEmbeddings || isMessages || isResponses
   // The Messages endpoints answer their failures in Anthropic's envelope.
   const errorRef = isMessages ? messagesErrorRef : errorResponseRef
 
@@ -242,7 +264,7 @@ const fixOperation = (key: string, operation: JsonObject) => {
   if (unavailable === undefined) responses["503"] = { description: draining, content: { "application/json": { schema: errorRef } } }
   else if (!String(unavailable["description"]).includes("draining")) unavailable["description"] = `${String(unavailable["description"])}; or: ${draining}`
   if (throughCore) {
-    for (const [status, description] of Object.entries(isChat ? chatResponses : isMessages ? messagesResponses : embeddingsResponses)) {
+    for (const [status, description] of Object.entries(isChat ? chatResponses : isMessages ? messagesResponses : isResponses ? responsesResponses : embeddingsResponses)) {
       const response = asObject(responses[status])
       if (response !== undefined) response["description"] = description
     }
@@ -254,9 +276,9 @@ const fixOperation = (key: string, operation: JsonObject) => {
       if (response !== undefined && status !== "200") response["content"] = { "application/json": { schema: messagesErrorRef } }
     }
   }
-  if (isChat || key === "post /v1/messages") {
+  if (isChat || isResponses || key === "post /v1/messages") {
     const content = asObject(ok?.["content"])
-    if (content !== undefined) content["text/event-stream"] = isChat ? eventStreamDoc : messagesEventStreamDoc
+    if (content !== undefined) content["text/event-stream"] = isChat ? eventStreamDoc : isResponses ? responsesEventStreamDoc : messagesEventStreamDoc
   }
 
   for (const [status, value] of Object.entries(responses)) {
@@ -268,7 +290,13 @@ const fixOperation = (key: string, operation: JsonObject) => {
       if (status === "503") setHeader(response, "retry-after", { ...headerComponents["retry-after"], description: "1: retry shortly.", required: true })
       continue
     }
-    const successHeaderNames = isChat || key === "post /v1/messages" ? chatSuccessHeaderNames : key === "post /v1/embeddings" ? embeddingsSuccessHeaderNames : routingHeaderNames
+    const successHeaderNames = isChat
+      ? chatSuccessHeaderNames
+      : isResponses || key === "post /v1/messages"
+        ? streamingSuccessHeaderNames
+        : isEmbeddings
+          ? embeddingsSuccessHeaderNames
+          : routingHeaderNames
     if (status === "200") for (const name of successHeaderNames) setHeader(response, name)
     if (status === "200" && key === "post /v1/messages/count_tokens") setHeader(response, "x-llm-proxy-token-count")
     // Sent with the answers the core gives a key with rpm or tpm limits (an upstream's 400 too), not with the

@@ -24,6 +24,7 @@ import type { RequestRecord } from "../Core/RequestRecord.js"
 import { accessFields, bodyProblem, hasBody, hostProblem, invalidRequestOf, parseJsonBody, pathOf, requestIdOf, unparsableBody } from "./Edge.js"
 import type { DecodeIssue } from "./Edge.js"
 import { countTokensPath, errorResponseAt, messagesPath, requestIdHeaders } from "./Messages.js"
+import { responsesPath } from "./Responses.js"
 import type { GatewayError } from "./Errors.js"
 import * as Handlers from "./Handlers.js"
 import * as HotPath from "./HotPath.js"
@@ -108,7 +109,7 @@ const traced = (
 }
 
 /** The routes whose requests are traced: those through the core's chat and Messages operations. */
-const tracedPaths: ReadonlySet<string> = new Set([HotPath.chatPath, messagesPath, countTokensPath])
+const tracedPaths: ReadonlySet<string> = new Set([HotPath.chatPath, responsesPath, messagesPath, countTokensPath])
 
 /** A known path asked with a method it does not take: 405, before anything is said about the body. */
 const methodProblem = (request: HttpServerRequest.HttpServerRequest): MethodNotAllowed | undefined => {

@@ -6,6 +6,7 @@ import { Context, Effect, Scope, Stream } from "effect"
 import type { Redacted } from "effect"
 import type { MessageAnswer, MessagesEvent, NativeCall } from "../Anthropic/Wire.js"
 import type { EmbeddingRequest, Embeddings } from "../OpenAi/Embeddings.js"
+import type { ResponseAnswer, ResponsesEvent, ResponsesNativeCall } from "../Responses/Wire.js"
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from "../OpenAi/Schemas.js"
 import { fromPull, pullOf, releaseOf } from "./ChunkSource.js"
 import type { ChunkSource } from "./ChunkSource.js"
@@ -40,6 +41,22 @@ export interface Provider {
    * such a deployment goes as the client sent it, not through chat completions. Without it the Router translates.
    */
   readonly messages?: MessagesNative
+  /**
+   * OpenAI's Responses API spoken natively (optional; an OpenAI-compatible deployment with `api: responses`): a
+   * `/v1/responses` request to such a deployment goes as the client sent it. Without it the Router translates.
+   */
+  readonly responses?: ResponsesNative
+}
+
+/**
+ * The Responses API of an upstream that speaks it. `call.body` is the client's body with the upstream model (and the
+ * history of `previous_response_id` resolved); each call is bounded by its deadline like the chat calls.
+ */
+export interface ResponsesNative {
+  /** One non-streamed response, as the upstream answered it. */
+  readonly create: (call: ResponsesNativeCall, deadline?: Deadline) => Effect.Effect<ResponseAnswer, ProviderError>
+  /** Connects a streamed response: its events as the upstream sent them. The caller must close the source. */
+  readonly open: (call: ResponsesNativeCall, deadline?: Deadline) => Effect.Effect<ChunkSource<ResponsesEvent>, ProviderError>
 }
 
 /**

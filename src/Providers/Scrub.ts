@@ -6,7 +6,7 @@
 import { Effect } from "effect"
 import type { ChunkSource } from "./ChunkSource.js"
 import { ProviderError } from "./ProviderError.js"
-import type { MessagesNative, Provider } from "./Provider.js"
+import type { MessagesNative, Provider, ResponsesNative } from "./Provider.js"
 
 /** What a scrubbed secret reads as. */
 export const redactedMark = "[redacted]"
@@ -54,7 +54,17 @@ export const scrubbed = (provider: Provider, scrub: (text: string) => string): P
       Effect.mapError(provider.open(request, deadline), (error) => scrubError(error, scrub)),
       (source) => scrubbedSource(source, scrub)
     ),
-  ...(provider.messages === undefined ? {} : { messages: scrubbedMessages(provider.messages, scrub) })
+  ...(provider.messages === undefined ? {} : { messages: scrubbedMessages(provider.messages, scrub) }),
+  ...(provider.responses === undefined ? {} : { responses: scrubbedResponses(provider.responses, scrub) })
+})
+
+const scrubbedResponses = (native: ResponsesNative, scrub: (text: string) => string): ResponsesNative => ({
+  create: (call, deadline) => Effect.mapError(native.create(call, deadline), (error) => scrubError(error, scrub)),
+  open: (call, deadline) =>
+    Effect.map(
+      Effect.mapError(native.open(call, deadline), (error) => scrubError(error, scrub)),
+      (source) => scrubbedSource(source, scrub)
+    )
 })
 
 const scrubbedMessages = (native: MessagesNative, scrub: (text: string) => string): MessagesNative => ({

@@ -158,7 +158,7 @@ const providerFor = (
   const target = { baseUrl: entry.base_url ?? defaultBaseUrls[entry.provider], apiKey, headers: entry.headers ?? {} }
   switch (entry.provider) {
     case "openai":
-      return OpenAiCompatible.make(target)
+      return OpenAiCompatible.make(target, entry.api ?? "chat")
     case "anthropic":
       return Anthropic.make(target)
     case "gemini":

@@ -59,7 +59,12 @@ export const ModelEntry = Schema.Struct({
   /** The model's exact response cache (the same on every entry of the name that gives one). */
   cache: Schema.optionalWith(CacheEntry, { exact: true }),
   /** The model's hedged requests (the same on every entry of the name that gives one). */
-  hedge: Schema.optionalWith(HedgeEntry, { exact: true })
+  hedge: Schema.optionalWith(HedgeEntry, { exact: true }),
+  /**
+   * Which API of an `openai` upstream serves `/v1/responses` requests: `responses` sends them natively to
+   * `{base_url}/responses`; `chat` (the default) translates them through chat completions.
+   */
+  api: Schema.optionalWith(Schema.Literal("chat", "responses"), { exact: true })
 })
 export type ModelEntry = typeof ModelEntry.Type
 
@@ -114,12 +119,29 @@ export type CacheSettings = typeof CacheSettings.Type
 
 const defaultCacheSettings = (): CacheSettings => ({ max_entries: 10_000, max_bytes: 268_435_456, max_entry_bytes: 4_194_304 })
 
-/** Everything under `settings:`: the router's, governance's and the cache's. */
+/**
+ * The stored responses of the Responses API (`store: true`, `previous_response_id`, `GET`/`DELETE /v1/responses/{id}`):
+ * each kept `ttl_s` seconds (default 30 days). In memory at most `max_entries` entries and `max_bytes` bytes, least
+ * recently used first out; on Redis each key expires with its ttl. A response whose stored form (its input, history
+ * included, and output) is over `max_entry_bytes` is not stored: continuing from it is a 404, as for an expired one.
+ */
+export const ResponsesSettings = Schema.Struct({
+  ttl_s: Schema.optionalWith(PositiveInt.pipe(Schema.lessThanOrEqualTo(365 * 24 * 3600)), { exact: true, default: () => 30 * 24 * 3600 }),
+  max_entries: Schema.optionalWith(PositiveInt, { exact: true, default: () => 10_000 }),
+  max_bytes: Schema.optionalWith(PositiveInt, { exact: true, default: () => 268_435_456 }),
+  max_entry_bytes: Schema.optionalWith(PositiveInt, { exact: true, default: () => 4_194_304 })
+})
+export type ResponsesSettings = typeof ResponsesSettings.Type
+
+const defaultResponsesSettings = (): ResponsesSettings => ({ ttl_s: 30 * 24 * 3600, max_entries: 10_000, max_bytes: 268_435_456, max_entry_bytes: 4_194_304 })
+
+/** Everything under `settings:`: the router's, governance's, the cache's and the stored responses'. */
 export const Settings = Schema.extend(
   RouterSettings,
   Schema.Struct({
     limits: Schema.optionalWith(LimitSettings, { exact: true, default: () => ({ on_store_failure: "open" as const }) }),
-    cache: Schema.optionalWith(CacheSettings, { exact: true, default: defaultCacheSettings })
+    cache: Schema.optionalWith(CacheSettings, { exact: true, default: defaultCacheSettings }),
+    responses: Schema.optionalWith(ResponsesSettings, { exact: true, default: defaultResponsesSettings })
   })
 )
 export type Settings = typeof Settings.Type
@@ -220,6 +242,9 @@ export const decodeRegistry = (raw: unknown, source: string): Either.Either<Regi
           else if (first !== text) problems.push(`  models[${index}] (${entry.name}).${field}: differs from another entry of "${entry.name}"`)
         })
       }
+      registry.models.forEach((entry, index) => {
+        if (entry.api === "responses" && entry.provider !== "openai") problems.push(`  models[${index}] (${entry.name}).api: "responses" is for openai deployments only`)
+      })
       const seen = new Set<string>()
       registry.keys.forEach((key, index) => {
         const where = `  keys[${index}] (${key.id})`

@@ -11,6 +11,9 @@ import { eventTrace, traceCompletionOf, traceRequestOf } from "../Anthropic/Trac
 import { messageIdOf, toChatRequest, toMessage } from "../Anthropic/Translate.js"
 import type { CountTokensCall, MessageAnswer, MessagesCall, MessagesEvent, NativeCall } from "../Anthropic/Wire.js"
 import type { RequestRecord } from "../Core/RequestRecord.js"
+import { makeResponsesTranslator, translatedResponsesSource } from "../Responses/StreamTranslate.js"
+import { freshId, toChatRequest as toChatFromResponses, toResponse } from "../Responses/Translate.js"
+import type { ResponsesCall, ResponsesEvent } from "../Responses/Wire.js"
 import { ModelNotFound } from "../Errors.js"
 import * as Metrics from "../Metrics.js"
 import { vectorsProblem } from "../OpenAi/Embeddings.js"
@@ -96,6 +99,26 @@ export interface RoutedMessageStream extends Served {
   readonly translated: ChatCompletionRequest | undefined
 }
 
+/**
+ * A Responses request answered: the response object (`model` the public name); for a translated attempt, the chat
+ * request it became (what the gateway counts tokens from when the upstream reported none).
+ */
+export interface RoutedResponse extends Served {
+  readonly response: Readonly<Record<string, unknown>>
+  readonly translated: ChatCompletionRequest | undefined
+}
+
+/**
+ * A committed Responses stream: its events (the first batch, `response.created` included, already read), as the
+ * upstream sent them (native) or translated from chat chunks, naming the public model.
+ */
+export interface RoutedResponseStream extends Served {
+  readonly source: ChunkSource<ResponsesEvent>
+  readonly events: Stream.Stream<ResponsesEvent, ProviderError>
+  readonly deadline: Deadline
+  readonly translated: ChatCompletionRequest | undefined
+}
+
 /** A count_tokens request answered: the upstream's count (native), or none (the gateway counts). */
 export interface RoutedCount extends Served {
   readonly inputTokens: number | undefined
@@ -120,6 +143,13 @@ export class Router extends Context.Tag("llm-proxy/Router")<
     readonly messageStream: (call: MessagesCall, record?: RequestRecord) => Effect.Effect<RoutedMessageStream, ModelNotFound | ProviderError>
     /** One count_tokens request: the upstream's count for a native deployment, none otherwise. */
     readonly countTokens: (call: CountTokensCall, record?: RequestRecord) => Effect.Effect<RoutedCount, ModelNotFound | ProviderError>
+    /**
+     * One non-streamed Responses request: each attempt native when the deployment's provider speaks Responses,
+     * translated through chat completions otherwise (a fallback may cross dialects); `record` as for `complete`.
+     */
+    readonly response: (call: ResponsesCall, record?: RequestRecord) => Effect.Effect<RoutedResponse, ModelNotFound | ProviderError>
+    /** One streamed Responses request, committed at its first event; attempts as for `response`. */
+    readonly responseStream: (call: ResponsesCall, record?: RequestRecord) => Effect.Effect<RoutedResponseStream, ModelNotFound | ProviderError>
   }
 >() {}
 
@@ -471,6 +501,27 @@ const renamedStart = (event: MessagesEvent, name: string): MessagesEvent => {
   }
 }
 
+/** The events of a native Responses stream that carry the response object (which names the model). */
+const lifecycleEventTypes: ReadonlySet<string> = new Set(["response.created", "response.in_progress", "response.queued", "response.completed", "response.incomplete", "response.failed"])
+
+/**
+ * A native Responses event naming the public model instead of the upstream's, in the response it carries (its data
+ * parsed and written again: a few events per stream). An event whose data is not as expected is left as it is.
+ */
+const renamedResponseEvent = (event: ResponsesEvent, name: string): ResponsesEvent => {
+  if (!lifecycleEventTypes.has(event.type)) return event
+  try {
+    const value: unknown = JSON.parse(event.data)
+    if (typeof value !== "object" || value === null) return event
+    const response: unknown = (value as Record<string, unknown>)["response"]
+    if (typeof response !== "object" || response === null || Array.isArray(response)) return event
+    const named = { ...response, model: name }
+    return { ...event, data: JSON.stringify({ ...value, response: named }), ...(event.response === undefined ? {} : { response: named }) }
+  } catch {
+    return event
+  }
+}
+
 /**
  * The first non-empty batch of a source, or its end; empty batches are not a first token. With a deadline, the
  * wait ends there with its timeout (one plain timer, no fiber).
@@ -738,6 +789,77 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
       (result) => ({ inputTokens: result.value, deployment: result.deployment, attempts: result.attempts })
     )
 
+  /** The context of a translated response: a fresh id, the public model, the time now. */
+  const responseContext = (call: ResponsesCall, deployment: Deployment) => ({
+    id: freshId("resp"),
+    model: deployment.name,
+    createdAt: Math.floor(timer.now() / 1000),
+    request: call.request,
+    ids: freshId
+  })
+
+  /** What a native Responses deployment is sent: the call's body with the deployment's upstream model. */
+  const nativeResponsesCall = (call: ResponsesCall, deployment: Deployment) => ({
+    body: call.body["model"] === deployment.upstreamModel ? call.body : { ...call.body, model: deployment.upstreamModel }
+  })
+
+  const response = (call: ResponsesCall, record?: RequestRecord) =>
+    Effect.map(
+      route(call.request.model, record, undefined, (deployment, remainingMs): Effect.Effect<Omit<RoutedResponse, keyof Served>, ProviderError> => {
+        const deadline = deadlineIn(remainingMs, requestTimeout)
+        const native = deployment.provider.responses
+        if (native !== undefined) {
+          return Effect.map(native.create(nativeResponsesCall(call, deployment), deadline), (answer) => ({
+            response: renamed(answer.response as { readonly model: string }, deployment.name),
+            translated: undefined
+          }))
+        }
+        return Effect.flatMap(toChatFromResponses(call.request, call.history, deployment.upstreamModel), (chat) =>
+          Effect.map(withoutRefusedFields(chat, (sent) => deployment.provider.complete(sent, deadline)), (completion) => ({
+            response: toResponse(withValidUsage(completion), responseContext(call, deployment)),
+            translated: chat
+          }))
+        )
+      }),
+      (result): RoutedResponse => ({ ...result.value, deployment: result.deployment, attempts: result.attempts })
+    )
+
+  const responseStream = (call: ResponsesCall, record?: RequestRecord) =>
+    Effect.gen(function* () {
+      const sent: { translated: ChatCompletionRequest | undefined } = { translated: undefined }
+      const result = yield* route(call.request.model, record, undefined, (deployment, remainingMs) => {
+        const deadline =
+          remainingMs < firstTokenMs
+            ? deadlineIn(remainingMs, requestTimeout)
+            : deadlineIn(firstTokenMs, () => timeoutError(`first token within ${firstTokenMs} ms`))
+        const native = deployment.provider.responses
+        if (native !== undefined) {
+          sent.translated = undefined
+          return openAndTakeFirst(native.open(nativeResponsesCall(call, deployment), deadline), deadline)
+        }
+        return Effect.flatMap(toChatFromResponses(call.request, call.history, deployment.upstreamModel), (chat) => {
+          const streamed: ChatCompletionRequest = { ...chat, stream: true, stream_options: { include_usage: true } }
+          sent.translated = streamed
+          const translator = makeResponsesTranslator(responseContext(call, deployment))
+          return openAndTakeFirst(
+            Effect.map(withoutRefusedFields(streamed, (sent) => deployment.provider.open(sent, deadline)), (source) => translatedResponsesSource(source, translator)),
+            deadline
+          )
+        })
+      })
+      const name = result.deployment.name
+      // A native stream's lifecycle events name the upstream model; a translated one names the public model already.
+      const source = committedSource(
+        result.value,
+        sent.translated === undefined ? (batch) => batch.map((event) => renamedResponseEvent(event, name)) : (batch) => batch,
+        result.deadline,
+        undefined
+      )
+      const events = Stream.repeatEffectChunkOption(pullOf(source)).pipe(Stream.ensuring(releaseOf(source)))
+      const deadline: Deadline = { at: result.deadline, timer, onTimeout: requestTimeout }
+      return { source, events, deadline, deployment: result.deployment, attempts: result.attempts, translated: sent.translated }
+    })
+
   /**
    * The data phase of a committed stream: the first batch, then the upstream's, renamed to the public name with
    * their usage checked and counted. A wait for the next batch ends at first_token_ms, and never past the request's
@@ -815,7 +937,7 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
     return { poll, onReady, close, release }
   }
 
-  return { complete, stream, embed, message, messageStream, countTokens }
+  return { complete, stream, embed, message, messageStream, countTokens, response, responseStream }
 }
 
 /** The router over the current registry, its deadlines kept by the Timer. */
@@ -835,7 +957,9 @@ export const make = Effect.gen(function* () {
     embed: (request: EmbeddingRequest, record?: RequestRecord) => Effect.suspend(() => routing().embed(request, record)),
     message: (call: MessagesCall, record?: RequestRecord) => Effect.suspend(() => routing().message(call, record)),
     messageStream: (call: MessagesCall, record?: RequestRecord) => Effect.suspend(() => routing().messageStream(call, record)),
-    countTokens: (call: CountTokensCall, record?: RequestRecord) => Effect.suspend(() => routing().countTokens(call, record))
+    countTokens: (call: CountTokensCall, record?: RequestRecord) => Effect.suspend(() => routing().countTokens(call, record)),
+    response: (call: ResponsesCall, record?: RequestRecord) => Effect.suspend(() => routing().response(call, record)),
+    responseStream: (call: ResponsesCall, record?: RequestRecord) => Effect.suspend(() => routing().responseStream(call, record))
   }
 })
 

@@ -6,7 +6,6 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Option, Redacted } from "effect"
-import { Redis } from "ioredis"
 import { serializeCompletion } from "../../src/Cache/Entry.js"
 import { cacheKey } from "../../src/Cache/Key.js"
 import * as RedisCacheStore from "../../src/Cache/RedisStore.js"
@@ -14,31 +13,12 @@ import { startGateway, testKey } from "../support/Gateway.js"
 import { deploymentOf, OpenAi, registryFromDocument, startUpstream } from "../support/FakeUpstreams.js"
 import type { FakeUpstream } from "../support/FakeUpstreams.js"
 import { call, chatRequest, postChat } from "../support/Http.js"
-import { ownRedis, sparePort } from "../Governance/RedisServer.js"
-
-const sharedRedis = "redis://127.0.0.1:6379"
+import { ownRedis, scopedTestPrefix, sharedRedis, sparePort, withSharedRedis } from "../Governance/RedisServer.js"
 
 /** A key prefix of this test's own on the shared Redis; its cache keys are deleted with the scope. */
-const testPrefix = Effect.acquireRelease(
-  Effect.sync(() => `llmp-test-${crypto.randomUUID().slice(0, 8)}`),
-  (prefix) =>
-    Effect.promise(async () => {
-      const redis = new Redis(sharedRedis)
-      try {
-        const keys = await redis.keys(`${prefix}:cache:*`)
-        if (keys.length > 0) await redis.del(...keys)
-      } finally {
-        redis.disconnect()
-      }
-    })
-)
+const testPrefix = scopedTestPrefix("", "cache")
 
-const withRedis = <A>(body: (redis: Redis) => Promise<A>) =>
-  Effect.acquireUseRelease(
-    Effect.sync(() => new Redis(sharedRedis)),
-    (redis) => Effect.promise(() => body(redis)),
-    (redis) => Effect.sync(() => redis.disconnect())
-  )
+const withRedis = withSharedRedis
 
 const counting = startUpstream("openai", (call) => OpenAi.completion({ content: `answer ${call.index}` }))
 

@@ -12,7 +12,7 @@ import { Anthropic, deploymentOf, Gemini, json, OpenAi, registryFromDocument, ss
 import type { FakeUpstream, Reply, UpstreamCall } from "../support/FakeUpstreams.js"
 import { mounts, startGateway, testKey } from "../support/Gateway.js"
 import type { Mount } from "../support/Gateway.js"
-import { call, postRaw } from "../support/Http.js"
+import { call, postRaw, readThenAbort as readStreamThenAbort } from "../support/Http.js"
 import { attempt } from "../support/Sdk.js"
 
 const sdk = (baseUrl: string, apiKey = testKey) => new AnthropicSdk({ baseURL: baseUrl, apiKey, maxRetries: 0, timeout: 20_000 })
@@ -537,24 +537,7 @@ describe.each(mounts)("POST /v1/messages at its bounds, %s mount", (mount) => {
 
   /** Reads a stream request until `text` arrives, then aborts it. */
   const readThenAbort = (baseUrl: string, model: string, text: string) =>
-    Effect.tryPromise(async () => {
-      const controller = new AbortController()
-      const response = await fetch(messagesUrl(baseUrl), {
-        method: "POST",
-        headers: { "x-api-key": testKey, "content-type": "application/json" },
-        body: JSON.stringify({ model, max_tokens: 50, stream: true, messages: [userTurn("hi")] }),
-        signal: controller.signal
-      })
-      const reader = response.body!.getReader()
-      let seen = ""
-      while (!seen.includes(text)) {
-        const { done, value } = await reader.read()
-        if (done) throw new Error(`the stream ended before ${text}: ${seen}`)
-        seen += new TextDecoder().decode(value)
-      }
-      controller.abort()
-      return seen
-    })
+    readStreamThenAbort(messagesUrl(baseUrl), { "x-api-key": testKey }, { model, max_tokens: 50, stream: true, messages: [userTurn("hi")] }, text)
 
   it.scopedLive("a client that leaves mid-stream closes the upstream connection, native and translated", () =>
     Effect.gen(function* () {

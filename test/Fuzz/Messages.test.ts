@@ -13,11 +13,10 @@ import { Cause, Effect, Exit, Option, Redacted, Runtime } from "effect"
 import fc from "fast-check"
 import { describeMessagesError } from "../../src/Anthropic/Errors.js"
 import * as AnthropicProvider from "../../src/Providers/Anthropic/Provider.js"
-import { pullOf, releaseOf } from "../../src/Providers/ChunkSource.js"
 import * as Transport from "../../src/Providers/Upstream/Transport.js"
 import { startByteUpstream } from "../support/FuzzUpstream.js"
-import type { ByteReply } from "../support/FuzzUpstream.js"
-import { cutAt, cutsOf, jsonText, mutatedJson, nastyString, weirdValue } from "../support/FuzzArbitraries.js"
+import { byteRepliesOf, readToEnd, sseFrame } from "../support/FuzzUpstream.js"
+import { jsonText, mutatedJson, nastyString, weirdValue } from "../support/FuzzArbitraries.js"
 import { makeEventTranslator } from "../../src/Anthropic/StreamTranslate.js"
 import type { ChatCompletionChunk } from "../../src/OpenAi/Schemas.js"
 import { ProviderError } from "../../src/Providers/ProviderError.js"
@@ -228,9 +227,7 @@ const streamBodies: fc.Arbitrary<Uint8Array> = fc.oneof(
       .array(
         fc.oneof(
           fc.constantFrom(...recordedEvents),
-          fc.tuple(fc.oneof(fc.constantFrom("message_start", "message_delta", "error", "ping", "message"), nastyString), fc.oneof(weirdValue, fc.jsonValue()).map(jsonText)).map(
-            ([name, data]) => `event: ${name.replace(/[\r\n]/g, "")}\ndata: ${data.replace(/[\r\n]/g, " ")}\n\n`
-          ),
+          fc.tuple(fc.oneof(fc.constantFrom("message_start", "message_delta", "error", "ping", "message"), nastyString), fc.oneof(weirdValue, fc.jsonValue()).map(jsonText)).map(([name, data]) => sseFrame(name, data)),
           nastyString
         ),
         { maxLength: 8 }
@@ -240,20 +237,7 @@ const streamBodies: fc.Arbitrary<Uint8Array> = fc.oneof(
   { weight: 1, arbitrary: fc.uint8Array({ maxLength: 300 }) }
 )
 
-const nativeReplies: fc.Arbitrary<{ readonly reply: ByteReply; readonly summary: string }> = fc
-  .tuple(
-    streamBodies,
-    fc.oneof({ weight: 8, arbitrary: fc.constant(200) }, { weight: 2, arbitrary: fc.constantFrom(400, 413, 429, 500, 529) }),
-    fc.constantFrom("text/event-stream", "application/json", "text/html", ""),
-    fc.oneof({ weight: 9, arbitrary: fc.constant("end" as const) }, { weight: 1, arbitrary: fc.constant("destroy" as const) })
-  )
-  .chain(([body, status, contentType, then]) =>
-    cutsOf(body.length).map((cuts) => {
-      const summary = `${status} ${contentType} ${then}, cuts ${JSON.stringify(cuts)}, body ${Buffer.from(body).toString("utf8").slice(0, 1500)}`
-      const reply: ByteReply = { status, headers: contentType === "" ? {} : { "content-type": contentType }, pieces: cutAt(body, cuts), then }
-      return { reply, summary, [fc.toStringMethod]: () => summary }
-    })
-  )
+const nativeReplies = byteRepliesOf(streamBodies, [400, 413, 429, 500, 529])
 
 describe("native Messages against hostile upstream bytes", () => {
   it.scopedLive("events with one-line JSON data, or one ProviderError in Anthropic's envelope; never a defect", () =>
@@ -264,17 +248,7 @@ describe("native Messages against hostile upstream bytes", () => {
       const runtime = yield* Effect.runtime<never>()
       const call = { body: { model: "c", max_tokens: 5, stream: true, messages: [{ role: "user", content: "hi" }] }, headers: { version: undefined, beta: undefined } }
       /** Opens the stream and reads it to its end. */
-      const readAll = Effect.acquireUseRelease(native.open(call), (source) => {
-        const events: Array<{ event: string; data: string }> = []
-        const loop: Effect.Effect<ReadonlyArray<{ event: string; data: string }>, ProviderError> = Effect.matchEffect(pullOf(source), {
-          onFailure: (end) => (Option.isNone(end) ? Effect.succeed(events) : Effect.fail(end.value)),
-          onSuccess: (batch) => {
-            for (const event of batch) events.push(event)
-            return loop
-          }
-        })
-        return loop
-      }, releaseOf)
+      const readAll = readToEnd(native.open(call))
       const seen = { ok: 0, failed: 0 }
       yield* Effect.promise(() =>
         fc.assert(

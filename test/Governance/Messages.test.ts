@@ -6,30 +6,13 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { sha256Hex } from "../../src/Governance/Keys.js"
 import { Anthropic, deploymentOf, json, OpenAi, registryFromDocument, startUpstream } from "../support/FakeUpstreams.js"
-import { mounts, startGateway, testKey } from "../support/Gateway.js"
-import { call, postRaw } from "../support/Http.js"
+import { mounts, startGateway } from "../support/Gateway.js"
+import { keyEntry, secretOf, usageWhen } from "../support/VirtualKeys.js"
+import { postRaw } from "../support/Http.js"
 
-const secretOf = (id: string) => `sk-llmp-${id}-${"y".repeat(24)}`
-const keyEntry = (id: string, extra: Record<string, unknown> = {}) => ({ id, key_sha256: sha256Hex(secretOf(id)), ...extra })
 /** What the Anthropic SDK sends. */
 const asKey = (id: string) => ({ "x-api-key": secretOf(id), authorization: "" })
-
-interface UsageReport {
-  readonly rows: ReadonlyArray<{ readonly key: string; readonly model: string; readonly requests: number; readonly prompt_tokens: number; readonly completion_tokens: number; readonly spend_usd: number }>
-}
-
-const usageWhen = (baseUrl: string, key: string, done: (report: UsageReport) => boolean) =>
-  Effect.gen(function* () {
-    let report: UsageReport = { rows: [] }
-    for (let attempt = 0; attempt < 100; attempt++) {
-      report = JSON.parse((yield* call(`${baseUrl}/admin/usage?key=${key}`, { headers: { authorization: `Bearer ${testKey}` } })).text) as UsageReport
-      if (done(report)) return report
-      yield* Effect.sleep("20 millis")
-    }
-    return report
-  })
 
 const messages = (baseUrl: string, body: Record<string, unknown>, headers: Record<string, string>) =>
   postRaw(`${baseUrl}/v1/messages`, JSON.stringify({ max_tokens: 50, messages: [{ role: "user", content: "hello there" }], ...body }), headers)

@@ -94,3 +94,33 @@ export const keysUnder = async (redis: Redis, prefix: string): Promise<ReadonlyA
   } while (cursor !== "0")
   return found
 }
+
+/** A Redis on 127.0.0.1:6379 that tests share: never assumed empty, each test under a key prefix of its own. */
+export const sharedRedis = "redis://127.0.0.1:6379"
+
+/**
+ * A key prefix of the test's own on the shared Redis (`llmp-test-<name>-<random>`); the keys `<prefix>:<kind>:*` the
+ * test made are deleted with the scope.
+ */
+export const scopedTestPrefix = (name: string, kind: string) =>
+  Effect.acquireRelease(
+    Effect.sync(() => `llmp-test-${name}${crypto.randomUUID().slice(0, 8)}`),
+    (prefix) =>
+      Effect.promise(async () => {
+        const redis = new Redis(sharedRedis)
+        try {
+          const keys = await redis.keys(`${prefix}:${kind}:*`)
+          if (keys.length > 0) await redis.del(...keys)
+        } finally {
+          redis.disconnect()
+        }
+      })
+  )
+
+/** Runs `body` with a connection of its own to the shared Redis. */
+export const withSharedRedis = <A>(body: (redis: Redis) => Promise<A>) =>
+  Effect.acquireUseRelease(
+    Effect.sync(() => new Redis(sharedRedis)),
+    (redis) => Effect.promise(() => body(redis)),
+    (redis) => Effect.sync(() => redis.disconnect())
+  )

@@ -59,10 +59,14 @@ describe("GET /openapi.json", () => {
           "/v1/messages",
           "/v1/messages/count_tokens",
           "/v1/models",
-          "/v1/models/{model}"
+          "/v1/models/{model}",
+          "/v1/responses",
+          "/v1/responses/{id}"
         ].sort()
       )
-      for (const path of ["/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/messages/count_tokens"]) expect(Object.keys(at(paths, path))).toEqual(["post"])
+      for (const path of ["/v1/chat/completions", "/v1/embeddings", "/v1/responses", "/v1/messages", "/v1/messages/count_tokens"]) expect(Object.keys(at(paths, path))).toEqual(["post"])
+      expect(Object.keys(at(paths, "/v1/responses/{id}")).sort()).toEqual(["delete", "get"])
+      expect(Object.keys(at(paths, "/v1/responses", "post", "responses", "200", "content")).sort()).toEqual(["application/json", "text/event-stream"])
       for (const path of ["/health", "/ready", "/metrics", "/v1/models", "/v1/models/{model}", "/v1/llm/models", "/admin/keys", "/admin/usage"]) {
         expect(Object.keys(at(paths, path))).toEqual(["get"])
       }

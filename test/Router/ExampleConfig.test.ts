@@ -6,7 +6,7 @@ import { Either, Schema } from "effect"
 import { readFileSync } from "node:fs"
 import { describe, expect, it } from "vitest"
 import * as Yaml from "yaml"
-import { decodeRegistry, CacheSettings, RouterSettings } from "../../src/Router/RegistryFile.js"
+import { CacheSettings, ResponsesSettings, RouterSettings, decodeRegistry } from "../../src/Router/RegistryFile.js"
 import type { RegistryFile } from "../../src/Router/RegistryFile.js"
 
 const exampleUrl = new URL("../../config/models.example.yaml", import.meta.url)
@@ -60,7 +60,8 @@ describe("config/models.example.yaml", () => {
     const raw = Yaml.parse(readFileSync(exampleUrl, "utf8")) as { settings?: unknown }
     expect(raw.settings).toEqual({
       ...Schema.encodeSync(RouterSettings)(Schema.decodeSync(RouterSettings)({})),
-      cache: Schema.encodeSync(CacheSettings)(Schema.decodeSync(CacheSettings)({}))
+      cache: Schema.encodeSync(CacheSettings)(Schema.decodeSync(CacheSettings)({})),
+      responses: Schema.encodeSync(ResponsesSettings)(Schema.decodeSync(ResponsesSettings)({}))
     })
   })
 

@@ -73,7 +73,8 @@ describe("decodeRegistry", () => {
       timeouts: { request_ms: 600_000, first_token_ms: 30_000 },
       cooldown: { failures: 3, duration_ms: 30_000 },
       limits: { on_store_failure: "open" },
-      cache: { max_entries: 10000, max_bytes: 268435456, max_entry_bytes: 4194304 }
+      cache: { max_entries: 10000, max_bytes: 268435456, max_entry_bytes: 4194304 },
+      responses: { ttl_s: 2592000, max_entries: 10000, max_bytes: 268435456, max_entry_bytes: 4194304 }
     })
     expect(registry.keys).toEqual([])
   })
@@ -85,7 +86,8 @@ describe("decodeRegistry", () => {
       timeouts: { request_ms: 600_000, first_token_ms: 60_000 },
       cooldown: { failures: 3, duration_ms: 30_000 },
       limits: { on_store_failure: "open" },
-      cache: { max_entries: 10000, max_bytes: 268435456, max_entry_bytes: 4194304 }
+      cache: { max_entries: 10000, max_bytes: 268435456, max_entry_bytes: 4194304 },
+      responses: { ttl_s: 2592000, max_entries: 10000, max_bytes: 268435456, max_entry_bytes: 4194304 }
     })
     expect(builtInRegistry.settings).toEqual(registry.settings)
   })
@@ -188,6 +190,15 @@ describe("cache and hedge", () => {
     expect(
       failure("models:\n  - { name: m, provider: mock, cache: { ttl_s: 60 } }\n  - { name: m, provider: mock, cache: { ttl_s: 61 } }\n")
     ).toContain('models[1] (m).cache: differs from another entry of "m"')
+  })
+
+  it("api: responses on openai entries only, chat or responses; settings.responses bounds", () => {
+    const registry = decoded("models:\n  - { name: g, provider: openai, api: responses }\n  - { name: h, provider: openai, api: chat }\nsettings:\n  responses: { ttl_s: 60 }\n")
+    expect(registry.models.map((entry) => entry.api)).toEqual(["responses", "chat"])
+    expect(registry.settings.responses).toEqual({ ttl_s: 60, max_entries: 10000, max_bytes: 268435456, max_entry_bytes: 4194304 })
+    expect(failure("models:\n  - { name: c, provider: anthropic, api: responses }\n")).toContain('models[0] (c).api: "responses" is for openai deployments only')
+    expect(failure("models:\n  - { name: g, provider: openai, api: messages }\n")).toContain("models[0] (g).api")
+    expect(failure("models:\n  - { name: m, provider: mock }\nsettings:\n  responses: { ttl_s: 0 }\n")).toContain("settings.responses.ttl_s")
   })
 })
 

@@ -129,7 +129,7 @@ export interface FakeUpstream {
 }
 
 const routes: Record<Dialect, RegExp> = {
-  openai: /^\/v1\/(chat\/completions|embeddings)$/,
+  openai: /^\/v1\/(chat\/completions|embeddings|responses)$/,
   anthropic: /^\/v1\/messages(\/count_tokens)?$/,
   gemini: /^\/v1beta\/models\/[^:/?]+:(generateContent|streamGenerateContent\?alt=sse|batchEmbedContents)$/
 }
@@ -263,7 +263,7 @@ export const startUpstream = (dialect: Dialect, initial: Script): Effect.Effect<
 export const deploymentOf = (
   name: string,
   upstream: FakeUpstream,
-  extra: { readonly model?: string; readonly fallbacks?: ReadonlyArray<string>; readonly weight?: number; readonly api_key_env?: string } = {}
+  extra: { readonly model?: string; readonly fallbacks?: ReadonlyArray<string>; readonly weight?: number; readonly api_key_env?: string; readonly api?: "chat" | "responses" } = {}
 ): Record<string, unknown> => ({ name, provider: upstream.dialect, model: extra.model ?? `${name}-upstream`, base_url: upstream.baseUrl, ...extra })
 
 /**
@@ -481,6 +481,75 @@ export const OpenAi = {
       model: options.model ?? "upstream-embedding-model",
       ...(options.usage === null ? {} : { usage: options.usage ?? { prompt_tokens: 8, total_tokens: 8 } })
     })
+} as const
+
+// ---------------------------------------------------------------------------------------------------------------
+// OpenAI's Responses API (a native `api: responses` upstream)
+
+/**
+ * A response object as OpenAI's Responses API answers, with `upstream_extra` (a field the gateway does not know,
+ * which must reach the client as sent).
+ */
+const responseBody = (text: string, options: { readonly id?: string; readonly model?: string; readonly status?: string } = {}): Record<string, unknown> => ({
+  id: options.id ?? "resp_upstream_0123456789",
+  object: "response",
+  created_at: 1_741_476_542,
+  status: options.status ?? "completed",
+  background: false,
+  error: null,
+  incomplete_details: null,
+  instructions: null,
+  max_output_tokens: null,
+  model: options.model ?? "gpt-4.1-2025-04-14",
+  output: [{ id: "msg_upstream_1", type: "message", status: "completed", role: "assistant", content: [{ type: "output_text", text, annotations: [], logprobs: [] }] }],
+  parallel_tool_calls: true,
+  previous_response_id: null,
+  reasoning: { effort: null, summary: null },
+  store: true,
+  temperature: 1,
+  text: { format: { type: "text" } },
+  tool_choice: "auto",
+  tools: [],
+  top_p: 1,
+  truncation: "disabled",
+  usage: { input_tokens: 36, input_tokens_details: { cached_tokens: 0, cache_write_tokens: 0 }, output_tokens: 87, output_tokens_details: { reasoning_tokens: 0 }, total_tokens: 123 },
+  metadata: {},
+  upstream_extra: { kept: true }
+})
+
+const eventFrame = (payload: Record<string, unknown>): string => `event: ${String(payload["type"])}\ndata: ${JSON.stringify(payload)}\n\n`
+
+export const Responses = {
+  body: responseBody,
+
+  /** A non-streamed answer. */
+  response: (text: string, options: { readonly id?: string; readonly model?: string } = {}): Reply => json(responseBody(text, options)),
+
+  /** The events OpenAI streams for a text answer, one delta per token, each numbered. */
+  streamFrames: (tokens: ReadonlyArray<string>, options: { readonly id?: string; readonly model?: string } = {}): ReadonlyArray<string> => {
+    const final = responseBody(tokens.join(""), options)
+    // In progress: no output and no usage yet.
+    const shell: Record<string, unknown> = { ...final, status: "in_progress", output: [] }
+    delete shell["usage"]
+    const item = { id: "msg_upstream_1", type: "message", status: "in_progress", role: "assistant", content: [] }
+    const where = { item_id: "msg_upstream_1", output_index: 0, content_index: 0 }
+    const part = { type: "output_text", text: "", annotations: [], logprobs: [] }
+    const events: Array<Record<string, unknown>> = [
+      { type: "response.created", response: shell },
+      { type: "response.in_progress", response: shell },
+      { type: "response.output_item.added", output_index: 0, item },
+      { type: "response.content_part.added", ...where, part },
+      ...tokens.map((delta) => ({ type: "response.output_text.delta", ...where, delta, logprobs: [], obfuscation: "xyz" })),
+      { type: "response.output_text.done", ...where, text: tokens.join(""), logprobs: [] },
+      { type: "response.content_part.done", ...where, part: { ...part, text: tokens.join("") } },
+      { type: "response.output_item.done", output_index: 0, item: (final["output"] as ReadonlyArray<unknown>)[0] },
+      { type: "response.completed", response: final }
+    ]
+    return events.map((event, sequence_number) => eventFrame({ ...event, sequence_number }))
+  },
+
+  stream: (tokens: ReadonlyArray<string>, options: { readonly id?: string; readonly model?: string } = {}, sseOptions: SseOptions = {}): Reply =>
+    sse(Responses.streamFrames(tokens, options), sseOptions)
 } as const
 
 // ---------------------------------------------------------------------------------------------------------------

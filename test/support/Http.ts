@@ -66,3 +66,19 @@ export const expectEnvelope = (answer: Answer, status: number, code?: string | n
   if (param !== undefined) expect(body.error.param).toBe(param)
   return body.error
 }
+
+/** POSTs `body` (JSON) to a streaming endpoint, reads the answer until `text` arrives, then aborts: a client that leaves. */
+export const readThenAbort = (url: string, headers: Readonly<Record<string, string>>, body: unknown, text: string) =>
+  Effect.tryPromise(async () => {
+    const controller = new AbortController()
+    const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: JSON.stringify(body), signal: controller.signal })
+    const reader = response.body!.getReader()
+    let seen = ""
+    while (!seen.includes(text)) {
+      const { done, value } = await reader.read()
+      if (done) throw new Error(`the stream ended before ${text}: ${seen}`)
+      seen += new TextDecoder().decode(value)
+    }
+    controller.abort()
+    return seen
+  })

@@ -15,24 +15,16 @@ import type { Deadline, Provider, UpstreamTarget } from "../Provider.js"
 import { eventSource } from "../Upstream/EventSource.js"
 import type { EventBatch } from "../Upstream/EventSource.js"
 import type { SseEvent } from "../Upstream/SseDecoder.js"
-import { errorDetailsOf, reasonForStatus } from "../Upstream/Status.js"
+import { inStreamError as upstreamInStreamError } from "../Upstream/Status.js"
 import { discard, malformed, mediaTypeOf, parseBoundedJson, postJson, readJson, UpstreamTransport } from "../Upstream/Transport.js"
 import type { TransportService, UpstreamResponse } from "../Upstream/Transport.js"
+import { makeResponsesNative } from "./Responses.js"
 
 export const defaultBaseUrl = "https://api.openai.com/v1"
 const provider = "openai"
 
 /** An `{"error":{...}}` payload sent inside a 200 stream, as OpenAI and vLLM do. */
-const inStreamError = (payload: unknown): ProviderError => {
-  const details = errorDetailsOf(payload)
-  const status = typeof details.code === "string" && /^\d{3}$/.test(details.code) ? Number(details.code) : 500
-  return new ProviderError({
-    reason: reasonForStatus(status, details),
-    message: details.message ?? "the upstream stream reported an error",
-    provider,
-    code: details.code ?? null
-  })
-}
+const inStreamError = (payload: unknown): ProviderError => upstreamInStreamError(provider, payload)
 
 const hasError = (payload: unknown): boolean =>
   typeof payload === "object" && payload !== null && (payload as { error?: unknown }).error !== undefined && (payload as { error?: unknown }).error !== null
@@ -110,8 +102,14 @@ const withPlainToolCallIds = (request: ChatCompletionRequest): ChatCompletionReq
   }
 }
 
-/** A provider for one OpenAI-compatible deployment, on the injected upstream transport. */
-export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, UpstreamTransport> =>
+/** Which API of the upstream serves `/v1/responses`: its own Responses API, or chat completions (translated). */
+export type OpenAiApi = "chat" | "responses"
+
+/**
+ * A provider for one OpenAI-compatible deployment, on the injected upstream transport; with `api: "responses"` it
+ * also speaks the Responses API natively (`{base}/responses`).
+ */
+export const make = (target: UpstreamTarget, api: OpenAiApi = "chat"): Effect.Effect<Provider, never, UpstreamTransport> =>
   Effect.map(UpstreamTransport, (transport): Provider => {
     const base = target.baseUrl.replace(/\/+$/, "")
     const url = `${base}/chat/completions`
@@ -159,7 +157,8 @@ export const make = (target: UpstreamTarget): Effect.Effect<Provider, never, Ups
         })
       )
 
-    return { complete, open, embed }
+    if (api === "chat") return { complete, open, embed }
+    return { complete, open, embed, responses: makeResponsesNative(transport, { provider, url: `${base}/responses`, headers }) }
   })
 
 /** One OpenAI-compatible deployment as a `ChatProvider` layer. */

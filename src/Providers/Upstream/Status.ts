@@ -2,6 +2,7 @@
  * The one table from an upstream's HTTP answer to a `ProviderError` reason, and the reading of what an error
  * answer says about itself (its body's message, type, code and param; its `Retry-After`).
  */
+import { ProviderError } from "../ProviderError.js"
 import type { ProviderErrorReason } from "../ProviderError.js"
 
 const decimal = /^\s*\d+(?:\.\d+)?\s*$/
@@ -103,4 +104,19 @@ export const clientVisibleMessage = (provider: string, status: number, contentTy
   if (details.message !== undefined && details.message.length > 0) return details.message
   const kind = contentType.split(";")[0]?.trim() || "an empty"
   return `${provider} upstream answered ${status} with ${kind.slice(0, 100)} body`
+}
+
+/**
+ * An error an OpenAI-dialect upstream sent inside a 200 (an `{"error":{...}}` stream payload, as OpenAI and vLLM
+ * send, or a Responses `error` event): its reason read from a numeric `code` when it has one, else a 500's.
+ */
+export const inStreamError = (provider: string, payload: unknown): ProviderError => {
+  const details = errorDetailsOf(payload)
+  const status = typeof details.code === "string" && /^\d{3}$/.test(details.code) ? Number(details.code) : 500
+  return new ProviderError({
+    reason: reasonForStatus(status, details),
+    message: details.message ?? "the upstream stream reported an error",
+    provider,
+    code: details.code ?? null
+  })
 }
