@@ -184,7 +184,9 @@ return out`
       Effect.gen(function* () {
         const port = yield* sparePort
         const server = yield* ownRedis(port)
-        const store = yield* RedisStore.make({ ...options, url: `redis://127.0.0.1:${port}` })
+        // A minute's window: the counts must outlast the outages below (each a command timeout or a reconnection),
+        // which on a busy machine took longer than the 3 s window the other tests use.
+        const store = yield* RedisStore.make({ ...options, windowSeconds: 60, url: `redis://127.0.0.1:${port}` })
         const key = freshKey("outage")
         const usage = { keyId: key, model: "m", promptTokens: 1, completionTokens: 1, spendUsd: 0.01, countInWindows: true }
 
