@@ -129,9 +129,13 @@ export const makeResponses = (
     return { ttlMs: settings.ttl_s * 1000, maxEntries: settings.max_entries, maxBytes: settings.max_bytes, maxEntryBytes: settings.max_entry_bytes }
   }
 
-  /** Stores an answer when the request asked for it (the default) and it is one; a store failure is logged, not the client's. */
+  /** Whether an answer is kept: the request asked for it (the default) and it is an answer, whole or cut short. */
+  const isKept = (call: ResponsesCall, response: Readonly<Record<string, unknown>>): boolean =>
+    call.request.store !== false && storedStatuses.has(response["status"])
+
+  /** Stores an answer when it `isKept`; a store failure is logged, not the client's. */
   const keep = (call: ResponsesCall, caller: Caller, response: Readonly<Record<string, unknown>>): Effect.Effect<void> => {
-    if (call.request.store === false || !storedStatuses.has(response["status"])) return Effect.void
+    if (!isKept(call, response)) return Effect.void
     // The body's input holds the history already (`withHistory`): what a continuation replays.
     return store.put({ owner: caller.id, response, input: bodyInputItems(call.body) }, boundsNow()).pipe(
       Effect.catchAll((error) => Effect.logWarning("a response could not be stored").pipe(Effect.annotateLogs("error", error.message))),
@@ -156,7 +160,9 @@ export const makeResponses = (
             routed.source,
             // Stored once whole, before its last event is written: a client that retrieves it at once finds it (the
             // Redis store's commands run in order on its one connection). A stream cut off is not stored.
-            (final) => Runtime.runFork(runtime)(keep(call, caller, final)),
+            (final) => {
+              if (isKept(call, final)) Runtime.runFork(runtime)(keep(call, caller, final))
+            },
             (final, delivered) => {
               const endedAt = performance.now()
               if (final !== undefined) finishResponse(pass, call, routed, final, routed.translated, endedAt)

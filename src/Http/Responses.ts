@@ -11,6 +11,7 @@
  */
 import { Either, ParseResult, Schema } from "effect"
 import { InvalidRequest } from "../Errors.js"
+import { plainResponsesRequest } from "../Responses/PlainRequest.js"
 import { FunctionToolParam, ResponsesRequest } from "../Responses/Wire.js"
 import type { ResponsesCall, ResponsesEvent } from "../Responses/Wire.js"
 import { invalidRequestOf, invalidRequestOfParseError, parseJsonBody } from "./Edge.js"
@@ -55,6 +56,8 @@ const toolProblem = (tools: ReadonlyArray<{ readonly type: string }> | undefined
 /** A parsed body checked as a Responses request: what the core takes, or the 400 naming the first bad field. */
 export const responsesCallOf = (body: unknown): Either.Either<ResponsesCall, InvalidRequest> => {
   if (!isRecord(body)) return Either.left(notAnObject)
+  const plain = plainResponsesRequest(body)
+  if (plain !== undefined) return Either.right({ request: plain, body, history: [] })
   return Either.flatMap(Either.mapLeft(decodeRequest(body), invalidRequestOfParseError), (request) => {
     const problem = toolProblem(request.tools)
     return problem === undefined ? Either.right({ request, body, history: [] }) : Either.left(problem)

@@ -824,29 +824,29 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
       (result): RoutedResponse => ({ ...result.value, deployment: result.deployment, attempts: result.attempts })
     )
 
-  const responseStream = (call: ResponsesCall, record?: RequestRecord) =>
-    Effect.gen(function* () {
-      const sent: { translated: ChatCompletionRequest | undefined } = { translated: undefined }
-      const result = yield* route(call.request.model, record, undefined, (deployment, remainingMs) => {
-        const deadline =
-          remainingMs < firstTokenMs
-            ? deadlineIn(remainingMs, requestTimeout)
-            : deadlineIn(firstTokenMs, () => timeoutError(`first token within ${firstTokenMs} ms`))
-        const native = deployment.provider.responses
-        if (native !== undefined) {
-          sent.translated = undefined
-          return openAndTakeFirst(native.open(nativeResponsesCall(call, deployment), deadline), deadline)
-        }
-        return Effect.flatMap(toChatFromResponses(call.request, call.history, deployment.upstreamModel), (chat) => {
-          const streamed: ChatCompletionRequest = { ...chat, stream: true, stream_options: { include_usage: true } }
-          sent.translated = streamed
-          const translator = makeResponsesTranslator(responseContext(call, deployment))
-          return openAndTakeFirst(
-            Effect.map(withoutRefusedFields(streamed, (sent) => deployment.provider.open(sent, deadline)), (source) => translatedResponsesSource(source, translator)),
-            deadline
-          )
-        })
+  const responseStream = (call: ResponsesCall, record?: RequestRecord) => {
+    const sent: { translated: ChatCompletionRequest | undefined } = { translated: undefined }
+    const routed = route(call.request.model, record, undefined, (deployment, remainingMs) => {
+      const deadline =
+        remainingMs < firstTokenMs
+          ? deadlineIn(remainingMs, requestTimeout)
+          : deadlineIn(firstTokenMs, () => timeoutError(`first token within ${firstTokenMs} ms`))
+      const native = deployment.provider.responses
+      if (native !== undefined) {
+        sent.translated = undefined
+        return openAndTakeFirst(native.open(nativeResponsesCall(call, deployment), deadline), deadline)
+      }
+      return Effect.flatMap(toChatFromResponses(call.request, call.history, deployment.upstreamModel), (chat) => {
+        const streamed: ChatCompletionRequest = { ...chat, stream: true, stream_options: { include_usage: true } }
+        sent.translated = streamed
+        const translator = makeResponsesTranslator(responseContext(call, deployment))
+        return openAndTakeFirst(
+          Effect.map(withoutRefusedFields(streamed, (sent) => deployment.provider.open(sent, deadline)), (source) => translatedResponsesSource(source, translator)),
+          deadline
+        )
       })
+    })
+    return Effect.map(routed, (result) => {
       const name = result.deployment.name
       // A native stream's lifecycle events name the upstream model; a translated one names the public model already.
       const source = committedSource(
@@ -859,6 +859,7 @@ const makeRouting = (registry: Registry, timer: TimerService, tracing: TracingSe
       const deadline: Deadline = { at: result.deadline, timer, onTimeout: requestTimeout }
       return { source, events, deadline, deployment: result.deployment, attempts: result.attempts, translated: sent.translated }
     })
+  }
 
   /**
    * The data phase of a committed stream: the first batch, then the upstream's, renamed to the public name with
