@@ -40,6 +40,8 @@ export interface ResponsesEventTranslator {
 interface TextPartState {
   readonly kind: "output_text" | "refusal"
   text: string
+  /** Its place as its delta events name it, written once. */
+  readonly where: string
 }
 
 interface MessageState {
@@ -192,7 +194,7 @@ export const makeResponsesTranslator = (ctx: ResponseContext, maxHeldChars = def
     const item = open
     let part = item.parts[item.parts.length - 1]
     if (part?.kind !== kind) {
-      part = { kind, text: "" }
+      part = { kind, text: "", where: placeOf(item.id, item.outputIndex, item.parts.length) }
       item.parts.push(part)
       emit("response.content_part.added", {
         item_id: item.id,
@@ -202,9 +204,8 @@ export const makeResponsesTranslator = (ctx: ResponseContext, maxHeldChars = def
       })
     }
     part.text += text
-    const where = placeOf(item.id, item.outputIndex, item.parts.length - 1)
-    if (kind === "output_text") emitDelta("response.output_text.delta", where, text, `,"logprobs":[]`)
-    else emitDelta("response.refusal.delta", where, text)
+    if (kind === "output_text") emitDelta("response.output_text.delta", part.where, text, `,"logprobs":[]`)
+    else emitDelta("response.refusal.delta", part.where, text)
   }
 
   const toolCall = (index: number, id: string | undefined, name: string | undefined, args: string | undefined) => {
