@@ -68,6 +68,11 @@ const writeJson = (response: ServerResponse, body: unknown, headers: Readonly<Re
   response.end(json)
 }
 
+/** Releases the upstream of a streamed answer that could not be written. */
+const closeStream = (value: ChatAnswer | MessagesAnswer | ResponsesAnswer): void => {
+  if (value._tag === "Stream") value.stream.source.close()
+}
+
 /** Reads the whole body (its length already checked against the limit) as text. */
 const readBody = (request: IncomingMessage, onBody: (text: string) => void): void => {
   const pieces: Array<Buffer> = []
@@ -226,9 +231,7 @@ export const make = Effect.gen(function* () {
       record,
       writeError,
       (value) => answered(value, includeUsage, response, requestId, record),
-      (value) => {
-        if (value._tag === "Stream") value.stream.source.close()
-      }
+      closeStream
     )
   }
 
@@ -261,9 +264,7 @@ export const make = Effect.gen(function* () {
       record,
       writeMessagesError,
       (value) => messagesAnswered(value, response, requestId, record),
-      (value) => {
-        if (value._tag === "Stream") value.stream.source.close()
-      }
+      closeStream
     )
   }
 
@@ -283,9 +284,7 @@ export const make = Effect.gen(function* () {
       record,
       writeError,
       (value) => responsesAnswered(value, response, requestId, record),
-      (value) => {
-        if (value._tag === "Stream") value.stream.source.close()
-      }
+      closeStream
     )
   }
 
