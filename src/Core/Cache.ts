@@ -261,7 +261,7 @@ export const make = Effect.gen(function* () {
 
   /**
    * Serves a request for a model with `policy`: from the cache (`replay` of the entry under its key), or by `route`
-   * (the request routed and accounted as any other), its answer stored by `storing` unless the client said
+   * (the request routed and accounted like every other), its answer stored by `storing` unless the client said
    * `no-store`.
    */
   const cached = <A extends { readonly headers: AnswerHeaders }>(
