@@ -127,6 +127,12 @@ export const TextFormat = Schema.Union(
 ).annotations({ identifier: "ResponsesTextFormat" })
 export type TextFormat = typeof TextFormat.Type
 
+/**
+ * `reasoning.effort`: the values OpenAI's schema allows (`ReasoningEffort`). Another is refused with a 400 naming the
+ * field, as OpenAI refuses it: a translated answer echoes the request's reasoning, and must stay a valid response.
+ */
+export const ReasoningEffort = Schema.Literal("none", "minimal", "low", "medium", "high", "xhigh", "max")
+
 /** `POST /v1/responses` body. Unknown fields are kept and, to native deployments, forwarded. */
 export const ResponsesRequest = Schema.Struct({
   model: Schema.String.pipe(Schema.minLength(1)),
@@ -136,7 +142,7 @@ export const ResponsesRequest = Schema.Struct({
   tool_choice: Schema.optional(ToolChoiceParam),
   parallel_tool_calls: Schema.optional(Schema.NullOr(Schema.Boolean)),
   text: Schema.optional(Schema.NullOr(Schema.Struct({ format: Schema.optional(TextFormat) }).annotations(preserve))),
-  reasoning: Schema.optional(Schema.NullOr(Schema.Struct({ effort: Schema.optional(Schema.NullOr(Schema.String)) }).annotations(preserve))),
+  reasoning: Schema.optional(Schema.NullOr(Schema.Struct({ effort: Schema.optional(Schema.NullOr(ReasoningEffort)) }).annotations(preserve))),
   max_output_tokens: Schema.optional(Schema.NullOr(Schema.Int.pipe(Schema.greaterThanOrEqualTo(1)))),
   temperature: Schema.optional(Schema.NullOr(Schema.Number.pipe(Schema.between(0, 2)))),
   top_p: Schema.optional(Schema.NullOr(Schema.Number.pipe(Schema.between(0, 1)))),

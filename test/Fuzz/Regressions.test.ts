@@ -4,8 +4,9 @@
  * the mock's tokenizer quadratic, and an undici body destroyed without an error listener (a process crash).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Cause, Effect, Exit, Option, Redacted, Runtime, Stream } from "effect"
+import { Cause, Effect, Either, Exit, Option, Redacted, Runtime, Stream } from "effect"
 import fc from "fast-check"
+import { decodeResponsesCall } from "../../src/Http/Responses.js"
 import * as OpenAiProvider from "../../src/Providers/OpenAiCompatible/Provider.js"
 import { errorFromEvent } from "../../src/Providers/Anthropic/StreamTranslate.js"
 import { ProviderError, streamOf } from "../../src/Providers/Provider.js"
@@ -160,6 +161,19 @@ describe("fixed robustness bugs, OpenAI-compatible provider", () => {
         )
       )
     }).pipe(Effect.provide(Transport.layer())))
+})
+
+describe("fixed robustness bugs, Responses requests", () => {
+  it("a reasoning.effort outside OpenAI's values is a 400 naming the field, not a response that breaks OpenAI's schema (found by the client fuzz)", () => {
+    for (const effort of ['"low"', "LOW", "", "turbo"]) {
+      const decoded = decodeResponsesCall(JSON.stringify({ model: "mock", input: "x", reasoning: { effort } }))
+      expect(Either.isLeft(decoded)).toBe(true)
+      if (Either.isLeft(decoded)) expect(decoded.left.param).toBe("reasoning.effort")
+    }
+    for (const effort of ["none", "minimal", "low", "medium", "high", "xhigh", "max", null]) {
+      expect(Either.isRight(decodeResponsesCall(JSON.stringify({ model: "mock", input: "x", reasoning: { effort } })))).toBe(true)
+    }
+  })
 })
 
 describe("fixed robustness bugs, error tables", () => {
