@@ -16,8 +16,8 @@ import * as OpenAiProvider from "../../src/Providers/OpenAiCompatible/Provider.j
 import { ProviderError } from "../../src/Providers/Provider.js"
 import * as Transport from "../../src/Providers/Upstream/Transport.js"
 import { cutAt, cutsOf, extremeNumber, jsonText, mutatedJson, nastyString, weirdValue } from "../support/FuzzArbitraries.js"
-import { describeOutcome, rawRequest, requestBytes } from "../support/FuzzHttp.js"
-import { expectEnvelope, fuzzRuns, preview, runsOf } from "../support/FuzzSpec.js"
+import { expectEveryBodyAnswered } from "../support/FuzzClient.js"
+import { expectEnvelope, preview, runsOf } from "../support/FuzzSpec.js"
 import { startByteUpstream } from "../support/FuzzUpstream.js"
 import type { ByteReply } from "../support/FuzzUpstream.js"
 import { mounts, startGateway, testKey } from "../support/Gateway.js"
@@ -80,36 +80,16 @@ for (const mount of mounts) {
       Effect.gen(function* () {
         const gateway = yield* startGateway({ mount })
         const port = Number(new URL(gateway.baseUrl).port)
-        const tally = { ok: 0, refused: 0 }
         yield* Effect.promise(() =>
-          fc.assert(
-            fc.asyncProperty(bodies, async (body) => {
-              const outcome = await rawRequest(
-                port,
-                requestBytes("POST /v1/embeddings HTTP/1.1", [["host", "127.0.0.1"], ["x-internal-auth", testKey], ["content-type", "application/json"], ["content-length", String(body.length)]], body)
-              )
-              if (outcome._tag !== "Response") throw new Error(`no answer: ${describeOutcome(outcome)}`)
-              try {
-                const text = outcome.body.toString("utf8")
-                expect([200, 400, 404, 413]).toContain(outcome.status)
-                if (outcome.status === 200) {
-                  tally.ok++
-                  expectWholeList(text, body)
-                } else {
-                  tally.refused++
-                  expectEnvelope(text)
-                }
-              } catch (error) {
-                throw new Error(`${String(error)}\nanswer: ${describeOutcome(outcome)}`)
-              }
-            }),
-            { numRuns: fuzzRuns }
-          )
+          expectEveryBodyAnswered(port, ["x-internal-auth", testKey], bodies, (body) => ({ path: "/v1/embeddings", body }), (body, status, text) => {
+            if (status !== 200) {
+              expectEnvelope(text)
+              return "refused"
+            }
+            expectWholeList(text, body)
+            return "served"
+          })
         )
-        if (fuzzRuns >= 30) {
-          expect(tally.ok).toBeGreaterThan(0)
-          expect(tally.refused).toBeGreaterThan(0)
-        }
         expect((yield* Effect.promise(() => fetch(`${gateway.baseUrl}/health`))).status).toBe(200)
       }))
   })

@@ -20,8 +20,8 @@ import { jsonText, mutatedJson, nastyString, weirdValue } from "../support/FuzzA
 import { makeEventTranslator } from "../../src/Anthropic/StreamTranslate.js"
 import type { ChatCompletionChunk } from "../../src/OpenAi/Schemas.js"
 import { ProviderError } from "../../src/Providers/ProviderError.js"
-import { describeOutcome, rawRequest, requestBytes } from "../support/FuzzHttp.js"
-import { expectAnthropicEnvelope, fuzzRuns, runsOf } from "../support/FuzzSpec.js"
+import { expectEveryBodyAnswered } from "../support/FuzzClient.js"
+import { expectAnthropicEnvelope, runsOf } from "../support/FuzzSpec.js"
 import { mounts, startGateway, testKey } from "../support/Gateway.js"
 
 const utf8 = (text: string): Uint8Array => Buffer.from(text, "utf8")
@@ -77,44 +77,26 @@ for (const mount of mounts) {
       Effect.gen(function* () {
         const gateway = yield* startGateway({ mount })
         const port = Number(new URL(gateway.baseUrl).port)
-        const tally = { ok: 0, refused: 0 }
         yield* Effect.promise(() =>
-          fc.assert(
-            fc.asyncProperty(bodies, fc.boolean(), async (body, count) => {
-              const path = count ? "/v1/messages/count_tokens" : "/v1/messages"
-              const outcome = await rawRequest(
-                port,
-                requestBytes(`POST ${path} HTTP/1.1`, [["host", "127.0.0.1"], ["x-api-key", testKey], ["content-type", "application/json"], ["content-length", String(body.length)]], body)
-              )
-              if (outcome._tag !== "Response") throw new Error(`no answer: ${describeOutcome(outcome)}`)
-              try {
-                const text = outcome.body.toString("utf8")
-                expect([200, 400, 404, 413]).toContain(outcome.status)
-                if (outcome.status !== 200) {
-                  tally.refused++
-                  expectAnthropicEnvelope(text)
-                } else if (count) {
-                  tally.ok++
-                  expect(Number.isSafeInteger((JSON.parse(text) as { input_tokens: unknown }).input_tokens)).toBe(true)
-                } else if (text.startsWith("event:")) {
-                  tally.ok++
-                  expect(text).toContain("event: message_start")
-                  expect(text.trimEnd().endsWith('data: {"type":"message_stop"}')).toBe(true)
-                } else {
-                  tally.ok++
-                  expect((JSON.parse(text) as { type: unknown }).type).toBe("message")
-                }
-              } catch (error) {
-                throw new Error(`${String(error)}\nanswer: ${describeOutcome(outcome)}`)
+          expectEveryBodyAnswered(
+            port,
+            ["x-api-key", testKey],
+            fc.tuple(bodies, fc.boolean()),
+            ([body, count]) => ({ path: count ? "/v1/messages/count_tokens" : "/v1/messages", body }),
+            ([, count], status, text) => {
+              if (status !== 200) {
+                expectAnthropicEnvelope(text)
+                return "refused"
               }
-            }),
-            { numRuns: fuzzRuns }
+              if (count) expect(Number.isSafeInteger((JSON.parse(text) as { input_tokens: unknown }).input_tokens)).toBe(true)
+              else if (text.startsWith("event:")) {
+                expect(text).toContain("event: message_start")
+                expect(text.trimEnd().endsWith('data: {"type":"message_stop"}')).toBe(true)
+              } else expect((JSON.parse(text) as { type: unknown }).type).toBe("message")
+              return "served"
+            }
           )
         )
-        if (fuzzRuns >= 30) {
-          expect(tally.ok).toBeGreaterThan(0)
-          expect(tally.refused).toBeGreaterThan(0)
-        }
         expect((yield* Effect.promise(() => fetch(`${gateway.baseUrl}/health`))).status).toBe(200)
       }))
   })
