@@ -20,10 +20,11 @@ export type CacheEntry =
     readonly kind: "json"
     readonly key: string
     readonly createdAt: number
+    /** Decoded on first read for an entry with `completionJson`. */
     readonly completion: ChatCompletion
     /**
-     * The completion's JSON as stored, for an entry this process wrote itself (the memory store's) that the checks
-     * passed unchanged: a hit writes it as is.
+     * The completion's JSON as stored, for an entry this process wrote itself (the memory store's), whose completion
+     * passed the upstream checks before it was serialized: a hit writes it as is.
      */
     readonly completionJson: string | undefined
   }
@@ -49,15 +50,50 @@ const header = (kind: CacheEntry["kind"], key: string, createdAt: number): strin
 
 const completionPrefix = (key: string, createdAt: number): string => `${header("json", key, createdAt)},"completion":`
 
-/** The completion's own text inside the `text` of an entry `serializeCompletion` made. */
-const completionJsonOf = (text: string, key: string, createdAt: number): string | undefined => {
-  const prefix = completionPrefix(key, createdAt)
-  return text.startsWith(prefix) && text.endsWith("}") ? text.slice(prefix.length, -1) : undefined
+const completionField = `,"completion":`
+
+/**
+ * A completion entry this process serialized itself (`serializeCompletionJson` of a completion that passed the
+ * upstream checks), read without parsing it: its time from the header, its completion's text as written, and the
+ * completion itself decoded only if something asks for it (a stream request, a caller of the core). A JSON hit on
+ * the memory store writes the text and never decodes it. Anything else is `undefined`: the caller reads it in full.
+ */
+const ownCompletionEntry = (text: string, key: string): CacheEntry | undefined => {
+  // the header up to its time: a created_at of 0 is written as its last character
+  const head = header("json", key, 0).slice(0, -1)
+  if (!text.startsWith(head) || !text.endsWith("}")) return undefined
+  const fieldAt = text.indexOf(completionField, head.length)
+  // at most 16 digits: a safe integer of milliseconds
+  if (fieldAt <= head.length || fieldAt - head.length > 16) return undefined
+  const digits = text.slice(head.length, fieldAt)
+  if (!/^(0|[1-9][0-9]*)$/.test(digits)) return undefined
+  const createdAt = Number(digits)
+  if (!Number.isSafeInteger(createdAt)) return undefined
+  const completionJson = text.slice(fieldAt + completionField.length, -1)
+  let decoded: ChatCompletion | undefined
+  return {
+    kind: "json",
+    key,
+    createdAt,
+    completionJson,
+    get completion(): ChatCompletion {
+      if (decoded !== undefined) return decoded
+      const checked = completionOf(JSON.parse(completionJson))
+      // Our own serialization of a checked completion: anything else is a defect, never an answer.
+      if (typeof checked === "string") throw new Error(`a cache entry of this process does not decode: ${checked}`)
+      decoded = checked
+      return checked
+    }
+  }
 }
 
 /** A completion's entry, serialized. */
-export const serializeCompletion = (key: string, createdAt: number, completion: ChatCompletion): SerializedEntry => {
-  const text = `${completionPrefix(key, createdAt)}${JSON.stringify(completion)}}`
+export const serializeCompletion = (key: string, createdAt: number, completion: ChatCompletion): SerializedEntry =>
+  serializeCompletionJson(key, createdAt, JSON.stringify(completion))
+
+/** A completion's entry from the completion's JSON, which the answer writes too: one serialization, not two. */
+export const serializeCompletionJson = (key: string, createdAt: number, completionJson: string): SerializedEntry => {
+  const text = `${completionPrefix(key, createdAt)}${completionJson}}`
   return { key, text, bytes: Buffer.byteLength(text) }
 }
 
@@ -120,11 +156,16 @@ export const finishTracker = (): { readonly note: (chunk: ChatCompletionChunk) =
  * The entry in `text`, read back from a store, when it is one: our format and version, stored under `key`, a sane
  * time, and an answer with the spec's shape (the same checks as an upstream's answer) that is finished. Anything
  * else is `undefined`, never served. `maxBytes` bounds what is parsed at all. `written` says the text is one
- * `serializeCompletion` or `serializeStream` made in this process (the memory store's), never another's.
+ * `serializeCompletion` or `serializeStream` made in this process (the memory store's), never another's: a
+ * completion's entry is then read without parsing it (`ownCompletionEntry`).
  */
 export const decodeEntry = (text: string, key: string, maxBytes: number, written = false): CacheEntry | undefined => {
   // Characters never outnumber bytes; a text longer than the bound in characters is over it in bytes.
   if (text.length > maxBytes || Buffer.byteLength(text) > maxBytes) return undefined
+  if (written) {
+    const own = ownCompletionEntry(text, key)
+    if (own !== undefined) return own
+  }
   const value = parseBoundedJson(text)
   if (!isObject(value)) return undefined
   if (value["format"] !== entryFormat || value["v"] !== entryVersion || value["key"] !== key) return undefined
@@ -134,9 +175,7 @@ export const decodeEntry = (text: string, key: string, maxBytes: number, written
     const stored = value["completion"]
     const completion = completionOf(stored)
     if (typeof completion === "string" || completion.choices.length === 0) return undefined
-    // The stored text is served only when the checks changed nothing (they return the value itself then).
-    const completionJson = written && completion === stored ? completionJsonOf(text, key, createdAt) : undefined
-    return { kind: "json", key, createdAt, completion, completionJson }
+    return { kind: "json", key, createdAt, completion, completionJson: undefined }
   }
   if (value["kind"] === "stream") {
     const raw = value["chunks"]

@@ -16,7 +16,7 @@
  */
 import { Effect, Option, Runtime, Stream } from "effect"
 import { cacheKey } from "../Cache/Key.js"
-import { completionOfChunks, finishTracker, serializeCompletion, serializeEmbeddings, serializeStream } from "../Cache/Entry.js"
+import { completionOfChunks, finishTracker, serializeCompletionJson, serializeEmbeddings, serializeStream } from "../Cache/Entry.js"
 import type { CacheEntry, SerializedEntry } from "../Cache/Entry.js"
 import * as MemoryCacheStore from "../Cache/MemoryStore.js"
 import { CacheStore } from "../Cache/Store.js"
@@ -62,7 +62,7 @@ const noUpstream: Effect.Effect<never, ProviderError> = Effect.fail(
 )
 const cacheProvider: Provider = { complete: () => noUpstream, open: () => noUpstream, embed: () => noUpstream }
 
-/** The deployment a hit names in its headers and metrics: the public model that answered, provider `cache`. */
+/** The deployment a hit names in its headers and metrics: the public model asked for, provider `cache`. */
 const cacheDeploymentOf = (name: string): Deployment => ({
   name,
   providerKind: "cache",
@@ -217,8 +217,9 @@ export const make = Effect.gen(function* () {
   /** A routed answer, its completion stored or its stream recorded on the way to the client. */
   const storing = (answer: ChatAnswer, model: string, key: string, policy: CachePolicy, settings: CacheSettings): ChatAnswer => {
     if (answer._tag === "Completion") {
-      save(model, key, serializeCompletion(key, timer.now(), answer.completion), policy, settings)
-      return answer
+      const json = answer.json ?? JSON.stringify(answer.completion)
+      save(model, key, serializeCompletionJson(key, timer.now(), json), policy, settings)
+      return { ...answer, json }
     }
     const routed = answer.stream
     const { source, sink } = recordingSource(routed.source, settings.max_entry_bytes, (recorded) => {
@@ -236,13 +237,22 @@ export const make = Effect.gen(function* () {
   /** The answer a hit gives, in the shape the request asks for; none from an entry of another endpoint. */
   const replay = (entry: CacheEntry, request: ChatCompletionRequest, headers: AnswerHeaders): ChatAnswer | undefined => {
     if (entry.kind === "embeddings") return undefined
-    const name = entry.kind === "json" ? entry.completion.model : (entry.chunks[0]?.model ?? request.model)
-    const deployment = cacheDeploymentOf(name)
+    const deployment = cacheDeploymentOf(request.model)
     if (request.stream !== true) {
-      if (entry.kind === "stream") return { _tag: "Completion", completion: completionOfChunks(entry.chunks), served: { deployment, attempts: 0 }, headers }
       const served = { deployment, attempts: 0 }
-      const { completion, completionJson } = entry
-      return completionJson === undefined ? { _tag: "Completion", completion, served, headers } : { _tag: "Completion", completion, served, headers, json: completionJson }
+      if (entry.kind === "stream") return { _tag: "Completion", completion: completionOfChunks(entry.chunks), served, headers }
+      const json = entry.completionJson
+      if (json === undefined) return { _tag: "Completion", completion: entry.completion, served, headers }
+      // The transports write `json`; the completion is decoded only for a caller that reads it.
+      return {
+        _tag: "Completion",
+        get completion() {
+          return entry.completion
+        },
+        served,
+        headers,
+        json
+      }
     }
     const chunks = entry.kind === "stream" ? entry.chunks : chunksOfCompletion(entry.completion)
     const requestMs = registry.current().settings.timeouts.request_ms

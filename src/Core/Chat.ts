@@ -54,7 +54,7 @@ export type ChatAnswer =
     readonly completion: ChatCompletion
     readonly served: Served
     readonly headers: AnswerHeaders
-    /** The completion's JSON when it is at hand already (a cache hit): written instead of serializing it again. */
+    /** The completion's JSON when it is at hand already (a cache hit, or a miss the cache stored): written as is. */
     readonly json?: string
   }
   | {

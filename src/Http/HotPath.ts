@@ -182,7 +182,11 @@ export const make = Effect.gen(function* () {
   }
 
   const answered = (answer: ChatAnswer, includeUsage: boolean, response: ServerResponse, requestId: string, record: RequestRecord) => {
-    if (answer._tag === "Completion") return writeJson(response, answer.completion, { ...answer.headers, ...routingHeaders(answer.served) }, answer.json)
+    if (answer._tag === "Completion") {
+      // `json` when the answer has it: a cache hit's completion is then never decoded.
+      const headers = { ...answer.headers, ...routingHeaders(answer.served) }
+      return answer.json === undefined ? writeJson(response, answer.completion, headers) : writeJson(response, undefined, headers, answer.json)
+    }
     writeStream(answer.stream, chatFraming(includeUsage, answer.sink), answer.headers, response, requestId, record)
   }
 

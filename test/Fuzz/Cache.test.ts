@@ -88,7 +88,12 @@ describe("cache entries read back from a store", () => {
       // the memory store's own entry: a JSON hit writes the completion's stored text
       const own = decodeEntry(text, key, 1 << 20, true)
       expectServable(own!, text, 1 << 20)
-      if (own?.kind === "json") expect(own.completionJson).toBeDefined()
+      expect(own?.createdAt).toBe(entry?.createdAt)
+      if (own?.kind === "json" && entry?.kind === "json") {
+        // read without parsing: the completion's text as written, decoding (when asked) to what the full check gives
+        expect(own.completionJson).toBe(JSON.stringify(entry.completion))
+        expect(own.completion).toEqual(entry.completion)
+      }
       expect(decodeEntry(text, "b".repeat(64), 1 << 20)).toBeUndefined()
       expect(decodeEntry(text, key, Buffer.byteLength(text) - 1)).toBeUndefined()
     }
