@@ -93,8 +93,9 @@ export const serializeCompletion = (key: string, createdAt: number, completion: 
 
 /** A completion's entry from the completion's JSON, which the answer writes too: one serialization, not two. */
 export const serializeCompletionJson = (key: string, createdAt: number, completionJson: string): SerializedEntry => {
-  const text = `${completionPrefix(key, createdAt)}${completionJson}}`
-  return { key, text, bytes: Buffer.byteLength(text) }
+  const prefix = completionPrefix(key, createdAt)
+  // Counted by parts: the entry stays a concatenation until it is read, not copied into one string at every miss.
+  return { key, text: `${prefix}${completionJson}}`, bytes: Buffer.byteLength(prefix) + Buffer.byteLength(completionJson) + 1 }
 }
 
 /**

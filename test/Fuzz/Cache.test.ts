@@ -99,6 +99,18 @@ describe("cache entries read back from a store", () => {
     }
   })
 
+  it("an entry's size is its text's UTF-8 length, whatever the completion and the key hold", () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...completions), fc.string({ unit: "grapheme", maxLength: 40 }), fc.string({ maxLength: 80 }), (completion, content, entryKey) => {
+        const withContent = { ...completion, choices: completion.choices.map((choice) => ({ ...choice, message: { ...choice.message, content } })) }
+        for (const serialized of [serializeCompletion(entryKey, 1_700_000_000_000, withContent), serializeStream(entryKey, 1, chunksOfCompletion(withContent).map((chunk) => JSON.stringify(chunk)))]) {
+          expect(serialized.bytes).toBe(Buffer.byteLength(serialized.text))
+        }
+      }),
+      { numRuns: fuzzRuns }
+    )
+  })
+
   it("an embeddings entry gives back the vectors and usage it was made of, exactly", () => {
     const numbers = [[0.1, -0.000123456789, 7], [3.5, 0, -2]]
     const floats = [Float32Array.from([0.1, -0.2, 1e-30]), Float32Array.from([1, 2, 3])]
